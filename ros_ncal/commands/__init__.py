@@ -1,0 +1,1 @@
+"""Subcommands of `ncal` (one module each; see ros_ncal/cli.py)."""

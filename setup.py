@@ -1,0 +1,37 @@
+"""ament_python / pip set-up for ros_ncal (see README for both worlds)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'ros_ncal'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*', 'bench', 'interfaces']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
+    ],
+    package_data={PACKAGE: ['assets/*', 'assets/**/*']},
+    include_package_data=True,
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='ros_ncal developers',
+    maintainer_email='dev@ros-ncal.invalid',
+    description='2D-3D neural calibration (NCLR) for ROS 2: collector, calibrator, segmenter, detector.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'ncal = ros_ncal.cli:main',
+            'collector = ros_ncal.nodes.collector:main',
+            'calibrator = ros_ncal.nodes.calibrator:main',
+            'segmenter = ros_ncal.nodes.segmenter:main',
+            'detector = ros_ncal.nodes.detector:main',
+            'kitti_player = ros_ncal.nodes.player:main',
+        ],
+    },
+)

@@ -1,0 +1,28 @@
+"""Test-session set-up: ROS network safety before anything imports rclpy (ROS_ENV.md)."""
+import os
+import sys
+from pathlib import Path
+
+from ros_ncal.rosenv import apply_safe_ros_env
+
+# An isolated domain per test session (overridable by exporting ROS_DOMAIN_ID).
+apply_safe_ros_env(domain_id=int(os.environ.get('ROS_DOMAIN_ID', 1 + os.getpid() % 100)))
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+sys.path.insert(0, str(REPO / 'test'))
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> Path:
+    """../shared/data: real KITTI / SemanticKITTI / nuScenes frames (required, not optional)."""
+    assert SHARED_DATA.is_dir(), f'shared data not found at {SHARED_DATA}; set NCAL_SHARED_DATA'
+    return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def kitti_dir(shared_data) -> Path:
+    return shared_data / 'kitti_object'
