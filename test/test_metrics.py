@@ -1,0 +1,213 @@
+"""Downstream metrics against small hand-computed cases (mIoU, rotated IoU, AP_R40, PQ)."""
+import math
+
+import numpy as np
+import pytest
+
+from ros_ncal.eval.box_geometry import bev_corners, bev_iou, clip_polygon, iou_3d, polygon_area, rotated_nms
+from ros_ncal.eval.metrics_det import DetectionEvaluator, average_precision_r40, match_detections
+from ros_ncal.eval.metrics_panoptic import PanopticEvaluator
+from ros_ncal.eval.metrics_seg import SegmentationEvaluator, confusion_matrix, iou_from_confusion
+
+
+# ---------------------------------------------------------------- segmentation
+
+def test_confusion_and_miou_hand_case():
+    target = np.array([0, 1, 1, 1, 2, 2])
+    pred = np.array([2, 1, 1, 2, 2, 1])
+    conf = confusion_matrix(pred, target, 3)
+    # The ignored first point is dropped; rows = target, cols = pred.
+    assert conf.tolist() == [[0, 0, 0], [0, 2, 1], [0, 1, 1]]
+    iou = iou_from_confusion(conf)
+    assert math.isnan(iou[0])
+    assert iou[1] == pytest.approx(2 / 4)
+    assert iou[2] == pytest.approx(1 / 3)
+    ev = SegmentationEvaluator(3, class_names=['unlabeled', 'car', 'road'])
+    ev.add(pred[:3], target[:3])   # accumulates over two "frames"
+    ev.add(pred[3:], target[3:])
+    res = ev.compute()
+    assert res['mIoU'] == pytest.approx((0.5 + 1 / 3) / 2)
+    assert res['IoU'] == {'car': pytest.approx(0.5), 'road': pytest.approx(1 / 3)}
+    assert res['accuracy'] == pytest.approx(3 / 5)
+    assert res['num_points'] == 5
+
+
+def test_miou_absent_class_excluded_and_predicted_ignore_is_false_negative():
+    target = np.array([1, 1, 1, 1])
+    pred = np.array([1, 1, 0, 3])          # class 2 never appears; class 3 predicted but absent
+    ev = SegmentationEvaluator(4)
+    ev.add(pred, target)
+    res = ev.compute()
+    assert res['IoU']['1'] == pytest.approx(2 / 4)   # predicted-0 and predicted-3 are both FN of class 1
+    assert math.isnan(res['IoU']['2'])
+    assert res['IoU']['3'] == 0.0
+    assert res['mIoU'] == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_seg_metric_rejects_bad_input():
+    with pytest.raises(ValueError, match='class ids must lie'):
+        confusion_matrix(np.array([5]), np.array([1]), 3)
+    with pytest.raises(ValueError, match='entries'):
+        confusion_matrix(np.array([1, 1]), np.array([1]), 3)
+    with pytest.raises(ValueError, match='integer'):
+        confusion_matrix(np.array([1.0]), np.array([1]), 3)
+
+
+# ---------------------------------------------------------------- box geometry
+
+def test_polygon_clip_and_area():
+    sq = np.array([[0, 0], [2, 0], [2, 2], [0, 2]], float)
+    shifted = sq + [1, 1]
+    assert polygon_area(sq) == pytest.approx(4.0)
+    assert polygon_area(clip_polygon(sq, shifted)) == pytest.approx(1.0)
+    assert polygon_area(clip_polygon(sq, sq + [5, 0])) == 0.0
+
+
+def test_bev_corners_yaw_convention():
+    c = bev_corners(np.array([[1, 2, 0, 4, 2, 1, np.pi / 2]]))[0]
+    # yaw 90 deg: the length (4 m) lies along +y.
+    assert np.ptp(c[:, 1]) == pytest.approx(4.0)
+    assert np.ptp(c[:, 0]) == pytest.approx(2.0)
+    assert c.mean(0) == pytest.approx([1, 2])
+
+
+def test_bev_and_3d_iou_hand_cases():
+    a = np.array([[0, 0, 0, 2, 2, 2, 0]], float)
+    b = np.array([[1, 0, 0, 2, 2, 2, 0]], float)
+    assert bev_iou(a, b)[0, 0] == pytest.approx(2 / 6)
+    b_up = np.array([[1, 0, 1, 2, 2, 2, 0]], float)
+    assert bev_iou(a, b_up)[0, 0] == pytest.approx(1 / 3)
+    assert iou_3d(a, b_up)[0, 0] == pytest.approx(2 / 14)       # overlap 2 m^2 x 1 m; union 8 + 8 - 2
+    # Same square rotated by 45 deg: the intersection is a regular octagon, IoU = 1 / sqrt(2).
+    r = np.array([[0, 0, 0, 2, 2, 2, np.pi / 4]], float)
+    assert bev_iou(a, r)[0, 0] == pytest.approx(1 / math.sqrt(2))
+    # A 4x2 box at yaw 90 equals a 2x4 box at yaw 0; heading flipped by pi is the same box.
+    assert bev_iou([[0, 0, 0, 4, 2, 1, np.pi / 2]], [[0, 0, 0, 2, 4, 1, 0]])[0, 0] == pytest.approx(1.0)
+    assert iou_3d([[3, 1, 0, 4, 2, 1, 0.3]], [[3, 1, 0, 4, 2, 1, 0.3 + np.pi]])[0, 0] == pytest.approx(1.0)
+    # Disjoint and shapes.
+    assert bev_iou(a, [[10, 0, 0, 2, 2, 2, 0]])[0, 0] == 0.0
+    assert bev_iou(np.zeros((0, 7)), a).shape == (0, 1)
+
+
+def test_box_validation():
+    with pytest.raises(ValueError, match=r'\(M, 7\)'):
+        bev_iou(np.zeros((1, 6)), np.zeros((1, 6)))
+    with pytest.raises(ValueError, match='positive'):
+        bev_iou([[0, 0, 0, 0, 1, 1, 0]], [[0, 0, 0, 1, 1, 1, 0]])
+
+
+def test_rotated_nms_keeps_best_of_overlapping():
+    boxes = np.array([[0, 0, 0, 4, 2, 1.5, 0], [0.1, 0, 0, 4, 2, 1.5, 0.05], [10, 0, 0, 4, 2, 1.5, 0]], float)
+    keep = rotated_nms(boxes, np.array([0.5, 0.9, 0.7]), iou_threshold=0.3)
+    assert keep.tolist() == [1, 2]
+
+
+# ---------------------------------------------------------------- AP
+
+def test_match_detections_greedy_by_score():
+    iou = np.array([[0.8, 0.0], [0.75, 0.1], [0.0, 0.9]])
+    m = match_detections(iou, np.array([0.5, 0.9, 0.8]), threshold=0.7)
+    # det 1 (best score) takes gt 0; det 0 is then a duplicate -> FP; det 2 takes gt 1.
+    assert m.tolist() == [0, 1, 1]
+    m = match_detections(iou, np.array([0.5, 0.9, 0.8]), threshold=0.7, gt_ignore=np.array([False, True]))
+    assert m.tolist() == [0, 1, -1]
+
+
+def test_ap_r40_hand_case():
+    # Ranked TP, FP, TP with 3 ground-truth boxes: recall 1/3, 1/3, 2/3; precision 1, 1/2, 2/3.
+    # r = 1/40..13/40 -> 1; r = 14/40..26/40 -> 2/3; r >= 27/40 -> 0.
+    ap = average_precision_r40(np.array([0.9, 0.8, 0.7]), np.array([True, False, True]), num_gt=3)
+    assert ap == pytest.approx((13 * 1 + 13 * 2 / 3) / 40)
+    assert average_precision_r40(np.array([0.9]), np.array([True]), num_gt=1) == pytest.approx(1.0)
+    assert average_precision_r40(np.zeros(0), np.zeros(0, bool), num_gt=2) == 0.0
+    assert math.isnan(average_precision_r40(np.zeros(0), np.zeros(0, bool), num_gt=0))
+
+
+def test_detection_evaluator_same_case_through_boxes():
+    car = lambda x, y: [x, y, 0.0, 4.0, 1.8, 1.5, 0.2]  # noqa: E731
+    ev = DetectionEvaluator()
+    # Frame 1: two cars; a good detection of one (TP), a detection off by 1.5 m (FP at 0.7).
+    ev.add(pred_boxes=[car(0, 0), car(11.5, 0)], pred_scores=[0.9, 0.8], pred_labels=[0, 0],
+           gt_boxes=[car(0, 0), car(10, 0)], gt_labels=[0, 0])
+    # Frame 2: one car found with 0.05 m error (TP); a pedestrian gt with a perfect detection.
+    ped = [5, 5, 0.0, 0.8, 0.6, 1.7, 0.0]
+    ev.add(pred_boxes=[car(20.05, 0), ped], pred_scores=[0.7, 0.6], pred_labels=[0, 1],
+           gt_boxes=[car(20, 0), ped], gt_labels=[0, 1])
+    res = ev.compute()
+    expected = (13 + 13 * 2 / 3) / 40
+    assert res['AP_bev']['car'] == pytest.approx(expected)
+    assert res['AP_3d']['car'] == pytest.approx(expected)
+    assert res['AP_bev']['pedestrian'] == pytest.approx(1.0)
+    assert math.isnan(res['AP_bev']['cyclist'])
+    assert res['mAP_bev'] == pytest.approx((expected + 1.0) / 2)
+    assert res['num_gt'] == {'car': 3, 'pedestrian': 1, 'cyclist': 0}
+
+
+def test_ap_3d_penalises_height_error_but_bev_does_not():
+    gt = [[0, 0, 0, 4, 1.8, 1.5, 0]]
+    pred = [[0, 0, 0.6, 4, 1.8, 1.5, 0]]      # vertical overlap 0.9 of 1.5 -> 3D IoU 0.9/2.1 < 0.7
+    ev = DetectionEvaluator()
+    ev.add(pred, [0.9], [0], gt, [0])
+    res = ev.compute()
+    assert res['AP_bev']['car'] == pytest.approx(1.0)
+    assert res['AP_3d']['car'] == 0.0
+
+
+# ---------------------------------------------------------------- panoptic
+
+def _panoptic_case():
+    gt_sem = np.array([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 0])
+    gt_inst = np.array([1, 1, 1, 1, 2, 2, 0, 0, 0, 0, 0])
+    pred_sem = np.array([1, 1, 1, 2, 1, 1, 2, 2, 2, 1, 2])
+    pred_inst = np.array([5, 5, 5, 0, 6, 7, 0, 0, 0, 9, 0])
+    return pred_sem, pred_inst, gt_sem, gt_inst
+
+
+def test_pq_hand_case():
+    ev = PanopticEvaluator(3, thing_classes=[1], class_names=['unlabeled', 'car', 'road'])
+    ev.add(*_panoptic_case())
+    res = ev.compute()
+    # car: gt #1 (4 pts) vs pred #5 (3 pts): IoU 3/4 -> TP; gt #2 (2 pts) vs #6 or #7: IoU 1/2, not > 1/2 -> FN;
+    # preds #6, #7, #9 -> 3 FP. PQ = 0.75 / (1 + 1.5 + 0.5).
+    car = res['per_class']['car']
+    assert (car['TP'], car['FP'], car['FN']) == (1, 3, 1)
+    assert car['PQ'] == pytest.approx(0.25)
+    assert car['SQ'] == pytest.approx(0.75)
+    assert car['RQ'] == pytest.approx(1 / 3)
+    # road (stuff): IoU 3/5 -> TP, no FP/FN.
+    road = res['per_class']['road']
+    assert road['PQ'] == pytest.approx(0.6) and road['RQ'] == pytest.approx(1.0)
+    assert res['PQ'] == pytest.approx((0.25 + 0.6) / 2)
+    assert res['PQ_things'] == pytest.approx(0.25)
+    assert res['PQ_stuff'] == pytest.approx(0.6)
+    assert res['SQ'] == pytest.approx((0.75 + 0.6) / 2)
+    assert res['RQ'] == pytest.approx((1 / 3 + 1) / 2)
+    # Semantic IoU over the 10 valid points: car 5/7, road 3/5.
+    assert res['mIoU'] == pytest.approx((5 / 7 + 3 / 5) / 2)
+    assert res['PQ_dagger'] == pytest.approx((0.25 + 3 / 5) / 2)
+
+
+def test_pq_min_points_and_unassigned_thing_points():
+    ev = PanopticEvaluator(3, thing_classes=[1], min_points=2)
+    ev.add(*_panoptic_case())
+    car = ev.compute()['per_class']['1']
+    # The three 1-point predictions are too small to be FP; the 2-point gt car is still a FN.
+    assert (car['TP'], car['FP'], car['FN']) == (1, 0, 1)
+    assert car['PQ'] == pytest.approx(0.75 / 1.5)
+    # Thing points with gt instance 0 are dropped: a prediction over them is no FP.
+    ev = PanopticEvaluator(3, thing_classes=[1])
+    ev.add(pred_sem=[1, 1, 1], pred_inst=[3, 3, 4], gt_sem=[1, 1, 1], gt_inst=[1, 1, 0])
+    car = ev.compute()['per_class']['1']
+    assert (car['TP'], car['FP'], car['FN']) == (1, 0, 0)
+
+
+def test_pq_perfect_prediction_is_one_and_bad_input_rejected():
+    ps, pi, gs, gi = _panoptic_case()
+    ev = PanopticEvaluator(3, thing_classes=[1])
+    ev.add(gs, gi * 7, gs, gi)      # instance ids need not agree in value, only in grouping
+    res = ev.compute()
+    assert res['PQ'] == pytest.approx(1.0) and res['mIoU'] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match='sizes differ'):
+        ev.add(gs[:3], gi, gs, gi)
+    with pytest.raises(ValueError, match='thing class'):
+        PanopticEvaluator(3, thing_classes=[0])
