@@ -1,0 +1,142 @@
+"""Typed configuration of the NCLR pretext task, network, losses and training (loaded from YAML)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class PerturbationConfig:
+    """How the hidden pose is drawn.
+
+    preset 'calib': uniform random axis, angle in [0, max_angle_deg], translation norm in [0, max_trans_m]
+    (online extrinsic refinement; the cloud is given in the frame of the wrong guess).
+    preset 'wide': the paper's image-to-point setting (yaw uniform in [0, 360) deg, xy ~ N(0, sigma) clipped).
+    curriculum_steps: linear ramp of the bounds from ``start_fraction`` x max to max over this many steps.
+    """
+    preset: str = 'calib'
+    max_angle_deg: float = 10.0
+    max_trans_m: float = 0.5
+    wide_trans_sigma_m: float = 4.0
+    wide_trans_clip_m: float = 15.0
+    curriculum_steps: int = 0
+    start_fraction: float = 0.2
+
+
+@dataclass
+class InputConfig:
+    """Network input preparation."""
+    image_hw: tuple[int, int] = (96, 320)       # resized image (H, W)
+    max_points: int = 12000                     # random subsample of the cloud
+    frustum_margin: float = 0.5                 # keep points whose projection (with the input guess) is within
+                                                # this fraction of the image size outside the border; <0: keep all
+    min_depth: float = 1.0
+    max_depth: float = 60.0
+    hflip_prob: float = 0.0                     # image+cloud mirror augmentation (keeps K consistent)
+    color_jitter: float = 0.1
+
+
+@dataclass
+class NetworkConfig:
+    point_backbone: dict = field(default_factory=lambda: {'depth': 14, 'width': 0.5, 'voxel_size': 0.2, 'out_dim': 64,
+                                                          'in_channels': 1})
+    image_backbone: dict = field(default_factory=lambda: {'depth': 18, 'base_channels': 16, 'out_dim': 64, 'stride': 4})
+    embed_dim: int = 64
+    alignment: str = 'lta'                       # 'lta' (learnable transformation alignment) or 'cosine'
+    attention_tokens: tuple[int, int] = (6, 20)  # pooled image grid used as cross-attention context
+    temperature: float = 0.05                    # soft matching softmax temperature
+    learn_temperature: bool = True
+    num_keypoints: int = 256
+    overlap_threshold: float = 0.5
+    pnp_iters: int = 8
+
+
+@dataclass
+class LossConfig:
+    matching: float = 1.0        # cross-entropy of the soft match against the true pixel cell
+    matching_l1: float = 0.02    # L1 (pixels at feature resolution) between expected and true pixel
+    overlap: float = 1.0         # point and pixel overlap BCE
+    pose: float = 1.0            # SmoothL1 on rotation matrix + trans_weight x SmoothL1 on translation (m)
+    pose_trans_weight: float = 0.1
+    pose_start_step: int = 0     # pose loss switched on from this step (the paper enables it late)
+
+
+@dataclass
+class TrainConfig:
+    data: dict = field(default_factory=lambda: {'kind': 'synthetic', 'train_indices': [0, 2000], 'config': None})
+    batch_size: int = 2
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_fraction: float = 0.05
+    min_lr_fraction: float = 0.01
+    grad_clip: float = 5.0
+    num_workers: int = 0
+    log_every: int = 10
+    ckpt_every: int = 100
+    amp: bool = True             # mixed precision on CUDA only
+    seed: int = 0
+    out_dir: str = 'runs/nclr'
+
+
+@dataclass
+class NCLRConfig:
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> 'NCLRConfig':
+        d = d or {}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f'unknown NCLR config sections: {sorted(unknown)}')
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            sub_cls = f.default_factory  # type: ignore[misc]
+            kwargs[f.name] = _build(sub_cls, d.get(f.name, {}), f.name)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> 'NCLRConfig':
+        with open(path) as fh:
+            d = yaml.safe_load(fh) or {}
+        if '_base_' in d:
+            base = Path(path).parent / d.pop('_base_')
+            with open(base) as fh:
+                b = yaml.safe_load(fh) or {}
+            d = _merge(b, d)
+        if overrides:
+            d = _merge(d, overrides)
+        return cls.from_dict(d)
+
+
+def _build(sub_cls, values: dict, name: str):
+    obj = sub_cls()
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for k, v in (values or {}).items():
+        if k not in names:
+            raise ValueError(f'unknown key {name}.{k}')
+        cur = getattr(obj, k)
+        if isinstance(cur, tuple) and isinstance(v, list):
+            v = tuple(v)
+        if isinstance(cur, dict) and isinstance(v, dict):
+            v = {**cur, **v}
+        setattr(obj, k, v)
+    return obj
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
