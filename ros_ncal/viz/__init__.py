@@ -1,0 +1,2 @@
+"""Small numpy visualizations (no ROS, no matplotlib needed)."""
+from .projection_overlay import depth_colors, draw_projection_overlay  # noqa: F401
