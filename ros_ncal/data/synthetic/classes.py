@@ -1,0 +1,32 @@
+"""Label sets of the synthetic world.
+
+Semantic classes follow the SemanticKITTI 19-class training set (ids 1..19, 0 = unlabeled / ignore),
+so a model fine-tuned on synthetic labels transfers its label space to SemanticKITTI as is.
+Box classes follow KITTI object detection (Car, Pedestrian, Cyclist).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = (
+    'unlabeled', 'car', 'bicycle', 'motorcycle', 'truck', 'other-vehicle', 'person', 'bicyclist',
+    'motorcyclist', 'road', 'parking', 'sidewalk', 'other-ground', 'building', 'fence', 'vegetation',
+    'trunk', 'terrain', 'pole', 'traffic-sign',
+)
+NUM_CLASSES = len(CLASS_NAMES)  # 20 including 0 = unlabeled
+
+UNLABELED, CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST = 0, 1, 2, 3, 4, 5, 6, 7
+MOTORCYCLIST, ROAD, PARKING, SIDEWALK, OTHER_GROUND, BUILDING, FENCE, VEGETATION = 8, 9, 10, 11, 12, 13, 14, 15
+TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 16, 17, 18, 19
+
+BOX_CLASS_NAMES: tuple[str, ...] = ('car', 'pedestrian', 'cyclist')
+BOX_CAR, BOX_PEDESTRIAN, BOX_CYCLIST = 0, 1, 2
+NO_BOX = -1
+
+#: (20, 3) uint8 display colours per semantic class (previews, overlays); SemanticKITTI-like palette.
+CLASS_COLORS = np.array([
+    [0, 0, 0], [100, 150, 245], [100, 230, 245], [30, 60, 150], [80, 30, 180], [0, 0, 255],
+    [255, 30, 30], [255, 40, 200], [150, 30, 90], [255, 0, 255], [255, 150, 255], [75, 0, 75],
+    [175, 0, 75], [255, 200, 0], [255, 120, 50], [0, 175, 0], [135, 60, 0], [150, 240, 80],
+    [255, 240, 150], [255, 0, 0],
+], dtype=np.uint8)

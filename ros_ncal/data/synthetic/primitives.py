@@ -1,0 +1,130 @@
+"""Geometric primitives of the synthetic world and their analytic ray intersections.
+
+Kinds: oriented boxes (yaw about z), axis-aligned ellipsoids, vertical cylinders (with a top cap).
+The ground plane z = 0 is handled separately (it is infinite). All functions are vectorized over rays.
+
+Rays: origin ``O`` (3,) or (n, 3), unit direction ``D`` (n, 3), world frame. A miss is ``t = inf``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BOX, ELLIPSOID, CYLINDER = 0, 1, 2
+T_MIN = 1e-3  # ignore hits closer than this along a ray (self-intersection guard)
+
+# Corner sign patterns of a box (8, 3) and its 12 edges as corner index pairs.
+CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+BOX_EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)
+                      if np.sum(CORNER_SIGNS[i] != CORNER_SIGNS[j]) == 1], dtype=np.int64)
+
+
+def _yaw_rotate(v: np.ndarray, cos_y: float, sin_y: float) -> np.ndarray:
+    """Rotate vectors (..., 3) about z by the angle whose cos/sin are given."""
+    out = np.empty_like(v)
+    out[..., 0] = cos_y * v[..., 0] - sin_y * v[..., 1]
+    out[..., 1] = sin_y * v[..., 0] + cos_y * v[..., 1]
+    out[..., 2] = v[..., 2]
+    return out
+
+
+def intersect_box(O: np.ndarray, D: np.ndarray, center: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray:
+    """Slab test against a box (full size l, w, h along its local x, y, z) rotated by yaw about z -> t (n,)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    o = _yaw_rotate(np.asarray(O, np.float64) - center, c, -s)
+    d = _yaw_rotate(D, c, -s)
+    half = 0.5 * np.asarray(size, np.float64)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        inv = 1.0 / d
+        t1 = (-half - o) * inv
+        t2 = (half - o) * inv
+    tmin = np.minimum(t1, t2).max(axis=-1)
+    tmax = np.maximum(t1, t2).min(axis=-1)
+    t = np.where(tmin > T_MIN, tmin, tmax)
+    hit = (tmax >= tmin) & (t > T_MIN)
+    return np.where(hit, t, np.inf)
+
+
+def intersect_ellipsoid(O: np.ndarray, D: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Ray vs axis-aligned ellipsoid -> t (n,)."""
+    r = np.asarray(radii, np.float64)
+    o = (np.asarray(O, np.float64) - center) / r
+    d = D / r
+    a = np.einsum('ij,ij->i', d, d)
+    if o.ndim == 1:
+        b = d @ o
+        cc = np.full(len(d), o @ o - 1.0)
+    else:
+        b = np.einsum('ij,ij->i', o, d)
+        cc = np.einsum('ij,ij->i', o, o) - 1.0
+    disc = b * b - a * cc
+    with np.errstate(invalid='ignore'):
+        sq = np.sqrt(disc)
+    t0 = (-b - sq) / a
+    t1 = (-b + sq) / a
+    t = np.where(t0 > T_MIN, t0, t1)
+    return np.where((disc >= 0) & (t > T_MIN), t, np.inf)
+
+
+def intersect_cylinder(O: np.ndarray, D: np.ndarray, center: np.ndarray, radius: float, height: float) -> np.ndarray:
+    """Ray vs vertical cylinder (axis through center, z in center_z +- height/2) with a top cap -> t (n,)."""
+    O = np.asarray(O, np.float64)
+    ox = O[..., 0] - center[0]
+    oy = O[..., 1] - center[1]
+    oz = O[..., 2]
+    z0 = center[2] - 0.5 * height
+    z1 = center[2] + 0.5 * height
+    a = D[:, 0] ** 2 + D[:, 1] ** 2
+    b = ox * D[:, 0] + oy * D[:, 1]
+    cc = ox * ox + oy * oy - radius * radius
+    disc = b * b - a * cc
+    with np.errstate(invalid='ignore', divide='ignore'):
+        sq = np.sqrt(disc)
+        ts0 = (-b - sq) / a
+        ts1 = (-b + sq) / a
+    ts = np.where(ts0 > T_MIN, ts0, ts1)
+    zs = oz + ts * D[:, 2]
+    t_side = np.where((disc >= 0) & (ts > T_MIN) & (zs >= z0) & (zs <= z1), ts, np.inf)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        tc = (z1 - oz) / D[:, 2]
+        cx = ox + tc * D[:, 0]
+        cy = oy + tc * D[:, 1]
+    t_cap = np.where((tc > T_MIN) & (cx * cx + cy * cy <= radius * radius), tc, np.inf)
+    return np.minimum(t_side, t_cap)
+
+
+def intersect_ground(O: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Ray vs plane z = 0 seen from above -> t (n,)."""
+    oz = np.asarray(O, np.float64)[..., 2]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t = -oz / D[:, 2]
+    return np.where((D[:, 2] < 0) & (t > T_MIN) & (oz > 0), t, np.inf)
+
+
+def box_local(points: np.ndarray, center: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """World points (n, 3) -> coordinates in their boxes' local frames; center (n, 3), yaw (n,)."""
+    return _yaw_rotate(points - center, np.cos(yaw), -np.sin(yaw))
+
+
+def normals_box(points: np.ndarray, center: np.ndarray, size: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Outward face normals (n, 3) at surface points of boxes (per-point box parameters)."""
+    local = box_local(points, center, yaw)
+    ratio = np.abs(local) / (0.5 * size)
+    axis = np.argmax(ratio, axis=1)
+    n_local = np.zeros_like(local)
+    rows = np.arange(len(local))
+    n_local[rows, axis] = np.sign(local[rows, axis])
+    return _yaw_rotate(n_local, np.cos(yaw), np.sin(yaw))
+
+
+def normals_ellipsoid(points: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    n = (points - center) / (radii * radii)
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def normals_cylinder(points: np.ndarray, center: np.ndarray, height: np.ndarray) -> np.ndarray:
+    n = np.zeros_like(points)
+    n[:, :2] = points[:, :2] - center[:, :2]
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
+    cap = points[:, 2] >= center[:, 2] + 0.5 * height - 1e-4
+    n[cap] = (0.0, 0.0, 1.0)
+    return n
