@@ -1,0 +1,841 @@
+"""Shared helpers of the collector and calibrator nodes (rclpy layer).
+
+* :func:`param` / :func:`declare_config`: node parameters declared from a dataclass (one field = one
+  parameter, nested dataclasses give dotted names), each with a descriptor (description, range,
+  choices) and validated; a bad value raises ``ValueError`` naming the parameter.
+* :class:`DropCounter`: drops counted by reason, with a warning throttled per reason.
+* :class:`LatestWorker`: a worker thread fed through a slot of size 1 (the latest item wins), so
+  subscription callbacks never wait for slow work (disk writes, calibration).
+* :class:`FrameGraph`: transforms from ``/tf_static`` (and ``/tf``) with chain look-up.
+* :class:`StampGuard`: rejects stamps far in the future / past of the newest accepted one.
+* :class:`SensorInput`: the camera + CameraInfo + PointCloud2 front end both nodes share: decode,
+  validate (drop reasons), pair by approximate time, resolve the nominal extrinsic.
+* :func:`rectify_image`: undistort a plumb_bob / equidistant image to the pinhole ``K``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import threading
+import time
+import typing
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ros_ncal.data.pairing import ApproximateTimePairer
+from ros_ncal.geometry import T_from_xyz_quat, invert, validate_rigid
+from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics,
+                               cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def param(default: Any = dataclasses.MISSING, help: str = '', *, choices: tuple | None = None,  # noqa: A002
+          min: float | None = None, max: float | None = None, default_factory=dataclasses.MISSING):  # noqa: A002
+    """A dataclass field that is also a node parameter (description, choices, inclusive range)."""
+    meta = {'help': help, 'choices': choices, 'min': min, 'max': max}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _field_kind(tp: Any) -> str:
+    """'bool' | 'int' | 'float' | 'str' | 'float_list' | 'str_list' | 'config' for a field type."""
+    if dataclasses.is_dataclass(tp):
+        return 'config'
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else float
+        return 'str_list' if inner is str else 'float_list'
+    for kind, py in (('bool', bool), ('int', int), ('float', float), ('str', str)):
+        if tp is py:
+            return kind
+    raise TypeError(f'unsupported parameter type {tp!r}')
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """A parameter value as the field's Python type; ValueError naming the parameter otherwise."""
+    try:
+        if kind == 'bool':
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if kind == 'int':
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise TypeError
+            return int(value)
+        if kind == 'float':
+            if isinstance(value, bool):
+                raise TypeError
+            v = float(value)
+            if not math.isfinite(v):
+                raise TypeError
+            return v
+        if kind == 'str':
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind == 'float_list':
+            if value is None:
+                return []
+            out = [float(v) for v in value]
+            if not all(math.isfinite(v) for v in out):
+                raise TypeError
+            return out
+        if kind == 'str_list':
+            return [] if value is None else [str(v) for v in value]
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f'parameter {name!r}: expected {kind.replace("_", " of ")}, got {value!r}')
+
+
+def _int_override_to_float(node, name: str) -> None:
+    """Accept an integer written in YAML / ``-p`` (``rate: 10``) for a float parameter."""
+    overrides = getattr(node, '_parameter_overrides', None)  # rclpy keeps the overrides here
+    ov = overrides.get(name) if isinstance(overrides, dict) else None
+    if ov is not None and ov.type_.name == 'INTEGER':
+        from rclpy.parameter import Parameter
+        overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(ov.value))
+
+
+def declare_config(node, cls, prefix: str = ''):
+    """Declare one read-only parameter per field of dataclass ``cls`` on ``node``; return the filled instance.
+
+    Nested dataclass fields become ``<field>.<subfield>`` parameters. After the per-parameter checks
+    (type, ``choices``, ``min``/``max``) the instance's ``validate()`` runs when it has one.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f'{prefix}{f.name}'
+        kind = _field_kind(hints[f.name])
+        if kind == 'config':
+            values[f.name] = declare_config(node, hints[f.name], prefix=f'{name}.')
+            continue
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        desc = meta.get('help', '')
+        if meta.get('choices'):
+            desc += f' (one of: {", ".join(map(str, meta["choices"]))})'
+        d = ParameterDescriptor(name=name, description=desc, read_only=True,
+                                dynamic_typing=kind in ('float_list', 'str_list'))
+        if kind == 'int' and (meta.get('min') is not None or meta.get('max') is not None):
+            d.integer_range = [IntegerRange(from_value=int(meta['min'] if meta.get('min') is not None else -2**62),
+                                            to_value=int(meta['max'] if meta.get('max') is not None else 2**62),
+                                            step=0)]
+        ros_default = (list(default) or None) if kind.endswith('_list') else default
+        if kind == 'float':
+            if meta.get('min') is not None or meta.get('max') is not None:
+                d.floating_point_range = [FloatingPointRange(
+                    from_value=float(meta['min'] if meta.get('min') is not None else -1e300),
+                    to_value=float(meta['max'] if meta.get('max') is not None else 1e300), step=0.0)]
+            ros_default = float(default)
+            _int_override_to_float(node, name)
+        value = node.declare_parameter(name, ros_default, d).value
+        value = _coerce(name, kind, default if value is None and not kind.endswith('_list') else value)
+        if meta.get('choices') and value not in meta['choices']:
+            raise ValueError(f'parameter {name!r}: {value!r} is not one of {list(meta["choices"])}')
+        for bound, ok in (('min', lambda v, b: v >= b), ('max', lambda v, b: v <= b)):
+            b = meta.get(bound)
+            if b is not None and kind in ('int', 'float') and not ok(value, b):
+                raise ValueError(f'parameter {name!r}: {value} is {"below" if bound == "min" else "above"} '
+                                 f'the allowed {bound} {b}')
+        values[f.name] = value
+    cfg = cls(**values)
+    if hasattr(cfg, 'validate'):
+        cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+# ----------------------------------------------------------------------------- drops and warnings
+
+
+class DropCounter:
+    """Thread-safe counts of dropped inputs by reason; logs one warning per reason per ``period_s``."""
+
+    def __init__(self, logger=None, period_s: float = 5.0):
+        self._lock = threading.Lock()
+        self._counts: Counter = Counter()
+        self._last_warn: dict[str, float] = {}
+        self._logger = logger
+        self.period_s = float(period_s)
+
+    def drop(self, reason: str, detail: str = '', n: int = 1) -> None:
+        with self._lock:
+            self._counts[reason] += n
+            now = time.monotonic()
+            due = now - self._last_warn.get(reason, -1e18) >= self.period_s
+            if due:
+                self._last_warn[reason] = now
+            total = self._counts[reason]
+        if due and self._logger is not None:
+            self._logger.warning(f'dropped input ({reason}, {total} so far): {detail}')
+
+    def set_external(self, reason: str, total: int) -> None:
+        """Mirror a count kept elsewhere (e.g. the pairer's) under ``reason``."""
+        with self._lock:
+            if total:
+                self._counts[reason] = int(total)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return int(sum(self._counts.values()))
+
+
+class Throttle:
+    """True at most once per ``period_s`` per key (throttled log messages)."""
+
+    def __init__(self, period_s: float = 5.0):
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e18) >= self.period_s:
+            self._last[key] = now
+            return True
+        return False
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+class LatestWorker:
+    """A daemon thread running ``fn(item)`` on submitted items, through a slot of size 1.
+
+    :meth:`submit` never blocks: when the slot already holds an item that the worker has not taken
+    yet, the new item replaces it (the latest wins) and ``submit`` returns the replaced item so the
+    caller can count it as dropped. ``fn`` exceptions go to ``on_error(item, exc)``, never kill the thread.
+    """
+
+    def __init__(self, fn: Callable[[Any], None], name: str = 'worker',
+                 on_error: Callable[[Any, BaseException], None] | None = None):
+        self._fn = fn
+        self._on_error = on_error
+        self._cv = threading.Condition()
+        self._slot: deque = deque(maxlen=1)
+        self._busy = False
+        self._stop = False
+        self.processed = 0
+        self.errors = 0
+        self.max_pending_seen = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any):
+        """Queue ``item``; returns the item it replaced (not yet started), else None."""
+        with self._cv:
+            replaced = self._slot[0] if self._slot else None
+            self._slot.append(item)
+            self.max_pending_seen = max(self.max_pending_seen, len(self._slot))
+            self._cv.notify()
+        return replaced
+
+    @property
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._slot)
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._busy
+
+    def idle(self) -> bool:
+        with self._cv:
+            return not self._busy and not self._slot
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.idle():
+                return True
+            time.sleep(0.01)
+        return self.idle()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._slot and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                item = self._slot.popleft()
+                self._busy = True
+            try:
+                self._fn(item)
+            except BaseException as exc:  # noqa: BLE001 - a bad item must not kill the worker
+                self.errors += 1
+                if self._on_error is not None:
+                    try:
+                        self._on_error(item, exc)
+                    except Exception:  # noqa: BLE001
+                        pass
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self.processed += 1
+
+
+# ----------------------------------------------------------------------------- TF
+
+
+class FrameGraph:
+    """Latest transform per (parent, child) edge, looked up along chains in either direction.
+
+    Thread-safe. Static and dynamic edges are kept alike (the newest message for an edge wins).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._edges: dict[tuple[str, str], np.ndarray] = {}  # (parent, child) -> T_parent_child
+        self.rejected = 0
+
+    def add_message(self, msg) -> int:
+        """tf2_msgs/TFMessage -> number of transforms taken (bad ones are counted in ``rejected``)."""
+        n = 0
+        for ts in msg.transforms:
+            try:
+                st = transform_stamped_to_matrix(ts)
+            except ValueError:
+                self.rejected += 1
+                continue
+            if not st.parent_frame or not st.child_frame or st.parent_frame == st.child_frame:
+                self.rejected += 1
+                continue
+            self.add(st.parent_frame.lstrip('/'), st.child_frame.lstrip('/'), st.T_parent_child)
+            n += 1
+        return n
+
+    def add(self, parent: str, child: str, T_parent_child: np.ndarray) -> None:
+        with self._lock:
+            self._edges.pop((child, parent), None)
+            self._edges[(parent, child)] = np.asarray(T_parent_child, dtype=np.float64)
+
+    @property
+    def frames(self) -> set[str]:
+        with self._lock:
+            return {f for e in self._edges for f in e}
+
+    def lookup(self, target: str, source: str) -> np.ndarray | None:
+        """T_target_source (4, 4) composed along the chain, or None when the frames are not connected."""
+        target, source = target.lstrip('/'), source.lstrip('/')
+        if target == source:
+            return np.eye(4)
+        with self._lock:
+            adj: dict[str, list[tuple[str, np.ndarray]]] = {}
+            edges = list(self._edges.items())
+        for (p, c), T in edges:
+            adj.setdefault(p, []).append((c, T))          # step p -> c carries T_p_c
+            adj.setdefault(c, []).append((p, invert(T)))  # step c -> p carries T_c_p
+        if source not in adj or target not in adj:
+            return None
+        # BFS from target, accumulating T_target_frame
+        seen = {target: np.eye(4)}
+        queue = deque([target])
+        while queue:
+            f = queue.popleft()
+            for g, T_f_g in adj.get(f, []):
+                if g in seen:
+                    continue
+                seen[g] = seen[f] @ T_f_g
+                if g == source:
+                    return seen[g]
+                queue.append(g)
+        return None
+
+
+def extrinsic_from_params(T16: list[float], xyz: list[float], quat_xyzw: list[float],
+                          name: str = 'extrinsic') -> np.ndarray | None:
+    """T_cam_lidar from 16 row-major floats, or from xyz (3) + quaternion x, y, z, w (4); None when unset."""
+    if T16:
+        if len(T16) != 16:
+            raise ValueError(f'parameter {name}.T_cam_lidar: expected 16 numbers (row-major 4x4), got {len(T16)}')
+        return validate_rigid(np.asarray(T16, dtype=np.float64).reshape(4, 4), atol=1e-4,
+                              name=f'parameter {name}.T_cam_lidar')
+    if xyz or quat_xyzw:
+        if len(xyz) != 3 or len(quat_xyzw) != 4:
+            raise ValueError(f'parameters {name}.xyz / {name}.quat_xyzw: expected 3 and 4 numbers, '
+                             f'got {len(xyz)} and {len(quat_xyzw)}')
+        q = np.asarray(quat_xyzw, dtype=np.float64)
+        if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+            raise ValueError(f'parameter {name}.quat_xyzw: quaternion norm {np.linalg.norm(q):.4f} is not 1')
+        return T_from_xyz_quat(np.asarray(xyz, dtype=np.float64), q / np.linalg.norm(q))
+    return None
+
+
+# ----------------------------------------------------------------------------- stamps
+
+
+class StampGuard:
+    """Accepts a stamp within [newest - max_past, newest + max_future] of the newest accepted stamp.
+
+    A future stamp does not move the reference. After ``reset_after`` consecutive rejections for
+    being in the past (a bag restarted, the clock jumped back) the reference is reset to that stamp.
+    """
+
+    def __init__(self, max_future_s: float, max_past_s: float, reset_after: int = 20):
+        self.max_future_ns = int(max_future_s * 1e9)
+        self.max_past_ns = int(max_past_s * 1e9)
+        self.reset_after = int(reset_after)
+        self._lock = threading.Lock()
+        self.newest_ns: int | None = None
+        self._past_run = 0
+        self.resets = 0
+
+    def check(self, stamp_ns: int) -> str | None:
+        """None when accepted, else the drop reason ('stamp_zero', 'stamp_future', 'stamp_past')."""
+        if stamp_ns <= 0:
+            return 'stamp_zero'
+        with self._lock:
+            if self.newest_ns is None:
+                self.newest_ns = stamp_ns
+                return None
+            if self.max_future_ns > 0 and stamp_ns > self.newest_ns + self.max_future_ns:
+                return 'stamp_future'
+            if self.max_past_ns > 0 and stamp_ns < self.newest_ns - self.max_past_ns:
+                self._past_run += 1
+                if self._past_run >= self.reset_after:
+                    self.newest_ns, self._past_run = stamp_ns, 0
+                    self.resets += 1
+                return 'stamp_past'
+            self._past_run = 0
+            self.newest_ns = max(self.newest_ns, stamp_ns)
+            return None
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def turbo_colors(t: np.ndarray) -> np.ndarray:
+    """t: (N,) in [0, 1] -> (N, 3) uint8 on a turbo-like ramp (dark blue, cyan, green, yellow, red, dark red)."""
+    anchors = np.array([[48, 18, 59], [65, 105, 226], [30, 190, 240], [40, 240, 150], [150, 250, 50],
+                        [240, 200, 40], [250, 120, 20], [200, 40, 5], [122, 4, 3]], dtype=np.float64)
+    x = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0) * (len(anchors) - 1)
+    i = np.minimum(x.astype(np.int64), len(anchors) - 2)
+    w = (x - i)[:, None]
+    return (anchors[i] * (1 - w) + anchors[i + 1] * w).astype(np.uint8)
+
+
+def decode_compressed_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable."""
+    from PIL import Image as PILImage
+    data = bytes(msg.data)
+    if not data:
+        raise ValueError('CompressedImage has no data')
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert('RGB'))
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types
+        raise ValueError(f'CompressedImage format {msg.format!r} not decodable: {type(exc).__name__}: {exc}') from None
+
+
+def _distort_normalized(x: np.ndarray, y: np.ndarray, model: str, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if model == 'equidistant':
+        r = np.sqrt(x * x + y * y)
+        th = np.arctan(r)
+        th2 = th * th
+        thd = th * (1 + D[0] * th2 + D[1] * th2 ** 2 + D[2] * th2 ** 3 + D[3] * th2 ** 4)
+        s = np.where(r > 1e-12, thd / np.maximum(r, 1e-12), 1.0)
+        return x * s, y * s
+    k = np.zeros(8)
+    k[:min(8, len(D))] = D[:8]
+    k1, k2, p1, p2, k3, k4, k5, k6 = k
+    r2 = x * x + y * y
+    radial = (1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3) / (1 + k4 * r2 + k5 * r2 ** 2 + k6 * r2 ** 3)
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd, yd
+
+
+class Rectifier:
+    """Undistorts images of one camera (plumb_bob, rational_polynomial, equidistant) to the pinhole K.
+
+    The pixel map is built once per (K, D, model, size) and reused (bilinear sampling).
+    """
+
+    def __init__(self):
+        self._key = None
+        self._map = None
+
+    def __call__(self, rgb: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
+        D = np.asarray(intr.D, dtype=np.float64)
+        if not np.any(D):
+            return rgb
+        H, W = rgb.shape[:2]
+        key = (intr.distortion_model, tuple(D), tuple(np.asarray(intr.K).ravel()), H, W)
+        if key != self._key:
+            K = np.asarray(intr.K, dtype=np.float64)
+            v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+            y = (v - K[1, 2]) / K[1, 1]
+            x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+            xd, yd = _distort_normalized(x, y, intr.distortion_model, D)
+            us = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
+            vs = K[1, 1] * yd + K[1, 2]
+            self._map = (vs.astype(np.float32), us.astype(np.float32))
+            self._key = key
+        from scipy import ndimage
+        vs, us = self._map
+        out = np.empty_like(rgb)
+        for c in range(3):
+            out[:, :, c] = ndimage.map_coordinates(rgb[:, :, c], [vs, us], order=1, mode='constant', cval=0)
+        return out
+
+
+# ----------------------------------------------------------------------------- sensor front end
+
+
+@dataclass
+class SensorInputConfig:
+    """Inputs shared by the collector and the calibrator (``input.*`` parameters)."""
+    image_topic: str = param('image', 'sensor_msgs/Image topic (raw transport)')
+    compressed_image_topic: str = param('image/compressed', 'sensor_msgs/CompressedImage topic (compressed transport)')
+    image_transport: str = param('raw', 'which image topic to subscribe', choices=('raw', 'compressed'))
+    camera_info_topic: str = param('camera_info', 'sensor_msgs/CameraInfo topic')
+    points_topic: str = param('points', 'sensor_msgs/PointCloud2 topic')
+    reliable: bool = param(False, 'subscribe RELIABLE instead of BEST_EFFORT (sensor-data QoS)')
+    qos_depth: int = param(5, 'subscription queue depth (KEEP_LAST)', min=1, max=100)
+    pair_tolerance_s: float = param(0.05, 'max |camera stamp - LiDAR stamp| of a pair', min=0.0, max=1.0)
+    pair_max_queue: int = param(10, 'messages per stream waiting for a partner (oldest dropped beyond)',
+                                min=1, max=100)
+    max_future_s: float = param(2.0, 'drop stamps this far ahead of the newest accepted one (0 = off)', min=0.0)
+    max_past_s: float = param(30.0, 'drop stamps this far behind the newest accepted one (0 = off)', min=0.0)
+    lidar_frame: str = param('', 'expected LiDAR frame id; empty = take it from the message header')
+    camera_frame: str = param('', 'expected camera optical frame id; empty = take it from the message header')
+    distortion: str = param('rectify', 'images with non-zero distortion: rectify them or drop them',
+                            choices=('rectify', 'reject'))
+    min_points: int = param(1, 'clouds with fewer finite points are dropped', min=1)
+    max_nonfinite_fraction: float = param(0.9, 'drop a cloud when more than this fraction of points is NaN/inf '
+                                               '(smaller NaN parts are removed)', min=0.0, max=1.0)
+    tf_topic: bool = param(False, 'also take transforms from /tf (not only /tf_static) for the extrinsic chain')
+
+
+@dataclass
+class ExtrinsicParams:
+    """Nominal T_cam_lidar given as parameters (``extrinsic.*``); empty = use /tf_static."""
+    source: str = param('auto', "'tf': /tf_static only; 'param': these parameters only; 'auto': parameters when "
+                                'set, else /tf_static', choices=('auto', 'tf', 'param'))
+    T_cam_lidar: list[float] = param(help='16 numbers, row-major 4x4 T_cam_lidar (LiDAR -> camera optical)',
+                                     default_factory=list)
+    xyz: list[float] = param(help='translation of T_cam_lidar (3 numbers), with quat_xyzw', default_factory=list)
+    quat_xyzw: list[float] = param(help='rotation of T_cam_lidar as quaternion x, y, z, w', default_factory=list)
+
+    def validate(self) -> None:
+        T = extrinsic_from_params(self.T_cam_lidar, self.xyz, self.quat_xyzw)
+        if self.source == 'param' and T is None:
+            raise ValueError("parameter extrinsic.source is 'param' but neither extrinsic.T_cam_lidar nor "
+                             'extrinsic.xyz + extrinsic.quat_xyzw is set')
+
+    def matrix(self) -> np.ndarray | None:
+        if self.source == 'tf':
+            return None
+        return extrinsic_from_params(self.T_cam_lidar, self.xyz, self.quat_xyzw)
+
+
+@dataclass
+class CameraFrame:
+    """A decoded camera message waiting for its LiDAR partner."""
+    msg: Any                     # Image or CompressedImage (decoded lazily)
+    compressed: bool
+    stamp_ns: int
+    frame_id: str
+
+
+@dataclass
+class CloudFrame:
+    points: np.ndarray           # (N, 4) float32 finite
+    stamp_ns: int
+    frame_id: str
+    n_nonfinite: int = 0
+
+
+@dataclass
+class PairedInput:
+    """A validated camera-LiDAR pair, ready to become a Sample (image still to decode)."""
+    camera: CameraFrame
+    cloud: CloudFrame
+    intrinsics: CameraIntrinsics
+    T_cam_lidar: np.ndarray      # nominal extrinsic (4, 4)
+    received_mono: float         # time.monotonic() when the pair completed
+
+    def decode_image(self, rectifier: Rectifier | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB (rectified when the CameraInfo has distortion and a rectifier is given)."""
+        if self.camera.compressed:
+            rgb = decode_compressed_rgb(self.camera.msg)
+        else:
+            rgb = array_to_rgb(image_to_array(self.camera.msg), str(self.camera.msg.encoding))
+        H, W = rgb.shape[:2]
+        if self.intrinsics.width and self.intrinsics.height and (W, H) != (self.intrinsics.width,
+                                                                           self.intrinsics.height):
+            raise ValueError(f'image {W}x{H} does not match CameraInfo {self.intrinsics.width}x'
+                             f'{self.intrinsics.height}')
+        if rectifier is not None:
+            rgb = rectifier(rgb, self.intrinsics)
+        return np.ascontiguousarray(rgb)
+
+
+class DropInput(Exception):
+    """Raised inside the front end with a drop reason."""
+
+    def __init__(self, reason: str, detail: str = ''):
+        super().__init__(f'{reason}: {detail}')
+        self.reason = reason
+        self.detail = detail
+
+
+class SensorInput:
+    """Subscribes image (raw or compressed), CameraInfo, PointCloud2 and /tf_static; calls ``on_pair``.
+
+    Every message is validated in its callback; a bad one is counted in ``drops`` under its reason
+    and never raises into the executor. ``on_pair(PairedInput)`` runs in the executor thread and
+    must be quick (hand the pair to a worker).
+    Drop reasons: cloud_malformed, cloud_empty, cloud_nonfinite, image_malformed, image_encoding,
+    image_size_mismatch, no_camera_info, camera_info_invalid, distortion_rejected, stamp_zero,
+    stamp_future, stamp_past, frame_mismatch, no_extrinsic, pair_overflow, pair_unmatched.
+    """
+
+    def __init__(self, node, cfg: SensorInputConfig, extrinsic: ExtrinsicParams, drops: DropCounter,
+                 on_pair: Callable[[PairedInput], None], callback_group=None):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+        from tf2_msgs.msg import TFMessage
+
+        from ros_ncal.ros.qos import TF_STATIC_QOS, sensor_qos
+
+        self.node = node
+        self.cfg = cfg
+        self.drops = drops
+        self.on_pair = on_pair
+        self.param_extrinsic = extrinsic.matrix()
+        self.extrinsic_source = extrinsic.source
+        self.frames = FrameGraph()
+        self.stamps = StampGuard(cfg.max_future_s, cfg.max_past_s)
+        self.pairer = ApproximateTimePairer(int(cfg.pair_tolerance_s * 1e9), cfg.pair_max_queue)
+        self._lock = threading.Lock()  # pairer + camera info
+        self.intrinsics: CameraIntrinsics | None = None
+        self.counts = Counter()  # received per stream, pairs
+        qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
+        if cfg.image_transport == 'compressed':
+            self._sub_img = node.create_subscription(CompressedImage, cfg.compressed_image_topic,
+                                                     self._on_compressed, qos, callback_group=callback_group)
+        else:
+            self._sub_img = node.create_subscription(Image, cfg.image_topic, self._on_image, qos,
+                                                     callback_group=callback_group)
+        info_qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
+        self._sub_info = node.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_info, info_qos,
+                                                  callback_group=callback_group)
+        self._sub_pts = node.create_subscription(PointCloud2, cfg.points_topic, self._on_cloud, qos,
+                                                 callback_group=callback_group)
+        self._sub_tf_static = node.create_subscription(TFMessage, '/tf_static', self._on_tf, TF_STATIC_QOS,
+                                                       callback_group=callback_group)
+        if cfg.tf_topic:
+            self._sub_tf = node.create_subscription(
+                TFMessage, '/tf', self._on_tf,
+                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.VOLATILE), callback_group=callback_group)
+        self._tf_freeze = False
+
+    # -- callbacks (never raise)
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except DropInput as d:
+            self.drops.drop(d.reason, d.detail)
+        except Exception as exc:  # noqa: BLE001 - hostile input must not kill the node
+            self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
+
+    def _on_tf(self, msg) -> None:
+        if self._tf_freeze:
+            return
+        self._guard(self.frames.add_message, msg)
+
+    def freeze_tf(self) -> None:
+        """Stop taking transforms (the calibrator freezes its nominal before publishing its own)."""
+        self._tf_freeze = True
+
+    def _on_info(self, msg) -> None:
+        self.counts['camera_info'] += 1
+        self._guard(self._take_info, msg)
+
+    def _take_info(self, msg) -> None:
+        try:
+            intr = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            raise DropInput('camera_info_invalid', str(exc)) from None
+        if intr.width <= 0 or intr.height <= 0:
+            raise DropInput('camera_info_invalid', f'CameraInfo size {intr.width}x{intr.height}')
+        if np.any(intr.D) and self.cfg.distortion == 'reject':
+            raise DropInput('distortion_rejected', f'{intr.distortion_model} D={list(np.round(intr.D, 4))} '
+                                                   "(parameter input.distortion is 'reject')")
+        self._check_frame(msg.header.frame_id, self.cfg.camera_frame, 'camera_info')
+        with self._lock:
+            self.intrinsics = intr
+
+    def _on_image(self, msg) -> None:
+        self.counts['image'] += 1
+        self._guard(self._take_image, msg, False)
+
+    def _on_compressed(self, msg) -> None:
+        self.counts['image'] += 1
+        self._guard(self._take_image, msg, True)
+
+    def _check_frame(self, frame_id: str, expected: str, what: str) -> str:
+        frame = str(frame_id).lstrip('/')
+        if expected and frame != expected.lstrip('/'):
+            raise DropInput('frame_mismatch', f'{what} frame {frame!r} != expected {expected!r}')
+        if not frame:
+            raise DropInput('frame_mismatch', f'{what} has an empty header.frame_id')
+        return frame
+
+    def _check_stamp(self, stamp) -> int:
+        ns = stamp_to_ns(stamp)
+        reason = self.stamps.check(ns)
+        if reason is not None:
+            newest = self.stamps.newest_ns or 0
+            raise DropInput(reason, f'stamp {ns * 1e-9:.3f} s vs newest accepted {newest * 1e-9:.3f} s')
+        return ns
+
+    def _take_image(self, msg, compressed: bool) -> None:
+        frame = self._check_frame(msg.header.frame_id, self.cfg.camera_frame, 'image')
+        if not compressed:
+            enc = str(msg.encoding)
+            if enc not in IMAGE_ENCODINGS:
+                raise DropInput('image_encoding', f'encoding {enc!r}; supported: {sorted(IMAGE_ENCODINGS)}')
+            if int(msg.width) <= 0 or int(msg.height) <= 0:
+                raise DropInput('image_malformed', f'size {msg.width}x{msg.height}')
+            try:
+                image_to_array(msg)  # step / data length checks (a view, no copy)
+            except ValueError as exc:
+                raise DropInput('image_malformed', str(exc)) from None
+            with self._lock:
+                intr = self.intrinsics
+            if intr is not None and (int(msg.width), int(msg.height)) != (intr.width, intr.height):
+                raise DropInput('image_size_mismatch', f'image {msg.width}x{msg.height} vs CameraInfo '
+                                                       f'{intr.width}x{intr.height}')
+        elif len(msg.data) == 0:
+            raise DropInput('image_malformed', 'CompressedImage has no data')
+        ns = self._check_stamp(msg.header.stamp)
+        item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame)
+        with self._lock:
+            pairs = self.pairer.push_camera(ns, item)
+        self._emit(pairs)
+
+    def _on_cloud(self, msg) -> None:
+        self.counts['points'] += 1
+        self._guard(self._take_cloud, msg)
+
+    def _take_cloud(self, msg) -> None:
+        frame = self._check_frame(msg.header.frame_id, self.cfg.lidar_frame, 'points')
+        try:
+            dec = cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=())
+        except ValueError as exc:
+            raise DropInput('cloud_malformed', str(exc)) from None
+        pts = dec.points
+        n = len(pts)
+        if n == 0:
+            raise DropInput('cloud_empty', 'PointCloud2 has no points')
+        finite = np.isfinite(pts).all(axis=1)
+        n_bad = int(n - finite.sum())
+        if n_bad:
+            if n_bad > self.cfg.max_nonfinite_fraction * n or n - n_bad < self.cfg.min_points:
+                raise DropInput('cloud_nonfinite', f'{n_bad} of {n} points have NaN/inf')
+            pts = pts[finite]
+        if len(pts) < self.cfg.min_points:
+            raise DropInput('cloud_empty', f'{len(pts)} points < input.min_points {self.cfg.min_points}')
+        ns = self._check_stamp(msg.header.stamp)
+        item = CloudFrame(points=np.ascontiguousarray(pts), stamp_ns=ns, frame_id=frame, n_nonfinite=n_bad)
+        with self._lock:
+            pairs = self.pairer.push_lidar(ns, item)
+        self._emit(pairs)
+
+    def nominal_extrinsic(self, lidar_frame: str, camera_frame: str) -> np.ndarray | None:
+        """T_cam_lidar from the parameters or the TF graph (per extrinsic.source), None when unknown."""
+        if self.param_extrinsic is not None:
+            return self.param_extrinsic
+        if self.extrinsic_source == 'param':
+            return None
+        return self.frames.lookup(camera_frame, lidar_frame)
+
+    def _emit(self, pairs) -> None:
+        self._sync_pairer_drops()
+        for p in pairs:
+            self.counts['pairs'] += 1
+            try:
+                with self._lock:
+                    intr = self.intrinsics
+                if intr is None:
+                    raise DropInput('no_camera_info', 'no valid CameraInfo received yet')
+                cam, cloud = p.camera, p.lidar
+                if not cam.compressed and (int(cam.msg.width), int(cam.msg.height)) != (intr.width, intr.height):
+                    raise DropInput('image_size_mismatch', f'image {cam.msg.width}x{cam.msg.height} vs CameraInfo '
+                                                           f'{intr.width}x{intr.height}')
+                T = self.nominal_extrinsic(cloud.frame_id, cam.frame_id)
+                if T is None:
+                    raise DropInput('no_extrinsic', f'no transform {cloud.frame_id} -> {cam.frame_id} on /tf_static '
+                                                    'and no extrinsic.* parameters')
+                self.on_pair(PairedInput(camera=cam, cloud=cloud, intrinsics=intr, T_cam_lidar=T,
+                                         received_mono=time.monotonic()))
+            except DropInput as d:
+                self.drops.drop(d.reason, d.detail)
+
+    def _sync_pairer_drops(self) -> None:
+        with self._lock:
+            counts = self.pairer.drop_counts
+            pending = self.pairer.pending
+        self.drops.set_external('pair_overflow', counts.get('overflow', 0))
+        self.drops.set_external('pair_unmatched', counts.get('too_far', 0))
+        self.pending = pending
+
+    def queue_sizes(self) -> dict[str, int]:
+        with self._lock:
+            cams, lidars = self.pairer.pending
+        return {'pair_camera': cams, 'pair_lidar': lidars}
+
+
+def spin_node_main(node_factory, args=None) -> int:
+    """``main()`` of a node executable: safe ROS env, init, spin in a MultiThreadedExecutor, clean shutdown."""
+    from ros_ncal.rosenv import apply_safe_ros_env
+    apply_safe_ros_env()
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            try:
+                node.close()
+            except AttributeError:
+                pass
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

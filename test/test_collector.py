@@ -1,0 +1,251 @@
+"""Collector node on a real rclpy graph (fresh Context per test), plus its shared helpers (_common)."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from node_harness import (CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener,
+                          synthetic_frame)
+from PIL import Image as PILImage
+
+from ros_ncal.data.shards import ShardDataset
+from ros_ncal.geometry import T_to_xyz_quat, invert, make_T, rotvec_to_matrix
+from ros_ncal.msgcodec import CameraIntrinsics
+from ros_ncal.nodes._common import FrameGraph, LatestWorker, Rectifier, StampGuard, extrinsic_from_params, turbo_colors
+from ros_ncal.nodes.collector import CollectorNode
+
+STAMP0 = 1_700_000_000 * 10**9
+
+
+def _frames(n, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    return [synthetic_frame(rng, **kw) for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------- helpers (no ROS graph)
+
+def test_frame_graph_composes_chains_in_both_directions():
+    g = FrameGraph()
+    T_base_lidar = make_T(rotvec_to_matrix(np.array([0.0, 0.0, 0.1])), np.array([1.0, 0.0, 1.5]))
+    T_base_cam = make_T(rotvec_to_matrix(np.array([0.05, -0.02, 0.0])), np.array([1.2, 0.1, 1.3]))
+    g.add('base_link', 'lidar', T_base_lidar)
+    g.add('base_link', 'cam', T_base_cam)
+    T_cam_lidar = g.lookup('cam', 'lidar')
+    np.testing.assert_allclose(T_cam_lidar, invert(T_base_cam) @ T_base_lidar, atol=1e-12)
+    np.testing.assert_allclose(g.lookup('lidar', 'cam'), invert(T_cam_lidar), atol=1e-12)
+    assert g.lookup('cam', 'unknown') is None
+    np.testing.assert_allclose(g.lookup('cam', 'cam'), np.eye(4))
+
+
+def test_stamp_guard_rejects_future_and_past_and_recovers_from_a_jump():
+    g = StampGuard(max_future_s=1.0, max_past_s=5.0, reset_after=3)
+    assert g.check(0) == 'stamp_zero'
+    assert g.check(100 * 10**9) is None
+    assert g.check(102 * 10**9) == 'stamp_future'   # does not move the reference
+    assert g.check(100_500_000_000) is None
+    assert g.check(90 * 10**9) == 'stamp_past'
+    assert g.check(90 * 10**9) == 'stamp_past'
+    assert g.check(90 * 10**9) == 'stamp_past'      # third in a row: time jumped back, reference reset
+    assert g.check(90_100_000_000) is None
+
+
+def test_latest_worker_keeps_only_the_newest_pending_item():
+    import threading
+    gate = threading.Event()
+    seen = []
+
+    def work(x):
+        gate.wait(5)
+        seen.append(x)
+    w = LatestWorker(work)
+    assert w.submit(1) is None
+    assert RosGraph.wait_for(lambda: w.busy, 5)
+    assert w.submit(2) is None
+    assert w.submit(3) == 2          # 2 never started: replaced
+    assert w.pending == 1
+    gate.set()
+    assert w.wait_idle(5)
+    assert seen == [1, 3] and w.max_pending_seen == 1
+    w.stop()
+
+
+def test_latest_worker_survives_exceptions():
+    errors = []
+    w = LatestWorker(lambda x: 1 / x, on_error=lambda item, exc: errors.append((item, type(exc).__name__)))
+    w.submit(0)
+    assert w.wait_idle(5)
+    w.submit(2)
+    assert w.wait_idle(5)
+    assert errors == [(0, 'ZeroDivisionError')] and w.processed == 2
+    w.stop()
+
+
+def test_extrinsic_from_params_forms_agree_and_bad_ones_raise():
+    T = make_T(rotvec_to_matrix(np.array([0.1, -0.2, 0.3])), np.array([0.3, -0.1, 0.2]))
+    xyz, q = T_to_xyz_quat(T)
+    np.testing.assert_allclose(extrinsic_from_params(list(T.ravel()), [], []), T, atol=1e-12)
+    np.testing.assert_allclose(extrinsic_from_params([], list(xyz), list(q)), T, atol=1e-9)
+    assert extrinsic_from_params([], [], []) is None
+    with pytest.raises(ValueError, match='16 numbers'):
+        extrinsic_from_params([1.0] * 12, [], [])
+    with pytest.raises(ValueError, match='T_cam_lidar'):
+        extrinsic_from_params(list((2 * np.eye(4)).ravel()), [], [])
+    with pytest.raises(ValueError, match='norm'):
+        extrinsic_from_params([], [0, 0, 0], [0, 0, 0, 2.0])
+
+
+def test_rectifier_inverts_plumb_bob_distortion():
+    """Distort a checkerboard with the plumb_bob model, rectify it back: close to the original."""
+    H, W = 60, 80
+    K = np.array([[60.0, 0, 39.5], [0, 60.0, 29.5], [0, 0, 1]])
+    v, u = np.mgrid[0:H, 0:W]
+    sharp = 120 + 100 * np.sin(u / 5.0) * np.cos(v / 4.0)
+    D = np.array([-0.2, 0.05, 0.001, -0.001, 0.0])
+    # distorted image: for each distorted pixel find the undistorted source by fixed-point iteration
+    xd, yd = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    x, y = xd.copy(), yd.copy()
+    for _ in range(20):
+        r2 = x * x + y * y
+        rad = 1 + D[0] * r2 + D[1] * r2 ** 2
+        dx = 2 * D[2] * x * y + D[3] * (r2 + 2 * x * x)
+        dy = D[2] * (r2 + 2 * y * y) + 2 * D[3] * x * y
+        x, y = (xd - dx) / rad, (yd - dy) / rad
+    from scipy import ndimage
+    src = [y * K[1, 1] + K[1, 2], x * K[0, 0] + K[0, 2]]
+    distorted = ndimage.map_coordinates(sharp, src, order=1, mode='nearest')
+    rgb = np.repeat(distorted[:, :, None], 3, axis=2).astype(np.uint8)
+    out = Rectifier()(rgb, CameraIntrinsics(K=K, D=D, distortion_model='plumb_bob', width=W, height=H))
+    inner = (slice(10, H - 10), slice(10, W - 10))
+    err_rect = np.abs(out[..., 0][inner].astype(float) - sharp[inner]).mean()
+    err_raw = np.abs(rgb[..., 0][inner].astype(float) - sharp[inner]).mean()
+    assert err_rect < 0.5 * err_raw
+    same = Rectifier()(rgb, CameraIntrinsics(K=K, D=np.zeros(5), width=W, height=H))
+    assert same is rgb
+
+
+def test_turbo_colors_go_from_blue_to_red():
+    c = turbo_colors(np.array([0.0, 0.5, 1.0]))
+    assert c.dtype == np.uint8 and c.shape == (3, 3)
+    assert c[0, 2] > c[0, 0] and c[2, 0] > c[2, 2] and c[1, 1] > 150
+
+
+# ----------------------------------------------------------------------------- node on a graph
+
+def test_collector_writes_validated_pairs_with_extrinsic_from_a_tf_chain(tmp_path):
+    out = tmp_path / 'ds'
+    T_base_lidar = make_T(rotvec_to_matrix(np.array([0.0, 0.0, 0.05])), np.array([0.8, 0.0, 1.7]))
+    T_base_cam = T_base_lidar @ invert(T_CAM_LIDAR_AXES)
+    with RosGraph() as g:
+        node = g.make(CollectorNode, {'output_dir': str(out), 'status_period_s': 0.1, 'samples_per_shard': 2})
+        pub = SensorPublisher(g.helper)
+        status = StatusListener(g.helper, '/collector/status')
+        assert pub.wait_matched()
+        # a chain base_link -> velo_link and base_link -> camera (one TFMessage per child, as tf2 does)
+        from tf2_msgs.msg import TFMessage
+
+        from ros_ncal.ros.conversions import matrix_to_transform_stamped
+        pub.tf_static.publish(TFMessage(transforms=[
+            matrix_to_transform_stamped(T_base_lidar, 'base_link', LIDAR_FRAME, 1),
+            matrix_to_transform_stamped(T_base_cam, 'base_link', CAMERA_FRAME, 1)]))
+        assert g.wait_for(lambda: node.input.frames.lookup(CAMERA_FRAME, LIDAR_FRAME) is not None, 10)
+        frames = _frames(5)
+        for i, (pts, img, K) in enumerate(frames):
+            pub.send_frame(STAMP0 + i * 100_000_000, pts, img, K, cam_dt_ns=5_000_000)
+            time.sleep(0.05)
+        assert g.wait_for(lambda: node.written == 5, 20), node.status()
+        assert g.wait_for(lambda: status.latest is not None and status.latest['written'] == 5, 10)
+        st = status.latest
+        assert st['state'] == 'recording' and st['dropped'] == {} and st['received']['pairs'] == 5
+        assert st['queues']['writer_pending'] == 0
+        assert g.wait_for(lambda: any(d.get('written') == '5' for d in status.diag_values('collector')), 10)
+    ds = ShardDataset(out)
+    assert len(ds) == 5 and ds.skipped == []
+    for i, s in enumerate(ds):
+        pts, img, K = frames[i]
+        np.testing.assert_array_equal(s.points, pts)
+        np.testing.assert_array_equal(s.image, img)
+        np.testing.assert_allclose(s.K, K)
+        np.testing.assert_allclose(s.T_cam_lidar, T_CAM_LIDAR_AXES, atol=1e-9)
+        assert s.stamp_ns == STAMP0 + i * 100_000_000 and s.image_stamp_ns == s.stamp_ns + 5_000_000
+        assert s.frame_ids == (LIDAR_FRAME, CAMERA_FRAME)
+
+
+def test_collector_services_interval_and_max_samples(tmp_path):
+    from std_srvs.srv import Trigger
+    out = tmp_path / 'ds'
+    with RosGraph() as g:
+        node = g.make(CollectorNode, {'output_dir': str(out), 'autostart': False, 'min_interval_s': 0.25,
+                                      'max_samples': 2, 'extrinsic.T_cam_lidar': list(T_CAM_LIDAR_AXES.ravel()),
+                                      'extrinsic.source': 'param'})
+        pub = SensorPublisher(g.helper)
+        assert pub.wait_matched()
+        frames = _frames(8, seed=1)
+        pub.send_frame(STAMP0, *frames[0])
+        assert g.wait_for(lambda: node.skipped.get('not_recording_stopped', 0) == 1, 10)
+        client = g.helper.create_client(Trigger, '/collector/start')
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(Trigger.Request())
+        assert g.wait_for(fut.done, 10) and fut.result().success, fut.result()
+        assert node.state == 'recording'
+        # 0.1 s apart: with min_interval 0.25 s, stamps 0.1, 0.4, 0.7 pass; max_samples 2 then stops
+        for i in range(1, 8):
+            pub.send_frame(STAMP0 + i * 100_000_000, *frames[i])
+            time.sleep(0.05)
+        assert g.wait_for(lambda: node.state == 'full', 20), node.status()
+        time.sleep(0.3)
+        st = node.status()
+        assert st['written'] == 2
+        assert st['skipped']['min_interval'] >= 2
+        assert st['skipped']['min_interval'] + st['skipped'].get('not_recording_full', 0) == 5
+        stop = g.helper.create_client(Trigger, '/collector/stop')
+        assert stop.wait_for_service(timeout_sec=10)
+        fut = stop.call_async(Trigger.Request())
+        assert g.wait_for(fut.done, 10) and 'not recording' in fut.result().message
+    ds = ShardDataset(out)
+    assert [s.stamp_ns for s in ds] == [STAMP0 + 100_000_000, STAMP0 + 400_000_000]
+
+
+def test_collector_compressed_images_param_extrinsic_and_restart_appends(tmp_path):
+    from sensor_msgs.msg import CompressedImage
+
+    from ros_ncal.ros.conversions import intrinsics_to_camera_info_msg, make_header, points_to_cloud_msg
+    out = tmp_path / 'ds'
+    xyz, q = T_to_xyz_quat(T_CAM_LIDAR_AXES)
+    params = {'output_dir': str(out), 'input.image_transport': 'compressed', 'extrinsic.xyz': list(xyz),
+              'extrinsic.quat_xyzw': list(q), 'input.lidar_frame': LIDAR_FRAME, 'input.camera_frame': CAMERA_FRAME}
+    frames = _frames(4, seed=2)
+    for run in range(2):
+        with RosGraph() as g:
+            node = g.make(CollectorNode, params)
+            pub = SensorPublisher(g.helper)
+            assert pub.wait_matched(pubs=[pub.compressed, pub.info, pub.points])
+            for i in range(2):
+                k = run * 2 + i
+                pts, img, K = frames[k]
+                buf = io.BytesIO()
+                PILImage.fromarray(img).save(buf, format='PNG')
+                stamp = STAMP0 + k * 100_000_000
+                pub.info.publish(intrinsics_to_camera_info_msg(
+                    CameraIntrinsics(K=K, width=img.shape[1], height=img.shape[0]), CAMERA_FRAME, stamp))
+                pub.compressed.publish(CompressedImage(header=make_header(CAMERA_FRAME, stamp), format='png',
+                                                       data=buf.getvalue()))
+                pub.points.publish(points_to_cloud_msg(pts, LIDAR_FRAME, stamp))
+                time.sleep(0.05)
+            assert g.wait_for(lambda: node.written == 2, 20), node.status()
+    ds = ShardDataset(out)
+    assert len(ds) == 4
+    for k, s in enumerate(ds):
+        np.testing.assert_array_equal(s.image, frames[k][1])   # PNG transport is lossless
+        np.testing.assert_allclose(s.T_cam_lidar, T_CAM_LIDAR_AXES, atol=1e-9)
+
+
+def test_collector_rejects_bad_parameters():
+    with RosGraph() as g:
+        with pytest.raises(ValueError, match='image_format'):
+            g.make(CollectorNode, {'image_format': 'bmp'})
+        with pytest.raises(ValueError, match='tf_topic'):
+            g.make(CollectorNode, {'min_motion_m': 1.0})
+        with pytest.raises(ValueError, match='extrinsic'):
+            g.make(CollectorNode, {'extrinsic.source': 'param'})
