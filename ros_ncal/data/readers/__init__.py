@@ -54,3 +54,26 @@ def write_samples(items: Iterable[Sample | SkipRecord], writer: ShardWriter, tot
     finally:
         bar.close()
     return report
+
+
+def load_reader_config(cls, path=None, **overrides):
+    """Build reader config dataclass ``cls`` from a YAML mapping (unknown keys raise), then apply overrides
+    (None values are ignored). Lists become tuples where the default is a tuple."""
+    import dataclasses
+    from pathlib import Path
+    data = {}
+    if path is not None:
+        import yaml
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f'{path}: expected a mapping of {cls.__name__} fields')
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'{path or cls.__name__}: unknown key(s) {unknown}; known: {sorted(known)}')
+    defaults = cls()
+    for k, v in list(data.items()):
+        if isinstance(getattr(defaults, k), tuple) and isinstance(v, list):
+            data[k] = tuple(v)
+    return cls(**data)
