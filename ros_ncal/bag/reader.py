@@ -32,8 +32,8 @@ class BagSummary:
     storage_files: list[Path]
     topics: dict[str, str]  # topic -> msgtype
     counts: dict[str, int]  # topic -> messages in the storage index
-    start_ns: int
-    end_ns: int
+    start_ns: int  # log time of the first message
+    end_ns: int    # log time of the last message
     metadata_counts: dict[str, int] | None = None
     metadata_mismatch: list[str] = field(default_factory=list)
     offered_qos: dict[str, list[str]] = field(default_factory=dict)
@@ -142,7 +142,8 @@ def bag_summary(path: str | Path) -> BagSummary:
         for c in reader.connections:
             topics[c.topic] = c.msgtype
             counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-        start, end = (reader.start_time, reader.end_time) if reader.message_count else (0, 0)
+        # rosbags' end_time is one ns after the last message; keep the last message's log time.
+        start, end = (reader.start_time, reader.end_time - 1) if reader.message_count else (0, 0)
     meta_counts, qos = _metadata_counts(bag_dir)
     mismatch = []
     if meta_counts is not None and meta_counts:

@@ -140,6 +140,9 @@ class NodeInvocation:
 def _param_literal(v) -> str:
     if isinstance(v, bool):
         return 'true' if v else 'false'
+    if isinstance(v, (list, tuple)):
+        import json
+        return json.dumps([x.item() if hasattr(x, 'item') else x for x in v])
     return str(v)
 
 
