@@ -30,18 +30,31 @@ def _yaw_rotate(v: np.ndarray, cos_y: float, sin_y: float) -> np.ndarray:
 def intersect_box(O: np.ndarray, D: np.ndarray, center: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray:
     """Slab test against a box (full size l, w, h along its local x, y, z) rotated by yaw about z -> t (n,)."""
     c, s = np.cos(yaw), np.sin(yaw)
-    o = _yaw_rotate(np.asarray(O, np.float64) - center, c, -s)
-    d = _yaw_rotate(D, c, -s)
-    half = 0.5 * np.asarray(size, np.float64)
+    rel = np.asarray(O, np.float64) - center
+    ox = c * rel[..., 0] + s * rel[..., 1]
+    oy = -s * rel[..., 0] + c * rel[..., 1]
+    oz = rel[..., 2]
+    dx = c * D[:, 0] + s * D[:, 1]
+    dy = -s * D[:, 0] + c * D[:, 1]
+    hx, hy, hz = 0.5 * float(size[0]), 0.5 * float(size[1]), 0.5 * float(size[2])
     with np.errstate(divide='ignore', invalid='ignore'):
-        inv = 1.0 / d
-        t1 = (-half - o) * inv
-        t2 = (half - o) * inv
-    tmin = np.minimum(t1, t2).max(axis=-1)
-    tmax = np.maximum(t1, t2).min(axis=-1)
+        inv = 1.0 / dx
+        a = (-hx - ox) * inv
+        b = (hx - ox) * inv
+        tmin = np.fmin(a, b)
+        tmax = np.fmax(a, b)
+        inv = 1.0 / dy
+        a = (-hy - oy) * inv
+        b = (hy - oy) * inv
+        tmin = np.fmax(tmin, np.fmin(a, b))
+        tmax = np.fmin(tmax, np.fmax(a, b))
+        inv = 1.0 / D[:, 2]
+        a = (-hz - oz) * inv
+        b = (hz - oz) * inv
+        tmin = np.fmax(tmin, np.fmin(a, b))
+        tmax = np.fmin(tmax, np.fmax(a, b))
     t = np.where(tmin > T_MIN, tmin, tmax)
-    hit = (tmax >= tmin) & (t > T_MIN)
-    return np.where(hit, t, np.inf)
+    return np.where((tmax >= tmin) & (t > T_MIN), t, np.inf)
 
 
 def intersect_ellipsoid(O: np.ndarray, D: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""Preview pictures of synthetic (or any labelled) Samples: point overlays, label images, bird's-eye views."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ros_ncal.data.sample import Sample
+from ros_ncal.geometry import project_lidar
+
+from .classes import CLASS_COLORS
+
+
+def colorize_labels(labels: np.ndarray) -> np.ndarray:
+    """(...,) int class ids -> (..., 3) uint8 colours (ids outside the palette are black)."""
+    lab = np.asarray(labels)
+    safe = np.where((lab >= 0) & (lab < len(CLASS_COLORS)), lab, 0)
+    return CLASS_COLORS[safe]
+
+
+def overlay_points(sample: Sample, T_cam_lidar: np.ndarray | None = None, by: str = 'class',
+                   dim: float = 0.45, size: int = 2) -> np.ndarray:
+    """(H, W, 3) uint8: the dimmed image with the points projected by ``T_cam_lidar`` (default the sample's),
+    coloured by semantic class (``by='class'``) or by depth (``by='depth'``), near points drawn last."""
+    T = sample.T_cam_lidar if T_cam_lidar is None else T_cam_lidar
+    H, W = sample.image_hw
+    uv, depth, mask = project_lidar(sample.points, T, sample.K, (H, W))
+    order = np.flatnonzero(mask)[np.argsort(-depth[mask])]
+    if by == 'class':
+        if sample.point_labels is None:
+            raise ValueError('overlay by class needs point_labels')
+        colors = colorize_labels(sample.point_labels[order])
+    elif by == 'depth':
+        d = np.clip(depth[order] / 50.0, 0, 1)
+        colors = (np.stack([1 - d, 0.5 + 0.5 * np.sin(np.pi * d), d], axis=1) * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"by must be 'class' or 'depth', got {by!r}")
+    out = (sample.image.astype(np.float32) * dim).astype(np.uint8)
+    u = np.floor(uv[order, 0]).astype(np.int64)
+    v = np.floor(uv[order, 1]).astype(np.int64)
+    for du in range(size):
+        for dv in range(size):
+            out[np.clip(v + dv, 0, H - 1), np.clip(u + du, 0, W - 1)] = colors
+    return out
+
+
+def bev_image(sample: Sample, extent_m: float = 50.0, resolution_m: float = 0.1) -> np.ndarray:
+    """(S, S, 3) uint8 bird's-eye view (x forward = up, y left = left) of the points coloured by class,
+    with the 3D boxes drawn as outlines (white)."""
+    from PIL import Image, ImageDraw
+
+    S = int(round(2 * extent_m / resolution_m))
+    img = np.zeros((S, S, 3), np.uint8)
+    p = sample.points
+    row = np.floor((extent_m - p[:, 0]) / resolution_m).astype(np.int64)
+    col = np.floor((extent_m - p[:, 1]) / resolution_m).astype(np.int64)
+    ok = (row >= 0) & (row < S) & (col >= 0) & (col < S)
+    order = np.flatnonzero(ok)[np.argsort(p[ok, 2])]  # higher points on top
+    labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(p), np.int32)
+    img[row[order], col[order]] = colorize_labels(labels[order])
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    if sample.boxes is not None:
+        for x, y, _, l, w, _, yaw in sample.boxes:
+            c, s = np.cos(yaw), np.sin(yaw)
+            corners = [(x + c * dx - s * dy, y + s * dx + c * dy) for dx, dy in
+                       ((l / 2, w / 2), (l / 2, -w / 2), (-l / 2, -w / 2), (-l / 2, w / 2))]
+            pts = [((extent_m - cy) / resolution_m, (extent_m - cx) / resolution_m) for cx, cy in corners]
+            draw.polygon(pts, outline=(255, 255, 255))
+            front = ((extent_m - (y + s * l / 2)) / resolution_m, (extent_m - (x + c * l / 2)) / resolution_m)
+            draw.line([((extent_m - y) / resolution_m, (extent_m - x) / resolution_m), front], fill=(255, 255, 255))
+    return np.asarray(pil)
+
+
+def save_previews(sample: Sample, out_dir: str | Path, prefix: str) -> list[Path]:
+    """Write ``<prefix>_image.png``, ``_points.png`` (class overlay), ``_labels.png`` and ``_bev.png``."""
+    from PIL import Image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    pictures = {'image': sample.image, 'points': overlay_points(sample), 'bev': bev_image(sample)}
+    if sample.pixel_labels is not None:
+        pictures['labels'] = colorize_labels(sample.pixel_labels)
+    for name, pic in pictures.items():
+        path = out / f'{prefix}_{name}.png'
+        Image.fromarray(pic).save(path, optimize=True)
+        paths.append(path)
+    return paths
