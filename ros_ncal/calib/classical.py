@@ -1,0 +1,450 @@
+"""Classical targetless calibration: LiDAR depth discontinuities aligned with image edges.
+
+After Levinson & Thrun, "Automatic Online Calibration of Cameras and Lasers" (RSS 2013):
+
+* LiDAR side: per-point discontinuity weight ``X_i = min(max(r_{i-1} - r_i, r_{i+1} - r_i, 0), cap) ** gamma``
+  from range jumps between azimuth neighbours of one scan line (the near side of an occlusion
+  boundary gets the weight), optionally plus intensity jumps.
+* Image side: gradient magnitude of the grey image, normalised, then an inverse distance transform
+  ``D = alpha E + (1 - alpha) max_{q} E_q decay ** chebyshev(p, q)`` so the objective is smooth
+  around edges; a wider decay at coarse levels widens the basin of convergence.
+* Objective: ``J(T) = sum_i X_i D(project(T p_i)) / sum_i X_i`` (bilinear look-up; points outside the
+  image contribute 0).
+* Optimiser: randomised pattern search on a 6-DoF correction ``T = [R(w) | tau] @ T_cur`` applied in
+  the camera frame (rotation about the camera centre), coarse to fine over the levels of the config,
+  shrinking the steps when no candidate improves.
+* Confidence (Levinson's criterion): the fraction of the 3^6 - 1 grid neighbours at the probe step
+  whose objective is lower than at the estimate.
+
+It is a LOCAL method: it converges from errors of a few degrees / decimetres, not from the wide
+pretext perturbations. Bad input (no points in the image, a black or saturated image) gives
+``success=False``, confidence 0 and ``T_init`` back; ``estimate`` never raises.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from ros_ncal.data.sample import Sample
+from ros_ncal.geometry import pose_error, scale_intrinsics
+
+from .result import CalibResult
+
+
+@dataclass
+class SearchLevel:
+    """One coarse-to-fine level: edge-map decay and the pattern-search step schedule."""
+
+    decay: float = 0.95             # inverse-distance-transform decay per pixel (closer to 1 = wider basin)
+    rot_step_deg: float = 1.0       # initial rotation step
+    trans_step_m: float = 0.1       # initial translation step
+    min_rot_step_deg: float = 0.05  # level ends when both steps are below these
+    min_trans_step_m: float = 0.005
+    max_iters: int = 60
+    search_rotation: bool = True
+    search_translation: bool = True
+
+
+def _default_levels() -> list[SearchLevel]:
+    # Rotation only: on single KITTI frames a free translation search drifts by decimetres to
+    # spurious optima (translation is weakly observable from one frame); see docs/calibration_eval.md.
+    return [SearchLevel(0.95, 0.5, 0.05, 0.05, 0.005, 60, True, False),
+            SearchLevel(0.90, 0.1, 0.02, 0.01, 0.002, 60, True, False)]
+
+
+@dataclass
+class ClassicalCalibConfig:
+    """Parameters of :class:`EdgeAlignmentCalibrator` (YAML section ``classical`` of config/calib_eval.yaml)."""
+
+    # LiDAR discontinuities
+    min_range_m: float = 1.0               # ignore returns closer than this (vehicle body, noise)
+    min_jump_m: float = 1.0                # a range jump below this is not a discontinuity
+    max_jump_m: float = 10.0               # cap, so far background does not dominate
+    jump_gamma: float = 0.5                # Levinson's exponent on the jump
+    step_edge_min_run: int = 2             # the near surface must continue this many points on the other side
+                                           # (rejects the isolated range spikes of foliage); 0 = Levinson's plain jump
+    smooth_tol_m: float = 0.15             # 'same surface': |range difference| <= max(tol_m, tol_rel * range)
+    smooth_tol_rel: float = 0.02
+    intensity_weight: float = 0.0          # weight of |intensity jump| (intensity scaled to [0, 1]) added to X
+    min_intensity_jump: float = 0.2
+    neighbour_max_az_gap_deg: float = 1.0  # azimuth neighbours farther apart than this are not neighbours
+    neighbour_max_el_gap_deg: float = 0.3
+    scan_order_min_fraction: float = 0.8   # below: the cloud is not stored in scan order, rebuild rings
+    elevation_bin_deg: float = 0.2         # ring bins used for clouds not stored in scan order
+    max_edge_points: int = 5000            # strongest discontinuities kept (speed)
+    fov_margin_px: float = 80.0            # keep points projecting this far outside the image (they may move in)
+    min_edge_points: int = 100             # fewer in view -> failure
+    # image edges
+    image_scale: float = 1.0               # edge map resolution relative to the image (speed)
+    edge_gradient: str = 'horizontal'      # 'horizontal': |d/du| only, the image counterpart of range jumps
+                                           # between azimuth neighbours; 'magnitude': full gradient norm
+    grad_sigma_px: float = 1.0             # Gaussian pre-smoothing before the Sobel gradient
+    edge_norm_percentile: float = 99.0     # gradient magnitude / this percentile, clipped to 1
+    min_edge_contrast: float = 4.0         # that percentile in grey levels (0..255) below this -> failure
+    idt_alpha: float = 1.0 / 3.0           # weight of the raw edge in the inverse distance transform
+    center_edge_map: bool = True           # subtract the map's mean: a point landing anywhere scores 0 on average,
+                                           # so pulling more points into the image is not rewarded by itself
+    idt_radii: int = 12                    # geometric set of Chebyshev radii approximating the transform
+    # search
+    levels: list[SearchLevel] = field(default_factory=_default_levels)
+    random_directions: int = 48            # random 6-D directions per iteration (plus the 12 axis moves)
+    min_improvement: float = 1e-6
+    seed: int = 0
+    trust_rot_deg: float = 12.0            # the search never moves farther than this from T_init
+    trust_trans_m: float = 0.3
+    max_correction_deg: float = 30.0       # larger corrections are rejected (diverged)
+    max_correction_m: float = 2.0
+    # confidence
+    probe_rot_deg: float = 0.5
+    probe_trans_m: float = 0.05
+    min_confidence: float = 0.9            # success needs at least this fraction of lower neighbours
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> 'ClassicalCalibConfig':
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f'classical calibration config: unknown keys {sorted(unknown)}')
+        if 'levels' in d:
+            d['levels'] = [lv if isinstance(lv, SearchLevel) else SearchLevel(**lv) for lv in d['levels']]
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, section: str = 'classical') -> 'ClassicalCalibConfig':
+        import yaml
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.from_dict(data.get(section, {}) if section else data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if not self.levels:
+            raise ValueError('classical calibration config: levels must not be empty')
+        for lv in self.levels:
+            if not 0.0 < lv.decay < 1.0:
+                raise ValueError(f'classical calibration config: decay must be in (0, 1), got {lv.decay}')
+        if self.edge_gradient not in ('horizontal', 'magnitude'):
+            raise ValueError(f"classical calibration config: edge_gradient must be 'horizontal' or 'magnitude', "
+                             f'got {self.edge_gradient!r}')
+        if not 0.0 < self.image_scale <= 1.0:
+            raise ValueError(f'classical calibration config: image_scale must be in (0, 1], got {self.image_scale}')
+        if self.max_edge_points < self.min_edge_points:
+            raise ValueError('classical calibration config: max_edge_points < min_edge_points')
+
+
+# ----------------------------------------------------------------------------- LiDAR side
+
+def _wrap_deg(a: np.ndarray) -> np.ndarray:
+    return (a + 180.0) % 360.0 - 180.0
+
+
+def _run_lengths(a: np.ndarray) -> np.ndarray:
+    """a: (n,) bool -> (n,) length of the run of True ending at each position (0 where False)."""
+    idx = np.arange(len(a))
+    last_false = np.maximum.accumulate(np.where(~a, idx, -1)) if len(a) else idx
+    return idx - last_false
+
+
+def discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig) -> tuple[np.ndarray, str]:
+    """points: (N, 4) LiDAR frame -> (weights (N,) float32 >= 0, ordering used: 'scan' or 'rebuilt').
+
+    Neighbours are consecutive points of one scan line. If the cloud is stored in scan order (KITTI,
+    most drivers) the storage order gives them; otherwise rings are rebuilt from elevation bins and
+    points sorted by azimuth inside each ring.
+    """
+    n = len(points)
+    if n < 3:
+        return np.zeros(n, np.float32), 'scan'
+    xyz = points[:, :3].astype(np.float64)
+    rng_ = np.linalg.norm(xyz, axis=1)
+    az = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
+    el = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
+
+    def pairs(order: np.ndarray) -> np.ndarray:
+        return ((np.abs(_wrap_deg(np.diff(az[order]))) < cfg.neighbour_max_az_gap_deg)
+                & (np.abs(np.diff(el[order])) < cfg.neighbour_max_el_gap_deg))
+
+    order = np.arange(n)
+    valid = pairs(order)
+    mode = 'scan'
+    if valid.mean() < cfg.scan_order_min_fraction:
+        order = np.lexsort((az, np.floor(el / cfg.elevation_bin_deg)))
+        valid = pairs(order)
+        mode = 'rebuilt'
+    valid &= (rng_[order][:-1] >= cfg.min_range_m) & (rng_[order][1:] >= cfg.min_range_m)
+    r = rng_[order]
+    # jump to the next / previous neighbour (NaN when not a neighbour), per point in scan order
+    nxt = np.full(n, np.nan)
+    prv = np.full(n, np.nan)
+    nxt[:-1] = np.where(valid, r[1:] - r[:-1], np.nan)
+    prv[1:] = np.where(valid, r[:-1] - r[1:], np.nan)
+    # a clean step edge: a jump away on one side, a continuous surface on the other (rejects the
+    # isolated range spikes of foliage and noise, which have a jump on both sides)
+    tol = np.maximum(cfg.smooth_tol_m, cfg.smooth_tol_rel * r)
+    smooth = valid & (np.abs(r[1:] - r[:-1]) <= tol[:-1])          # pair (i, i+1) on one surface
+    run_left = np.zeros(n, np.int64)
+    run_right = np.zeros(n, np.int64)
+    run_left[1:] = _run_lengths(smooth)                              # smooth pairs ending at i, going left
+    run_right[:-1] = _run_lengths(smooth[::-1])[::-1]                # ... starting at i, going right
+    if cfg.step_edge_min_run > 0:
+        step_next = np.where(run_left >= cfg.step_edge_min_run, nxt, 0.0)
+        step_prev = np.where(run_right >= cfg.step_edge_min_run, prv, 0.0)
+    else:
+        step_next, step_prev = nxt, prv
+    jump = np.maximum(np.nan_to_num(step_next, nan=0.0), np.nan_to_num(step_prev, nan=0.0))
+    jump = np.maximum(jump, 0.0)
+    w = np.where(jump >= cfg.min_jump_m, np.minimum(jump, cfg.max_jump_m) ** cfg.jump_gamma, 0.0)
+    if cfg.intensity_weight > 0:
+        inten = points[order, 3].astype(np.float64)
+        scale = max(float(np.percentile(inten, 99)), 1e-6) if n else 1.0
+        inten = np.clip(inten / scale, 0.0, 1.0)
+        di = np.where(valid, np.abs(np.diff(inten)), 0.0)
+        ij = np.zeros(n)
+        ij[:-1] = np.maximum(ij[:-1], di)
+        ij[1:] = np.maximum(ij[1:], di)
+        w = w + cfg.intensity_weight * np.where(ij >= cfg.min_intensity_jump, ij, 0.0)
+    w[rng_[order] < cfg.min_range_m] = 0.0
+    out = np.zeros(n, np.float32)
+    out[order] = w
+    return out, mode
+
+
+# ----------------------------------------------------------------------------- image side
+
+def grey_image(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """image: (H, W, 3) uint8 RGB -> (H', W') float32 luminance 0..255, resized by ``scale``."""
+    g = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    if scale != 1.0:
+        from PIL import Image
+        H, W = g.shape
+        size = (max(1, int(round(W * scale))), max(1, int(round(H * scale))))
+        g = np.asarray(Image.fromarray(g, mode='F').resize(size, Image.BILINEAR), dtype=np.float32)
+    return g
+
+
+def edge_strength(grey: np.ndarray, cfg: ClassicalCalibConfig) -> tuple[np.ndarray, float]:
+    """grey: (H, W) float32 -> (E (H, W) float32 in [0, 1], contrast = gradient percentile in grey levels)."""
+    g = ndimage.gaussian_filter(grey, cfg.grad_sigma_px) if cfg.grad_sigma_px > 0 else grey
+    gx = ndimage.sobel(g, axis=1)
+    if cfg.edge_gradient == 'horizontal':
+        mag = np.abs(gx) / 8.0                                  # ~grey levels per pixel
+    else:
+        mag = np.hypot(gx, ndimage.sobel(g, axis=0)) / 8.0
+    contrast = float(np.percentile(mag, cfg.edge_norm_percentile))
+    E = np.clip(mag / max(contrast, 1e-6), 0.0, 1.0).astype(np.float32)
+    return E, contrast
+
+
+def inverse_distance_transform(E: np.ndarray, decay: float, alpha: float, n_radii: int = 12) -> np.ndarray:
+    """D = alpha E + (1 - alpha) max_q E_q decay^cheb(p, q), approximated on a geometric set of radii.
+
+    E: (H, W) in [0, 1] -> D (H, W) float32 in [0, 1]. The max over radius k of decay^k times a
+    (2k+1)-square maximum filter is exact at the sampled radii and a lower bound in between.
+    """
+    k_max = int(np.ceil(np.log(0.02) / np.log(decay)))        # beyond: decay^k < 2 %
+    k_max = max(1, min(k_max, max(E.shape)))
+    radii = np.unique(np.round(np.geomspace(1, k_max, max(2, n_radii))).astype(int))
+    spread = E.copy()
+    for k in radii:
+        spread = np.maximum(spread, (decay ** k) * ndimage.maximum_filter(E, size=2 * k + 1, mode='constant'))
+    return (alpha * E + (1.0 - alpha) * spread).astype(np.float32)
+
+
+def bilinear_lookup(D: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """D: (H, W); u, v: same-shape float pixel coordinates (NaN allowed) -> values, 0 outside the image."""
+    H, W = D.shape
+    with np.errstate(invalid='ignore'):
+        ok = (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
+    uu = np.where(ok, u, 0.0)
+    vv = np.where(ok, v, 0.0)
+    u0 = np.minimum(np.floor(uu).astype(np.int64), W - 2 if W > 1 else 0)
+    v0 = np.minimum(np.floor(vv).astype(np.int64), H - 2 if H > 1 else 0)
+    du = uu - u0
+    dv = vv - v0
+    u1 = np.minimum(u0 + 1, W - 1)
+    v1 = np.minimum(v0 + 1, H - 1)
+    val = ((1 - du) * (1 - dv) * D[v0, u0] + du * (1 - dv) * D[v0, u1]
+           + (1 - du) * dv * D[v1, u0] + du * dv * D[v1, u1])
+    return np.where(ok, val, 0.0)
+
+
+# ----------------------------------------------------------------------------- objective and search
+
+def _delta_transforms(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """deltas: (B, 6) [rotvec rad, translation m] -> R (B, 3, 3), t (B, 3)."""
+    return Rotation.from_rotvec(deltas[:, :3]).as_matrix(), deltas[:, 3:]
+
+
+class _Objective:
+    """J over a batch of corrections applied in the camera frame to points already in the camera frame."""
+
+    def __init__(self, D: np.ndarray, K: np.ndarray, weights: np.ndarray, chunk: int = 2_000_000) -> None:
+        self.D = D
+        self.K = K
+        self.w = weights.astype(np.float64)
+        self.wsum = float(self.w.sum())
+        self.chunk = chunk
+
+    def __call__(self, P_cam: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """P_cam: (M, 3) at the current estimate; deltas: (B, 6) -> J (B,)."""
+        R, t = _delta_transforms(deltas)
+        M = len(P_cam)
+        step = max(1, self.chunk // max(M, 1))
+        out = np.empty(len(deltas))
+        K = self.K
+        for s in range(0, len(deltas), step):
+            Q = np.einsum('bij,mj->bmi', R[s:s + step], P_cam) + t[s:s + step, None, :]
+            z = Q[..., 2]
+            front = z > 0.1
+            zs = np.where(front, z, 1.0)
+            u = np.where(front, K[0, 0] * Q[..., 0] / zs + K[0, 1] * Q[..., 1] / zs + K[0, 2], np.nan)
+            v = np.where(front, K[1, 1] * Q[..., 1] / zs + K[1, 2], np.nan)
+            out[s:s + step] = bilinear_lookup(self.D, u, v) @ self.w / self.wsum
+        return out
+
+
+def _apply(delta: np.ndarray, T: np.ndarray) -> np.ndarray:
+    R, t = _delta_transforms(delta[None])
+    L = np.eye(4)
+    L[:3, :3] = R[0]
+    L[:3, 3] = t[0]
+    return L @ T
+
+
+def _grid_directions() -> np.ndarray:
+    g = np.stack(np.meshgrid(*[[-1.0, 0.0, 1.0]] * 6, indexing='ij'), axis=-1).reshape(-1, 6)
+    return g[np.any(g != 0, axis=1)]
+
+
+_GRID = _grid_directions()  # (728, 6)
+
+
+class EdgeAlignmentCalibrator:
+    """Targetless calibrator (and refinement stage): maximises LiDAR-discontinuity / image-edge alignment."""
+
+    name = 'classical'
+
+    def __init__(self, config: ClassicalCalibConfig | None = None) -> None:
+        self.cfg = config or ClassicalCalibConfig()
+        self.cfg.validate()
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
+        try:
+            T0 = np.asarray(T_init, dtype=np.float64).reshape(4, 4)
+            if not np.all(np.isfinite(T0)):
+                return CalibResult.failure(np.eye(4), 'T_init is not finite')
+        except Exception as exc:  # noqa: BLE001 - a calibrator never raises on bad input
+            return CalibResult.failure(np.eye(4), f'T_init unusable: {exc}')
+        try:
+            return self._estimate(sample, T0)
+        except Exception as exc:  # noqa: BLE001
+            return CalibResult.failure(T0, f'classical calibration failed: {type(exc).__name__}: {exc}')
+
+    def _inside_trust(self, cands: np.ndarray, T: np.ndarray, T0: np.ndarray) -> np.ndarray:
+        """cands: (B, 6) corrections of T -> (B,) bool, the result stays within the trust region around T0."""
+        R, t = _delta_transforms(cands)
+        R_new = R @ T[:3, :3]                                    # (B, 3, 3)
+        t_new = np.einsum('bij,j->bi', R, T[:3, 3]) + t          # (B, 3)
+        cos = (np.einsum('bij,ij->b', R_new, T0[:3, :3]) - 1.0) / 2.0   # trace(R_new^T R0)
+        ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        return (ang <= self.cfg.trust_rot_deg) & (np.linalg.norm(t_new - T0[:3, 3], axis=1) <= self.cfg.trust_trans_m)
+
+    def _edge_map(self, E: np.ndarray, decay: float) -> np.ndarray:
+        D = inverse_distance_transform(E, decay, self.cfg.idt_alpha, self.cfg.idt_radii)
+        if self.cfg.center_edge_map:
+            D = D - np.float32(D.mean())
+        return D
+
+    def _estimate(self, sample: Sample, T0: np.ndarray) -> CalibResult:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        pts = np.asarray(sample.points)
+        if pts.ndim != 2 or pts.shape[0] < cfg.min_edge_points:
+            return CalibResult.failure(T0, f'too few LiDAR points ({len(pts)})', n_points=int(len(pts)))
+        # image edge maps
+        grey = grey_image(sample.image, cfg.image_scale)
+        Hs, Ws = grey.shape
+        K = sample.K if cfg.image_scale == 1.0 else scale_intrinsics(
+            sample.K, Ws / sample.image.shape[1], Hs / sample.image.shape[0])
+        E, contrast = edge_strength(grey, cfg)
+        if contrast < cfg.min_edge_contrast:
+            return CalibResult.failure(T0, f'image has no usable edges (gradient p{cfg.edge_norm_percentile:g} = '
+                                           f'{contrast:.2f} grey levels < {cfg.min_edge_contrast})',
+                                       edge_contrast=contrast)
+        # LiDAR discontinuities, kept where they can project into the image
+        w, order_mode = discontinuity_weights(pts, cfg)
+        idx = np.flatnonzero(w > 0)
+        P_l = pts[idx, :3].astype(np.float64)
+        P_c = P_l @ T0[:3, :3].T + T0[:3, 3]
+        z = P_c[:, 2]
+        zs = np.where(z > 0.1, z, 1.0)
+        u = K[0, 0] * P_c[:, 0] / zs + K[0, 1] * P_c[:, 1] / zs + K[0, 2]
+        v = K[1, 1] * P_c[:, 1] / zs + K[1, 2]
+        m = cfg.fov_margin_px * cfg.image_scale
+        keep = (z > 0.1) & (u > -m) & (u < Ws - 1 + m) & (v > -m) & (v < Hs - 1 + m)
+        idx, P_c = idx[keep], P_c[keep]
+        if len(idx) > cfg.max_edge_points:
+            top = np.argpartition(-w[idx], cfg.max_edge_points - 1)[:cfg.max_edge_points]
+            idx, P_c = idx[top], P_c[top]
+        n_edge = int(len(idx))
+        if n_edge < cfg.min_edge_points:
+            return CalibResult.failure(T0, f'too few LiDAR discontinuity points near the image ({n_edge} < '
+                                           f'{cfg.min_edge_points})', n_edge_points=n_edge, edge_contrast=contrast)
+        weights = w[idx]
+        P_l = pts[idx, :3].astype(np.float64)
+
+        rng = np.random.default_rng(cfg.seed)
+        T = T0.copy()
+        J_init = None
+        history = []
+        for lv in cfg.levels:
+            obj = _Objective(self._edge_map(E, lv.decay), K, weights)
+            P_cur = P_l @ T[:3, :3].T + T[:3, 3]
+            J = float(obj(P_cur, np.zeros((1, 6)))[0])
+            if J_init is None:
+                J_init = J
+            mask = np.array([lv.search_rotation] * 3 + [lv.search_translation] * 3, dtype=float)
+            steps = np.array([np.radians(lv.rot_step_deg)] * 3 + [lv.trans_step_m] * 3)
+            min_steps = np.array([np.radians(lv.min_rot_step_deg)] * 3 + [lv.min_trans_step_m] * 3)
+            it = 0
+            while it < lv.max_iters and np.any((steps > min_steps) & (mask > 0)):
+                it += 1
+                rand = rng.normal(size=(cfg.random_directions, 6))
+                rand /= np.linalg.norm(rand, axis=1, keepdims=True)
+                dirs = np.concatenate([np.eye(6), -np.eye(6), rand]) * mask
+                cands = dirs * steps
+                scores = obj(P_cur, cands)
+                scores[~self._inside_trust(cands, T, T0)] = -np.inf
+                b = int(np.argmax(scores))
+                if scores[b] > J + cfg.min_improvement:
+                    T = _apply(cands[b], T)
+                    P_cur = P_l @ T[:3, :3].T + T[:3, 3]
+                    J = float(scores[b])
+                else:
+                    steps = steps * 0.5
+            history.append({'decay': lv.decay, 'iters': it, 'objective': J})
+        # confidence: Levinson's fraction of lower grid neighbours, on the finest map
+        probe = np.array([np.radians(cfg.probe_rot_deg)] * 3 + [cfg.probe_trans_m] * 3)
+        scores = obj(P_cur, _GRID * probe)
+        confidence = float(np.mean(scores < J))
+        rre, rte = pose_error(T, T0)
+        extras = {'objective_init': J_init, 'objective': J, 'n_edge_points': n_edge, 'edge_contrast': contrast,
+                  'ordering': order_mode, 'correction_deg': rre, 'correction_m': rte, 'levels': history,
+                  'runtime_s': time.perf_counter() - t_start}
+        if rre > cfg.max_correction_deg or rte > cfg.max_correction_m:
+            return CalibResult.failure(T0, f'diverged: correction {rre:.1f} deg / {rte:.2f} m exceeds the limit',
+                                       **extras)
+        ok = confidence >= cfg.min_confidence
+        msg = (f'edge alignment: objective {J_init:.4f} -> {J:.4f}, correction {rre:.2f} deg / {100 * rte:.1f} cm, '
+               f'{n_edge} edge points, confidence {confidence:.2f}' + ('' if ok else ' (below min_confidence)'))
+        return CalibResult(T, confidence, ok, msg, extras)

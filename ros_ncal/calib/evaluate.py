@@ -1,0 +1,309 @@
+"""Calibration evaluation: every calibrator on the same perturbed initial guesses.
+
+Protocol (fixed by seed): for each sample with true extrinsic ``T_true`` and each trial, draw a
+rigid perturbation ``D`` (rotation about a uniform random axis, angle uniform in [min_deg, max_deg];
+translation along a uniform random direction, norm uniform in [min_m, max_m]) and set
+
+    T_init = T_true @ D        (D acts in the LiDAR frame, on the right)
+
+Projecting the cloud with ``T_init`` is projecting the cloud moved by ``D`` with the true extrinsic:
+the calibrator sees the cloud in a perturbed frame and must undo ``D``. With ``D`` on the right the
+initial errors are exactly the perturbation sizes: RRE(T_init, T_true) = angle(D) and
+RTE(T_init, T_true) = |t_D| (rotating a vector keeps its norm). The no-correction baseline is always
+evaluated. Each calibrator receives ``sample.replace(T_cam_lidar=T_init)`` with the true extrinsic
+removed from ``meta``, so no ground truth leaks.
+
+Errors: RRE in degrees (angle of R_est^T R_true), RTE in centimetres (|t_est - t_true|); success when
+RRE < success_rre_deg and RTE < success_rte_m (defaults 2 deg, 20 cm).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ros_ncal.data.sample import Sample
+from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
+
+from .result import CalibResult, NoCorrection
+
+TRUE_EXTRINSIC_KEY = 'T_cam_lidar_true'
+
+
+@dataclass
+class PerturbationPreset:
+    """Bounds of the random decalibration (see the module docstring)."""
+
+    max_deg: float
+    max_m: float
+    min_deg: float = 0.0
+    min_m: float = 0.0
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return random_perturbation(rng, self.max_deg, self.max_m, self.min_deg, self.min_m)
+
+
+def _default_presets() -> dict[str, PerturbationPreset]:
+    return {'small': PerturbationPreset(2.0, 0.1),     # refinement of a nearly right extrinsic
+            'calib': PerturbationPreset(10.0, 0.5),    # default
+            'wide': PerturbationPreset(20.0, 1.5)}     # the range of learned calibrators (RegNet, LCCNet)
+
+
+def _default_sweep() -> list[list[float]]:
+    return [[0.5, 0.025], [1.0, 0.05], [2.0, 0.1], [5.0, 0.25], [10.0, 0.5], [20.0, 1.5]]
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (YAML section ``evaluation`` of config/calib_eval.yaml)."""
+
+    preset: str = 'calib'
+    presets: dict[str, PerturbationPreset] = field(default_factory=_default_presets)
+    trials: int = 5                   # perturbations per sample
+    seed: int = 0
+    success_rre_deg: float = 2.0
+    success_rte_m: float = 0.2
+    sweep: list[list[float]] = field(default_factory=_default_sweep)  # [deg, m] sizes, exact magnitudes
+    sweep_trials: int = 2             # per sample and size
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> 'EvalConfig':
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f'evaluation config: unknown keys {sorted(unknown)}')
+        if 'presets' in d:
+            presets = _default_presets()
+            presets.update({k: v if isinstance(v, PerturbationPreset) else PerturbationPreset(**v)
+                            for k, v in d['presets'].items()})
+            d['presets'] = presets
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, section: str = 'evaluation') -> 'EvalConfig':
+        import yaml
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.from_dict(data.get(section, {}) if section else data)
+
+    def validate(self) -> None:
+        if self.preset not in self.presets:
+            raise ValueError(f'evaluation config: unknown preset {self.preset!r}; have {sorted(self.presets)}')
+        if self.trials < 1 or self.sweep_trials < 1:
+            raise ValueError('evaluation config: trials and sweep_trials must be >= 1')
+        for s in self.sweep:
+            if len(s) != 2 or s[0] < 0 or s[1] < 0:
+                raise ValueError(f'evaluation config: sweep entries are [deg, m] >= 0, got {s}')
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def true_extrinsic(sample: Sample) -> np.ndarray:
+    """(4, 4) ground truth: ``sample.meta['T_cam_lidar_true']`` when present, else ``sample.T_cam_lidar``."""
+    if TRUE_EXTRINSIC_KEY in sample.meta:
+        return validate_rigid(np.asarray(sample.meta[TRUE_EXTRINSIC_KEY], dtype=np.float64), 1e-4,
+                              name=f'meta[{TRUE_EXTRINSIC_KEY!r}]')
+    return np.asarray(sample.T_cam_lidar, dtype=np.float64)
+
+
+def calibrator_input(sample: Sample, T_init: np.ndarray) -> Sample:
+    """The sample as a calibrator may see it: nominal extrinsic = T_init, no ground truth in meta."""
+    meta = {k: v for k, v in sample.meta.items() if k != TRUE_EXTRINSIC_KEY}
+    return sample.replace(T_cam_lidar=np.asarray(T_init, dtype=np.float64), meta=meta)
+
+
+@dataclass
+class Trial:
+    """One initial guess: sample index, the perturbation D and T_init = T_true @ D."""
+
+    sample_index: int
+    trial: int
+    T_true: np.ndarray
+    perturbation: np.ndarray
+    T_init: np.ndarray
+
+    @property
+    def size(self) -> tuple[float, float]:
+        """(deg, m) of the perturbation (= the no-correction errors)."""
+        return pose_error(self.T_init, self.T_true)
+
+
+def make_trials(samples: list[Sample], preset: PerturbationPreset, trials: int, seed: int | list[int]) -> list[Trial]:
+    """Deterministic initial guesses: one generator seeded by ``seed``, drawn sample-major."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, s in enumerate(samples):
+        T_true = true_extrinsic(s)
+        for k in range(trials):
+            D = preset.draw(rng)
+            out.append(Trial(i, k, T_true, D, T_true @ D))
+    return out
+
+
+def run_trials(samples: list[Sample], trials: list[Trial], calibrators: dict[str, Any],
+               progress: bool = False) -> list[dict[str, Any]]:
+    """Run every calibrator on every trial -> one record per (trial, calibrator).
+
+    Record keys: sample, trial, calibrator, init_rre_deg, init_rte_cm, rre_deg, rte_cm, confidence,
+    success_flag (the calibrator's own), runtime_s, message. A calibrator that raises is recorded as a
+    failure returning T_init (message 'raised ...'); the evaluation goes on.
+    """
+    records = []
+    for n, tr in enumerate(trials):
+        s_in = calibrator_input(samples[tr.sample_index], tr.T_init)
+        init_rre, init_rte = tr.size
+        for name, cal in calibrators.items():
+            t0 = time.perf_counter()
+            try:
+                res = cal.estimate(s_in, tr.T_init.copy())
+                if not isinstance(res, CalibResult):
+                    raise TypeError(f'estimate returned {type(res).__name__}, expected CalibResult')
+            except Exception as exc:  # noqa: BLE001 - one bad calibrator must not stop the evaluation
+                res = CalibResult.failure(tr.T_init, f'raised {type(exc).__name__}: {exc}')
+            dt = time.perf_counter() - t0
+            rre, rte = pose_error(res.T_cam_lidar, tr.T_true)
+            records.append({'sample': tr.sample_index, 'trial': tr.trial, 'calibrator': name,
+                            'init_rre_deg': init_rre, 'init_rte_cm': 100.0 * init_rte,
+                            'rre_deg': rre, 'rte_cm': 100.0 * rte, 'confidence': res.confidence,
+                            'success_flag': res.success, 'runtime_s': dt, 'message': res.message})
+        if progress:
+            print(f'  trial {n + 1}/{len(trials)} done', flush=True)
+    return records
+
+
+def summarize(records: list[dict[str, Any]], success_rre_deg: float, success_rte_m: float) -> dict[str, dict]:
+    """Per calibrator: n, median/mean RRE (deg) and RTE (cm), success rate, mean runtime, mean confidence."""
+    out: dict[str, dict] = {}
+    names = list(dict.fromkeys(r['calibrator'] for r in records))
+    for name in names:
+        rs = [r for r in records if r['calibrator'] == name]
+        rre = np.array([r['rre_deg'] for r in rs])
+        rte = np.array([r['rte_cm'] for r in rs])
+        ok = (rre < success_rre_deg) & (rte < 100.0 * success_rte_m)
+        out[name] = {'n': len(rs), 'rre_median_deg': float(np.median(rre)), 'rre_mean_deg': float(np.mean(rre)),
+                     'rte_median_cm': float(np.median(rte)), 'rte_mean_cm': float(np.mean(rte)),
+                     'success_rate': float(np.mean(ok)),
+                     'self_reported_success_rate': float(np.mean([r['success_flag'] for r in rs])),
+                     'confidence_mean': float(np.mean([r['confidence'] for r in rs])),
+                     'runtime_mean_s': float(np.mean([r['runtime_s'] for r in rs]))}
+    return out
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation run produced (serialisable with :meth:`to_json`)."""
+
+    config: dict[str, Any]
+    preset_name: str
+    preset: dict[str, float]
+    n_samples: int
+    sample_ids: list[str]
+    records: list[dict[str, Any]]
+    summary: dict[str, dict]
+    sweep: list[dict[str, Any]] = field(default_factory=list)   # [{deg, m, summary}]
+    sweep_records: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_jsonable(self.to_dict()), indent=1))
+        return path
+
+    def table_rows(self) -> list[list[str]]:
+        rows = [['calibrator', 'n', 'RRE med (deg)', 'RRE mean (deg)', 'RTE med (cm)', 'RTE mean (cm)',
+                 f'success (<{self.config["success_rre_deg"]:g} deg, <{100 * self.config["success_rte_m"]:g} cm)',
+                 'conf mean', 'runtime (s/frame)']]
+        for name, s in self.summary.items():
+            rows.append([name, str(s['n']), f'{s["rre_median_deg"]:.2f}', f'{s["rre_mean_deg"]:.2f}',
+                         f'{s["rte_median_cm"]:.1f}', f'{s["rte_mean_cm"]:.1f}', f'{100 * s["success_rate"]:.0f} %',
+                         f'{s["confidence_mean"]:.2f}', f'{s["runtime_mean_s"]:.3f}'])
+        return rows
+
+    def to_markdown(self) -> str:
+        p = self.preset
+        lines = [f'Preset `{self.preset_name}`: rotation up to {p["max_deg"]:g} deg, translation up to '
+                 f'{p["max_m"]:g} m; {self.n_samples} samples x {self.config["trials"]} trials, seed '
+                 f'{self.config["seed"]}.', '']
+        rows = self.table_rows()
+        lines.append('| ' + ' | '.join(rows[0]) + ' |')
+        lines.append('|' + '---|' * len(rows[0]))
+        lines += ['| ' + ' | '.join(r) + ' |' for r in rows[1:]]
+        if self.sweep:
+            names = list(self.sweep[0]['summary'])
+            lines += ['', 'Sweep (exact perturbation sizes), median RRE deg / RTE cm / success:', '',
+                      '| size | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
+            for row in self.sweep:
+                cells = [f'{row["summary"][n]["rre_median_deg"]:.2f} / {row["summary"][n]["rte_median_cm"]:.1f} / '
+                         f'{100 * row["summary"][n]["success_rate"]:.0f} %' for n in names]
+                lines.append(f'| {row["deg"]:g} deg, {100 * row["m"]:g} cm | ' + ' | '.join(cells) + ' |')
+        return '\n'.join(lines) + '\n'
+
+    def format_table(self) -> str:
+        rows = self.table_rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return '\n'.join('  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                         for r in rows)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    return x
+
+
+def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], config: EvalConfig | None = None,
+                         preset: str | None = None, trials: int | None = None, sweep: bool = False,
+                         sample_ids: Iterable[str] | None = None, progress: bool = False) -> EvalReport:
+    """Evaluate ``calibrators`` ({name: calibrator}) on ``samples``; 'none' (NoCorrection) is always added first.
+
+    preset / trials override the config. With ``sweep`` also runs every size of ``config.sweep`` with
+    exact magnitudes (min = max) and ``config.sweep_trials`` trials per sample, for the error-vs-size plot.
+    """
+    cfg = config or EvalConfig()
+    preset_name = preset or cfg.preset
+    if preset_name not in cfg.presets:
+        raise ValueError(f'unknown perturbation preset {preset_name!r}; have {sorted(cfg.presets)}')
+    if not samples:
+        raise ValueError('evaluate_calibrators: no samples')
+    n_trials = int(trials or cfg.trials)
+    cals = {'none': NoCorrection()}
+    cals.update({k: v for k, v in calibrators.items() if k != 'none'})
+    pr = cfg.presets[preset_name]
+    main = make_trials(samples, pr, n_trials, cfg.seed)
+    records = run_trials(samples, main, cals, progress)
+    report = EvalReport(config={**cfg.to_dict(), 'trials': n_trials}, preset_name=preset_name, preset=asdict(pr),
+                        n_samples=len(samples),
+                        sample_ids=list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(samples))],
+                        records=records, summary=summarize(records, cfg.success_rre_deg, cfg.success_rte_m))
+    if sweep:
+        for j, (deg, m) in enumerate(cfg.sweep):
+            tr = make_trials(samples, PerturbationPreset(deg, m, deg, m), cfg.sweep_trials, [cfg.seed, 1000 + j])
+            recs = run_trials(samples, tr, cals, progress)
+            for r in recs:
+                r['size_deg'], r['size_m'] = float(deg), float(m)
+            report.sweep_records += recs
+            report.sweep.append({'deg': float(deg), 'm': float(m),
+                                 'summary': summarize(recs, cfg.success_rre_deg, cfg.success_rte_m)})
+    return report

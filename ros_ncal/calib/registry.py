@@ -1,0 +1,70 @@
+"""Calibrator registry: name -> factory, so the CLI and the nodes build calibrators by name.
+
+A factory is called with keyword options (``checkpoint``, ``config_path``, ``device`` and whatever a
+caller passes; factories ignore options they do not use) and returns an object with
+``estimate(sample, T_init) -> CalibResult``. A spec ``'a+b'`` chains calibrators: ``b`` refines ``a``'s
+estimate (e.g. ``nclr+classical``). Add one with :func:`register_calibrator`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .result import ChainCalibrator, NoCorrection
+
+
+class CalibratorUnavailableError(RuntimeError):
+    """A registered calibrator cannot be built here (missing module, checkpoint, ...)."""
+
+
+def _make_none(**_: Any):
+    return NoCorrection()
+
+
+def _make_classical(config_path: str | None = None, **_: Any):
+    from .classical import ClassicalCalibConfig, EdgeAlignmentCalibrator
+    cfg = ClassicalCalibConfig.from_yaml(config_path) if config_path else ClassicalCalibConfig()
+    return EdgeAlignmentCalibrator(cfg)
+
+
+def _make_nclr(checkpoint: str | None = None, device: str | None = None, **_: Any):
+    if not checkpoint:
+        raise CalibratorUnavailableError('calibrator "nclr" needs a trained checkpoint (--checkpoint PATH)')
+    try:
+        from ros_ncal.nclr.calibrator import NCLRCalibrator
+    except ImportError as exc:
+        raise CalibratorUnavailableError(
+            f'calibrator "nclr" is not available: cannot import ros_ncal.nclr.calibrator.NCLRCalibrator ({exc})') from exc
+    try:
+        return NCLRCalibrator.from_checkpoint(checkpoint, device=device) if device else \
+            NCLRCalibrator.from_checkpoint(checkpoint)
+    except FileNotFoundError as exc:
+        raise CalibratorUnavailableError(f'calibrator "nclr": checkpoint not found: {exc}') from exc
+
+
+CALIBRATORS: dict[str, Callable[..., Any]] = {
+    'none': _make_none,
+    'classical': _make_classical,
+    'nclr': _make_nclr,
+}
+
+
+def register_calibrator(name: str, factory: Callable[..., Any], overwrite: bool = False) -> None:
+    """Make ``name`` buildable by :func:`make_calibrator` (names may not contain '+' or ',')."""
+    if not name or '+' in name or ',' in name:
+        raise ValueError(f'calibrator name {name!r}: must be non-empty without "+" or ","')
+    if name in CALIBRATORS and not overwrite:
+        raise ValueError(f'calibrator {name!r} is already registered (pass overwrite=True to replace it)')
+    CALIBRATORS[name] = factory
+
+
+def make_calibrator(spec: str, **options: Any):
+    """'classical', 'nclr', 'nclr+classical', ... -> calibrator. Raises ValueError for an unknown name,
+    CalibratorUnavailableError when a known one cannot be built."""
+    names = [n.strip() for n in spec.split('+') if n.strip()]
+    if not names:
+        raise ValueError(f'empty calibrator spec {spec!r}')
+    for n in names:
+        if n not in CALIBRATORS:
+            raise ValueError(f'unknown calibrator {n!r}; registered: {sorted(CALIBRATORS)}')
+    stages = [CALIBRATORS[n](**options) for n in names]
+    return stages[0] if len(stages) == 1 else ChainCalibrator(stages, names)

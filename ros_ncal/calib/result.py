@@ -1,0 +1,87 @@
+"""The calibrator contract: ``estimate(sample, T_init) -> CalibResult``.
+
+A calibrator is any object with a method ``estimate(sample: Sample, T_init: (4, 4)) -> CalibResult``
+(the Autoware calibration-service contract: transform, success, score, message). ``T_init`` is the
+initial guess of ``T_cam_lidar`` (LiDAR -> camera optical frame); ``sample.T_cam_lidar`` must not be
+trusted by a calibrator (the evaluator sets it to ``T_init`` so no ground truth leaks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ros_ncal.data.sample import Sample
+
+
+@dataclass
+class CalibResult:
+    """One extrinsic estimate.
+
+    T_cam_lidar: (4, 4) float64 estimate (equal to T_init when the calibrator failed).
+    confidence: in [0, 1]; 0 = no information (a failure or the no-correction baseline).
+    success: the calibrator trusts its estimate (enough data, objective well peaked).
+    message: human-readable status, names the reason of a failure.
+    extras: calibrator-specific diagnostics (JSON-serialisable numbers/strings preferred).
+    """
+
+    T_cam_lidar: np.ndarray
+    confidence: float
+    success: bool
+    message: str = ''
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.T_cam_lidar = np.asarray(self.T_cam_lidar, dtype=np.float64).reshape(4, 4)
+        c = float(self.confidence)
+        self.confidence = 0.0 if not np.isfinite(c) else float(np.clip(c, 0.0, 1.0))
+        self.success = bool(self.success)
+        self.message = str(self.message)
+
+    @classmethod
+    def failure(cls, T_init: np.ndarray, message: str, **extras: Any) -> 'CalibResult':
+        """T_init unchanged, confidence 0, success False."""
+        return cls(np.array(T_init, dtype=np.float64, copy=True), 0.0, False, message, dict(extras))
+
+
+@runtime_checkable
+class Calibrator(Protocol):
+    """Anything with ``estimate(sample, T_init) -> CalibResult``."""
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:  # pragma: no cover - protocol
+        ...
+
+
+class NoCorrection:
+    """Baseline: returns T_init unchanged with confidence 0 (always included in evaluations)."""
+
+    name = 'none'
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
+        return CalibResult(np.array(T_init, dtype=np.float64, copy=True), 0.0, True, 'no correction applied')
+
+
+class ChainCalibrator:
+    """Runs calibrators in sequence, each starting from the previous estimate (e.g. NCLR then classical refinement).
+
+    A stage that fails leaves the running estimate unchanged; the chain succeeds when any stage did,
+    and reports the confidence of the last successful stage.
+    """
+
+    def __init__(self, stages: list, names: list[str] | None = None) -> None:
+        if not stages:
+            raise ValueError('ChainCalibrator: needs at least one stage')
+        self.stages = list(stages)
+        self.names = list(names) if names is not None else [type(s).__name__ for s in stages]
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
+        T = np.array(T_init, dtype=np.float64, copy=True)
+        ok_any, conf, messages, extras = False, 0.0, [], {}
+        for name, stage in zip(self.names, self.stages):
+            res = stage.estimate(sample, T)
+            messages.append(f'{name}: {res.message}')
+            extras[name] = {'success': res.success, 'confidence': res.confidence, **res.extras}
+            if res.success:
+                T, ok_any, conf = res.T_cam_lidar, True, res.confidence
+        return CalibResult(T, conf, ok_any, '; '.join(messages), extras)

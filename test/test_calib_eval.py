@@ -1,0 +1,109 @@
+"""Evaluation harness: exact baseline errors by construction, no ground-truth leak, outputs written."""
+import json
+
+import numpy as np
+import pytest
+
+from ros_ncal.calib import (CalibResult, CalibratorUnavailableError, EvalConfig, NoCorrection, PerturbationPreset,
+                            calibrator_input, evaluate_calibrators, make_calibrator, make_trials, true_extrinsic)
+from ros_ncal.calib.eval_data import load_kitti_samples
+from ros_ncal.cli import main as ncal_main
+from ros_ncal.geometry import make_T, matrix_to_rotvec, pose_error, rotvec_to_matrix
+
+
+@pytest.fixture(scope='module')
+def kitti_two(kitti_dir):
+    samples, ids = load_kitti_samples(kitti_dir, splits=('training',), max_frames=2)
+    assert len(samples) == 2 and ids == ['training/000000', 'training/000001']
+    return samples
+
+
+class LeakDetector:
+    """A real calibrator that records what it was given (to check that no ground truth is passed)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def estimate(self, sample, T_init):
+        self.seen.append((sample.T_cam_lidar.copy(), dict(sample.meta), T_init.copy()))
+        return CalibResult(T_init, 0.5, True, 'identity')
+
+
+class Raising:
+    def estimate(self, sample, T_init):
+        raise RuntimeError('boom')
+
+
+def test_no_correction_errors_equal_perturbation_sizes(kitti_two):
+    cfg = EvalConfig(trials=4, seed=3, sweep=[[1.0, 0.05], [7.0, 0.3]], sweep_trials=2)
+    report = evaluate_calibrators(kitti_two, {}, cfg, preset='calib', sweep=True)
+    none = [r for r in report.records if r['calibrator'] == 'none']
+    assert len(none) == 8
+    trials = make_trials(kitti_two, cfg.presets['calib'], 4, 3)
+    for rec, tr in zip(none, trials):
+        ang = np.degrees(np.linalg.norm(matrix_to_rotvec(tr.perturbation[:3, :3])))
+        assert rec['rre_deg'] == pytest.approx(ang, abs=1e-6)
+        assert rec['rte_cm'] == pytest.approx(100 * np.linalg.norm(tr.perturbation[:3, 3]), abs=1e-6)
+        assert rec['rre_deg'] == pytest.approx(rec['init_rre_deg'], abs=1e-9)
+        assert 0 <= rec['rre_deg'] <= 10.0 + 1e-9 and 0 <= rec['rte_cm'] <= 50.0 + 1e-9
+    # sweep sizes are exact magnitudes
+    for row in report.sweep:
+        s = row['summary']['none']
+        assert s['rre_median_deg'] == pytest.approx(row['deg'], abs=1e-6)
+        assert s['rte_median_cm'] == pytest.approx(100 * row['m'], abs=1e-6)
+    assert report.summary['none']['success_rate'] == pytest.approx(
+        np.mean([(r['rre_deg'] < 2) & (r['rte_cm'] < 20) for r in none]))
+
+
+def test_same_initial_guesses_for_every_calibrator_and_no_leak(kitti_two):
+    T_true = make_T(rotvec_to_matrix([0.01, 0.02, -0.03]), [0.1, -0.05, 0.2]) @ kitti_two[0].T_cam_lidar
+    s0 = kitti_two[0].replace(meta={**kitti_two[0].meta, 'T_cam_lidar_true': T_true.tolist()})
+    assert np.allclose(true_extrinsic(s0), T_true)
+    spy = LeakDetector()
+    report = evaluate_calibrators([s0], {'spy': spy, 'bad': Raising()}, EvalConfig(trials=3, seed=1))
+    assert [r['calibrator'] for r in report.records[:3]] == ['none', 'spy', 'bad']
+    for (T_seen, meta, T_init), rec in zip(spy.seen, [r for r in report.records if r['calibrator'] == 'spy']):
+        assert 'T_cam_lidar_true' not in meta
+        assert np.array_equal(T_seen, T_init)
+        assert pose_error(T_init, T_true)[0] == pytest.approx(rec['init_rre_deg'])
+        assert rec['rre_deg'] == pytest.approx(rec['init_rre_deg'])     # identity calibrator
+    bad = [r for r in report.records if r['calibrator'] == 'bad']
+    assert all(r['message'].startswith('raised RuntimeError') and not r['success_flag'] for r in bad)
+    # calibrator_input never mutates the original sample
+    assert 'T_cam_lidar_true' in s0.meta
+    assert calibrator_input(s0, np.eye(4)).T_cam_lidar.tolist() == np.eye(4).tolist()
+
+
+def test_registry_and_clear_errors():
+    assert isinstance(make_calibrator('none'), NoCorrection)
+    with pytest.raises(ValueError, match='unknown calibrator'):
+        make_calibrator('nope')
+    with pytest.raises(CalibratorUnavailableError, match='checkpoint'):
+        make_calibrator('nclr')
+    chain = make_calibrator('none+classical')
+    assert chain.names == ['none', 'classical']
+    with pytest.raises(ValueError, match='unknown perturbation preset'):
+        evaluate_calibrators([], {}, EvalConfig(), preset='huge')
+    with pytest.raises(ValueError):
+        EvalConfig.from_dict({'trails': 3})
+    assert PerturbationPreset(2, 0.1).max_deg == 2
+
+
+def test_cli_writes_json_markdown_and_plot(tmp_path, kitti_dir, capsys):
+    out = tmp_path / 'ev'
+    rc = ncal_main(['eval-calib', '--data', 'kitti', '--kitti-dir', str(kitti_dir), '--frames', '2',
+                    '--calibrators', 'none', '--trials', '3', '--preset', 'wide', '--sweep', '--out', str(out)])
+    assert rc == 0
+    rep = json.loads((out / 'report.json').read_text())
+    assert rep['preset_name'] == 'wide' and rep['preset']['max_deg'] == 20.0
+    assert len(rep['records']) == 2 * 3 and rep['summary']['none']['n'] == 6
+    assert len(rep['sweep']) == len(EvalConfig().sweep)
+    assert all(r['rre_deg'] <= 20.0 + 1e-9 and r['rte_cm'] <= 150.0 + 1e-9 for r in rep['records'])
+    md = (out / 'report.md').read_text()
+    assert '| none |' in md and 'Sweep' in md
+    png = (out / 'error_vs_perturbation.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
+    assert 'RRE med' in capsys.readouterr().out
+    # unknown calibrator and missing checkpoint: exit code 2 with a message, no traceback
+    assert ncal_main(['eval-calib', '--calibrators', 'nclr', '--out', str(out)]) == 2
+    assert 'checkpoint' in capsys.readouterr().out
