@@ -1,0 +1,110 @@
+"""Overlays and statistics: projection lands where the labels say on real KITTI frames; ncal inspect end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ros_ncal.cli import main as ncal
+from ros_ncal.data.boxes3d import points_in_boxes
+from ros_ncal.data.inspect import dataset_stats, draw_boxes, render_overlay
+from ros_ncal.data.labels import BOX_PALETTE, SEMANTICKITTI_PALETTE
+from ros_ncal.data.readers.kitti import read_kitti_frame
+from ros_ncal.geometry import make_T, project_lidar, rotvec_to_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def kitti3(kitti_dir):
+    return read_kitti_frame(kitti_dir / 'training', '000003')
+
+
+def test_box_points_project_into_the_labelled_2d_box(kitti_dir):
+    """Extrinsic, intrinsics and the camera->LiDAR box conversion agree with KITTI's own 2D labels."""
+    checked = 0
+    for frame in ('000000', '000001', '000002', '000003'):
+        s = read_kitti_frame(kitti_dir / 'training', frame)
+        inside = points_in_boxes(s.points, s.boxes)
+        for m, bbox in enumerate(s.meta['kitti_box_attrs']['bbox_2d']):
+            pts = s.points[inside[m]]
+            if len(pts) < 20:
+                continue
+            uv, _, ok = project_lidar(pts, s.T_cam_lidar, s.K, s.image_hw)
+            l, t, r, b = bbox
+            pad = 4
+            hit = ((uv[:, 0] > l - pad) & (uv[:, 0] < r + pad) & (uv[:, 1] > t - pad) & (uv[:, 1] < b + pad))[ok]
+            assert hit.mean() > 0.95, (frame, m, hit.mean())
+            checked += 1
+    assert checked >= 3
+
+
+def test_overlay_draws_points_and_box_wireframe(kitti3):
+    s = kitti3
+    plain = render_overlay(s, radius=0, draw_box_wireframes=False)
+    uv, depth, mask = project_lidar(s.points, s.T_cam_lidar, s.K, s.image_hw)
+    changed = np.any(plain != s.image, axis=2)
+    px = np.zeros(s.image_hw, bool)
+    px[np.round(uv[mask, 1]).astype(int).clip(0, s.image_hw[0] - 1), np.round(uv[mask, 0]).astype(int).clip(0, s.image_hw[1] - 1)] = True
+    assert not (changed & ~px).any()  # nothing drawn where no point projects
+    assert changed.sum() > 0.7 * px.sum()  # (a point coloured like the pixel under it leaves no change)
+    boxed = render_overlay(s, radius=0)
+    car_color = BOX_PALETTE[0]
+    box_px = np.all(boxed == car_color, axis=2) & ~np.all(plain == car_color, axis=2)
+    l, t, r, b = s.meta['kitti_box_attrs']['bbox_2d'][0]
+    ys, xs = np.nonzero(box_px)
+    assert len(xs) > 200
+    # the projected wireframe hugs the labelled 2D box
+    assert abs(xs.min() - l) < 15 and abs(xs.max() - r) < 15 and abs(ys.min() - t) < 15 and abs(ys.max() - b) < 15
+    # a wrong extrinsic gives a visibly different overlay
+    T_bad = make_T(rotvec_to_matrix(np.array([0, np.deg2rad(5), 0])), np.zeros(3)) @ s.T_cam_lidar
+    assert (render_overlay(s, radius=0, T_cam_lidar=T_bad) != boxed).any(axis=2).sum() > 1000
+
+
+def test_color_modes_and_boxes_behind_the_camera(kitti3):
+    s = kitti3
+    with pytest.raises(ValueError, match='point_labels'):
+        render_overlay(s, color='class')
+    labelled = s.replace(point_labels=np.full(s.num_points, 9))
+    out = render_overlay(labelled, color='class', radius=0, draw_box_wireframes=False)
+    drawn = np.any(out != s.image, axis=2)
+    assert np.all(out[drawn] == SEMANTICKITTI_PALETTE[9])
+    assert render_overlay(s, color='intensity').shape == s.image.shape
+    with pytest.raises(ValueError, match='color mode'):
+        render_overlay(s, color='rainbow')
+    behind = np.array([[-10, 0, 0, 4, 2, 1.5, 0]], np.float32)  # behind the camera: nothing drawn
+    np.testing.assert_array_equal(draw_boxes(s.image, behind, None, s.T_cam_lidar, s.K), s.image)
+    straddling = np.array([[0.5, 0, -1, 6, 2, 1.5, 0]], np.float32)  # crosses the image plane: clipped, drawn
+    assert (draw_boxes(s.image, straddling, None, s.T_cam_lidar, s.K) != s.image).any()
+
+
+def test_stats_on_kitti(kitti_dir):
+    samples = [read_kitti_frame(kitti_dir / 'training', f) for f in ('000000', '000001')]
+    d = dataset_stats(samples).as_dict({'boxes': ['Car', 'Pedestrian', 'Cyclist']})
+    assert d['samples'] == 2 and d['box_class_histogram'] == {'Car': 1, 'Pedestrian': 1, 'Cyclist': 1}
+    assert d['image_sizes_wxh'] == {'1224x370': 1, '1242x375': 1}
+    assert 0.1 < d['fraction_of_points_in_image']['mean'] < 0.3  # KITTI's ~90 deg camera sees about a sixth
+
+
+def test_inspect_cli_on_prepared_datasets(kitti_dir, tmp_path):
+    ds = tmp_path / 'kitti'
+    assert ncal(['prepare', 'kitti', str(kitti_dir), '--out', str(ds), '--no-progress', '--max', '2']) == 0
+    out = tmp_path / 'look'
+    assert ncal(['inspect', str(ds), '--out', str(out), '--max', '1']) == 0
+    pngs = sorted(out.glob('overlay_*.png'))
+    assert len(pngs) == 1 and Image.open(pngs[0]).size == (1224, 370)
+    stats = json.loads((out / 'stats.json').read_text())
+    assert stats['samples'] == 2 and stats['box_class_histogram'] == {'Car': 1, 'Pedestrian': 1, 'Cyclist': 1}
+    assert stats['skipped'] == []
+    # synthetic world through prepare and inspect with class colours
+    syn = tmp_path / 'syn'
+    assert ncal(['prepare', 'synthetic', '--frames', '1', '--seed', '3', '--synthetic-config',
+                 str(REPO / 'config' / 'synthetic_small.yaml'), '--out', str(syn), '--no-progress']) == 0
+    assert ncal(['inspect', str(syn), '--out', str(out / 'syn'), '--color', 'class']) == 0
+    stats = json.loads((out / 'syn' / 'stats.json').read_text())
+    assert stats['samples'] == 1 and sum(stats['point_class_histogram'].values()) > 1000
+    assert 'road' in stats['point_class_histogram']
+    assert ncal(['inspect', str(tmp_path / 'missing')]) == 2
