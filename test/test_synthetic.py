@@ -212,3 +212,20 @@ def test_default_config_frame():
     assert np.allclose(s.K[0, 0], 721.5) and len(s.boxes) > 0
     agreement, n_visible = _label_agreement(s)
     assert n_visible > 10_000 and agreement > 0.8, agreement
+
+
+def test_synth_command_writes_previews_and_readable_shards(tmp_path, small_world):
+    from ros_ncal.cli import main
+    from ros_ncal.data.shards import ShardDataset
+
+    rc = main(['synth', '--out', str(tmp_path / 'png'), '--shards', str(tmp_path / 'ds'), '--frames', '1',
+               '--start-index', '2', '--config', str(SMALL), '--seed', '0'])
+    assert rc == 0
+    names = sorted(p.name for p in (tmp_path / 'png').iterdir())
+    assert names == [f'frame_000002_{k}.png' for k in ('bev', 'image', 'labels', 'points')]
+    ds = ShardDataset(tmp_path / 'ds')
+    assert len(ds) == 1 and ds.class_names['points'][9] == 'road'
+    back, direct = ds[0], small_world.sample(2)
+    for name in ('points', 'image', 'point_labels', 'instance_ids', 'boxes', 'pixel_labels'):
+        assert np.array_equal(getattr(back, name), getattr(direct, name)), name
+    assert main(['synth', '--frames', '1']) == 2  # nothing to write
