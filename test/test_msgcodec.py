@@ -95,6 +95,9 @@ def test_nan_rows_dropped_with_count_or_kept():
     assert dec.n_dropped == 2 and bag_msg.is_dense is False
     np.testing.assert_array_equal(dec.points, pts[[0, 2, 4]])
     np.testing.assert_array_equal(dec.extras['label'], [0, 2, 4])
+    pts_i = pts.copy()
+    pts_i[:, 3] = np.nan  # a NaN intensity alone does not drop a point
+    assert cloud_to_xyzi(rm.pointcloud2(pts_i, 'l', 0)).n_dropped == 2
     kept = cloud_to_xyzi(bag_msg, drop_nonfinite=False)
     assert kept.n_dropped == 0 and kept.points.shape == (5, 4)
 

@@ -128,12 +128,22 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
     if missing:
         raise ValueError(f'PointCloud2 lacks field(s) {missing}; has {list(names)}')
     n = arr.shape[0]
-    points = np.empty((n, 4), dtype=np.float32)
-    for i, name in enumerate(XYZI):
-        if name in names:
-            points[:, i] = arr[name] if arr.dtype[name].shape == () else arr[name][:, 0]
+    if _is_packed_xyzi_f32(arr.dtype):
+        # Fast path: x, y, z, intensity are the first 16 bytes as native float32: one strided copy.
+        step = arr.dtype.itemsize
+        if n == 0:
+            points = np.zeros((0, 4), np.float32)
+        elif step % 4 == 0:
+            points = arr.view(np.float32).reshape(n, step // 4)[:, :4].copy()
         else:
-            points[:, i] = 0.0
+            points = arr.view(np.uint8).reshape(n, step)[:, :16].copy().view(np.float32)
+    else:
+        points = np.empty((n, 4), dtype=np.float32)
+        for i, name in enumerate(XYZI):
+            if name in names:
+                points[:, i] = arr[name] if arr.dtype[name].shape == () else arr[name][:, 0]
+            else:
+                points[:, i] = 0.0
     if extra_fields is None:
         wanted = [nm for nm in names if nm not in XYZI]
     else:
@@ -143,13 +153,24 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
         wanted = list(extra_fields)
     extras = {nm: arr[nm].astype(arr.dtype[nm].base.newbyteorder('='), copy=True) for nm in wanted}
     n_dropped = 0
-    if drop_nonfinite:
+    if drop_nonfinite and not np.isfinite(points).all():  # cheap contiguous test first (exact per-row test below)
         ok = np.isfinite(points[:, :3]).all(axis=1)
         n_dropped = int(n - ok.sum())
         if n_dropped:
             points = points[ok]
             extras = {k: v[ok] for k, v in extras.items()}
     return DecodedCloud(points=points, extras=extras, n_dropped=n_dropped)
+
+
+def _is_packed_xyzi_f32(dtype: np.dtype) -> bool:
+    f32 = np.dtype(np.float32)
+    for name, offset in zip(XYZI, (0, 4, 8, 12)):
+        if name not in (dtype.names or ()):
+            return False
+        dt, off = dtype.fields[name][:2]
+        if off != offset or dt != f32:  # dt != f32 also for a foreign byte order
+            return False
+    return True
 
 
 def xyzi_to_cloud_fields(points: np.ndarray, extras: dict[str, np.ndarray] | None = None,
