@@ -479,6 +479,7 @@ class Rectifier:
     def __init__(self):
         self._key = None
         self._map = None
+        self._lock = threading.Lock()
 
     def __call__(self, rgb: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
         D = np.asarray(intr.D, dtype=np.float64)
@@ -486,6 +487,11 @@ class Rectifier:
             return rgb
         H, W = rgb.shape[:2]
         key = (intr.distortion_model, tuple(D), tuple(np.asarray(intr.K).ravel()), H, W)
+        with self._lock:
+            return self._remap(rgb, intr, D, key)
+
+    def _remap(self, rgb, intr, D, key) -> np.ndarray:
+        H, W = rgb.shape[:2]
         if key != self._key:
             K = np.asarray(intr.K, dtype=np.float64)
             v, u = np.mgrid[0:H, 0:W].astype(np.float64)
@@ -579,9 +585,18 @@ class PairedInput:
     intrinsics: CameraIntrinsics
     T_cam_lidar: np.ndarray      # nominal extrinsic (4, 4)
     received_mono: float         # time.monotonic() when the pair completed
+    _rgb: np.ndarray | None = field(default=None, repr=False)
 
     def decode_image(self, rectifier: Rectifier | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 RGB (rectified when the CameraInfo has distortion and a rectifier is given)."""
+        """(H, W, 3) uint8 RGB (rectified when the CameraInfo has distortion and a rectifier is given).
+
+        Decoded once; later calls (another worker) get the same array (treat it as read-only).
+        """
+        if self._rgb is None:
+            self._rgb = self._decode(rectifier)
+        return self._rgb
+
+    def _decode(self, rectifier: Rectifier | None) -> np.ndarray:
         if self.camera.compressed:
             rgb = decode_compressed_rgb(self.camera.msg)
         else:
@@ -589,14 +604,14 @@ class PairedInput:
         H, W = rgb.shape[:2]
         if self.intrinsics.width and self.intrinsics.height and (W, H) != (self.intrinsics.width,
                                                                            self.intrinsics.height):
-            raise ValueError(f'image {W}x{H} does not match CameraInfo {self.intrinsics.width}x'
-                             f'{self.intrinsics.height}')
+            raise DropInput('image_size_mismatch', f'image {W}x{H} does not match CameraInfo '
+                                                   f'{self.intrinsics.width}x{self.intrinsics.height}')
         if rectifier is not None:
             rgb = rectifier(rgb, self.intrinsics)
         return np.ascontiguousarray(rgb)
 
 
-class DropInput(Exception):
+class DropInput(ValueError):
     """Raised inside the front end with a drop reason."""
 
     def __init__(self, reason: str, detail: str = ''):
@@ -635,6 +650,7 @@ class SensorInput:
         self.pairer = ApproximateTimePairer(int(cfg.pair_tolerance_s * 1e9), cfg.pair_max_queue)
         self._lock = threading.Lock()  # pairer + camera info
         self.intrinsics: CameraIntrinsics | None = None
+        self._infos: deque = deque(maxlen=20)   # (stamp_ns, CameraIntrinsics) of recent CameraInfos
         self.counts = Counter()  # received per stream, pairs
         qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
         if cfg.image_transport == 'compressed':
@@ -692,6 +708,15 @@ class SensorInput:
         self._check_frame(msg.header.frame_id, self.cfg.camera_frame, 'camera_info')
         with self._lock:
             self.intrinsics = intr
+            self._infos.append((stamp_to_ns(msg.header.stamp), intr))
+
+    def intrinsics_for(self, stamp_ns: int) -> CameraIntrinsics | None:
+        """The CameraInfo with this exact stamp when one of the recent ones has it, else the newest."""
+        with self._lock:
+            for s, intr in reversed(self._infos):
+                if s == stamp_ns:
+                    return intr
+            return self.intrinsics
 
     def _on_image(self, msg) -> None:
         self.counts['image'] += 1
@@ -729,11 +754,6 @@ class SensorInput:
                 image_to_array(msg)  # step / data length checks (a view, no copy)
             except ValueError as exc:
                 raise DropInput('image_malformed', str(exc)) from None
-            with self._lock:
-                intr = self.intrinsics
-            if intr is not None and (int(msg.width), int(msg.height)) != (intr.width, intr.height):
-                raise DropInput('image_size_mismatch', f'image {msg.width}x{msg.height} vs CameraInfo '
-                                                       f'{intr.width}x{intr.height}')
         elif len(msg.data) == 0:
             raise DropInput('image_malformed', 'CompressedImage has no data')
         ns = self._check_stamp(msg.header.stamp)
@@ -783,8 +803,7 @@ class SensorInput:
         for p in pairs:
             self.counts['pairs'] += 1
             try:
-                with self._lock:
-                    intr = self.intrinsics
+                intr = self.intrinsics_for(p.camera_stamp_ns)
                 if intr is None:
                     raise DropInput('no_camera_info', 'no valid CameraInfo received yet')
                 cam, cloud = p.camera, p.lidar

@@ -206,7 +206,7 @@ class CollectorNode(Node):
         try:
             rgb = pair.decode_image(self._rectifier)
         except ValueError as exc:
-            self.drops.drop('image_malformed', str(exc))
+            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
             return
         try:
             sample = Sample(points=pair.cloud.points, image=rgb, K=pair.intrinsics.K, T_cam_lidar=pair.T_cam_lidar,

@@ -1,0 +1,447 @@
+"""Calibrator node: online camera-LiDAR extrinsic estimation with gated ``/tf_static`` publication.
+
+Same inputs as the collector (``image`` or ``image/compressed``, ``camera_info``, ``points``; nominal
+extrinsic from ``/tf_static`` or ``extrinsic.*`` parameters). For each camera-LiDAR pair:
+
+* a calibration worker thread (slot of 1, newest wins, replaced pairs counted as ``busy`` drops;
+  at most one calibration per ``min_period_s`` of LiDAR time) runs the backend
+  (``backend``: a :func:`ros_ncal.calib.make_calibrator` spec such as ``nclr``, ``classical``,
+  ``none``, ``nclr+classical``; ``refine: classical`` appends a classical refinement stage) and
+  pushes the per-frame estimate into :class:`ros_ncal.calib.OnlineExtrinsicFilter`;
+* an overlay worker projects the cloud with the current estimate (fused, else nominal) onto the
+  image, coloured by depth, and publishes ``~/overlay`` (optionally downscaled).
+
+Outputs: ``~/extrinsic`` (geometry_msgs/PoseWithCovarianceStamped: header.frame_id = LiDAR frame,
+pose = camera optical frame in the LiDAR frame, i.e. T_lidar_cam; covariance from the filter's
+standard error, order x y z rx ry rz in the LiDAR frame) and ``~/confidence`` (std_msgs/Float32, the
+fused confidence); ``/tf_static`` (T_lidar_cam, parent = LiDAR frame, child = camera optical frame)
+ONLY when the fused confidence >= ``tf.min_confidence``, its standard errors are below
+``tf.max_rot_std_deg`` / ``tf.max_trans_std_m`` and it moved more than ``tf.min_change_deg`` or
+``tf.min_change_m`` from the last published (or the nominal); ``~/debug/processing_time_ms``
+(std_msgs/Float64); ``~/status`` (JSON) and ``/diagnostics`` (latency, confidence, drift from nominal,
+drops by reason, frames processed; WARN when the drift exceeds ``drift.tolerance_*`` for longer than
+``drift.hold_s`` of LiDAR time, ERROR beyond twice the tolerance).
+
+Fused confidence = mean per-frame confidence of the filter's inliers x min(1, inliers / fusion.min_frames).
+The nominal extrinsic follows ``/tf_static`` until this node publishes its first estimate, then stays frozen.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+
+from ros_ncal.data.sample import InvalidSampleError, Sample
+from ros_ncal.geometry import invert, pose_error, project_lidar, scale_intrinsics
+
+from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
+                      SensorInputConfig, declare_config, param, spin_node_main, turbo_colors)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'
+
+
+@dataclass
+class FusionParams:
+    window: int = param(100, 'per-frame estimates kept by the online filter', min=1, max=10000)
+    gate: float = param(3.0, 'inlier gate on the normalised residual', min=0.1)
+    min_frame_confidence: float = param(0.05, 'per-frame estimates below this confidence are not fused',
+                                        min=0.0, max=1.0)
+    min_frames: int = param(5, 'inliers needed for full fused confidence', min=1)
+
+
+@dataclass
+class TfParams:
+    publish: bool = param(True, 'publish accepted estimates on /tf_static')
+    min_confidence: float = param(0.7, 'fused confidence needed to publish', min=0.0, max=1.0)
+    max_rot_std_deg: float = param(0.5, 'largest rotation standard error allowed to publish', min=0.0)
+    max_trans_std_m: float = param(0.05, 'largest translation standard error allowed to publish', min=0.0)
+    min_change_deg: float = param(0.1, 'republish only when the estimate moved more than this', min=0.0)
+    min_change_m: float = param(0.01, '... or more than this', min=0.0)
+
+
+@dataclass
+class DriftParams:
+    tolerance_deg: float = param(1.0, 'fused-vs-nominal rotation difference that counts as drift', min=0.0)
+    tolerance_m: float = param(0.05, 'fused-vs-nominal translation difference that counts as drift', min=0.0)
+    hold_s: float = param(2.0, 'drift must last this long (LiDAR time) before the alarm', min=0.0)
+    min_confidence: float = param(0.5, 'drift is judged only with at least this fused confidence', min=0.0,
+                                  max=1.0)
+
+
+@dataclass
+class OverlayParams:
+    enabled: bool = param(True, 'publish ~/overlay')
+    scale: float = param(0.5, 'overlay image size relative to the camera image', min=0.05, max=1.0)
+    point_radius: int = param(1, 'drawn point half-size in overlay pixels', min=0, max=10)
+    max_depth_m: float = param(60.0, 'depth at the red end of the colour ramp', min=0.1)
+    every_n: int = param(1, 'render an overlay for every n-th pair', min=1)
+
+
+@dataclass
+class CalibratorConfig:
+    """Calibrator parameters (``config/calibrator.yaml``)."""
+    input: SensorInputConfig = param(default_factory=SensorInputConfig)
+    extrinsic: ExtrinsicParams = param(default_factory=ExtrinsicParams)
+    backend: str = param('nclr', "calibrator spec for ros_ncal.calib.make_calibrator: 'nclr', 'classical', 'none', "
+                                 "'nclr+classical', ...")
+    fallback_backend: str = param('classical', "used when 'backend' cannot be built here (e.g. no checkpoint); "
+                                               "'' = fail instead")
+    refine: str = param('none', 'optional refinement stage after the backend', choices=('none', 'classical'))
+    checkpoint: str = param('', f"NCLR checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name} when present)")
+    device: str = param('', "torch device for learned backends ('' = their default)")
+    classical_config: str = param('', "YAML with a 'classical' section for the classical stage ('' = defaults)")
+    init_from: str = param('fused', 'initial guess given to the backend', choices=('fused', 'nominal'))
+    min_period_s: float = param(0.0, 'calibrate at most once per this LiDAR-time period (0 = whenever idle)',
+                                min=0.0)
+    fusion: FusionParams = param(default_factory=FusionParams)
+    tf: TfParams = param(default_factory=TfParams)
+    drift: DriftParams = param(default_factory=DriftParams)
+    overlay: OverlayParams = param(default_factory=OverlayParams)
+    diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
+    warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
+
+
+def build_backend(cfg: CalibratorConfig, logger=None):
+    """(calibrator object, spec actually used, note) from the backend / refine / fallback parameters."""
+    from ros_ncal.calib import CalibratorUnavailableError, make_calibrator
+    checkpoint = cfg.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else '')
+    options = {'checkpoint': checkpoint or None, 'config_path': cfg.classical_config or None,
+               'device': cfg.device or None}
+
+    def spec_of(name: str) -> str:
+        return name if cfg.refine == 'none' or name.endswith('+classical') else f'{name}+classical'
+    spec = spec_of(cfg.backend)
+    try:
+        return make_calibrator(spec, **options), spec, ''
+    except CalibratorUnavailableError as exc:
+        if not cfg.fallback_backend:
+            raise
+        fallback = spec_of(cfg.fallback_backend)
+        note = f'backend {spec!r} unavailable ({exc}); using {fallback!r}'
+        if logger is not None:
+            logger.warning(note)
+        return make_calibrator(fallback, **options), fallback, note
+
+
+def pose_covariance_lidar_cam(T_cam_lidar: np.ndarray, cov_cam_lidar: np.ndarray, unknown_var: float = 1e6) -> np.ndarray:
+    """6x6 covariance of T_cam_lidar (tangent [rotvec on the left (rad), translation (m)]) -> covariance
+    of the pose T_lidar_cam in ROS order (x, y, z, rx, ry, rz), about the LiDAR frame axes."""
+    if not np.all(np.isfinite(cov_cam_lidar)):
+        return np.diag([unknown_var] * 6)
+    R, t = T_cam_lidar[:3, :3], T_cam_lidar[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    J = np.zeros((6, 6))
+    J[:3, :3] = -R.T @ tx      # d translation / d omega
+    J[:3, 3:] = -R.T           # d translation / d v
+    J[3:, :3] = -R.T           # d rotation / d omega
+    out = J @ cov_cam_lidar @ J.T
+    return 0.5 * (out + out.T)
+
+
+def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray,
+                   scale: float = 1.0, radius: int = 1, max_depth_m: float = 60.0) -> tuple[np.ndarray, int]:
+    """rgb (H, W, 3) uint8, points (N, 3+) LiDAR -> (overlay (h, w, 3) uint8, points drawn).
+
+    The image is downscaled by ``scale`` first; points are squares of half-size ``radius`` coloured by
+    depth on a turbo-like ramp (near = blue, ``max_depth_m`` = red), far points drawn first.
+    """
+    H, W = rgb.shape[:2]
+    if scale < 1.0:
+        from PIL import Image as PILImage
+        w, h = max(1, round(W * scale)), max(1, round(H * scale))
+        img = np.asarray(PILImage.fromarray(rgb).resize((w, h), PILImage.BILINEAR)).copy()
+        K = scale_intrinsics(K, w / W, h / H)
+    else:
+        img, (h, w) = rgb.copy(), (H, W)
+    uv, depth, mask = project_lidar(points[:, :3], T_cam_lidar, K, (h, w))
+    uv, depth = uv[mask], depth[mask]
+    order = np.argsort(-depth)
+    u = np.floor(uv[order, 0] + 0.5).astype(np.int64)
+    v = np.floor(uv[order, 1] + 0.5).astype(np.int64)
+    colors = turbo_colors(depth[order] / max_depth_m)
+    r = int(radius)
+    for dv in range(-r, r + 1):
+        for du in range(-r, r + 1):
+            uu, vv = u + du, v + dv
+            ok = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
+            img[vv[ok], uu[ok]] = colors[ok]
+    return img, int(mask.sum())
+
+
+class CalibratorNode(Node):
+    """Online extrinsic calibration (see module docstring)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(kwargs.pop('node_name', 'calibrator'), **kwargs)
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32, Float64, String
+
+        from ros_ncal.calib import FusionConfig, OnlineExtrinsicFilter
+        from ros_ncal.ros.diagnostics import DiagnosticsHelper
+        from ros_ncal.ros.qos import reliable_qos
+        from ros_ncal.ros.tf_static import StaticTransformBroadcaster
+
+        self.cfg: CalibratorConfig = declare_config(self, CalibratorConfig)
+        self.backend, self.backend_spec, self.backend_note = build_backend(self.cfg, self.get_logger())
+        fc = self.cfg.fusion
+        self.filter = OnlineExtrinsicFilter(FusionConfig(gate=fc.gate, window=fc.window,
+                                                         min_confidence=fc.min_frame_confidence))
+        self._frame_conf: deque = deque(maxlen=fc.window)   # confidences of the frames in the filter
+        self.drops = DropCounter(self.get_logger(), self.cfg.warn_period_s)
+        self.skipped: Counter = Counter()
+        self._lock = threading.Lock()
+        self._rectifier = Rectifier()
+        # state (guarded by _lock)
+        self.nominal: np.ndarray | None = None
+        self.current: np.ndarray | None = None        # fused estimate, else nominal
+        self.fused = None                              # FusionResult
+        self.fused_confidence = 0.0
+        self.last_result = None                        # CalibResult
+        self.last_published: np.ndarray | None = None
+        self.n_tf_published = 0
+        self.n_calibrated = 0
+        self.n_overlays = 0
+        self.n_pairs = 0
+        self.processing_ms = 0.0
+        self.latency_ms = {'calibration': 0.0, 'overlay': 0.0}
+        self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
+        self._last_calib_stamp: int | None = None
+
+        self._sensor_group = ReentrantCallbackGroup()
+        self._ctl_group = MutuallyExclusiveCallbackGroup()
+        q = reliable_qos(5)
+        self._pub_extrinsic = self.create_publisher(PoseWithCovarianceStamped, '~/extrinsic', q)
+        self._pub_conf = self.create_publisher(Float32, '~/confidence', q)
+        self._pub_overlay = self.create_publisher(Image, '~/overlay', q)
+        self._pub_proc = self.create_publisher(Float64, '~/debug/processing_time_ms', q)
+        self._pub_status = self.create_publisher(String, '~/status', 10)
+        self._tf = StaticTransformBroadcaster(self)
+        self._diag = DiagnosticsHelper(self, 'calibrator', hardware_id=self.backend_spec)
+        self.calib_worker = LatestWorker(self._calibrate, 'calibrator-backend', self._worker_error('backend_error'))
+        self.overlay_worker = LatestWorker(self._overlay, 'calibrator-overlay', self._worker_error('overlay_error'))
+        self.input = SensorInput(self, self.cfg.input, self.cfg.extrinsic, self.drops, self._on_pair,
+                                 callback_group=self._sensor_group)
+        self._timer = self.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics,
+                                        callback_group=self._ctl_group)
+        self.get_logger().info(f'calibrator: backend {self.backend_spec!r}'
+                               + (f' ({self.backend_note})' if self.backend_note else ''))
+
+    def _worker_error(self, reason: str):
+        def handler(pair, exc: BaseException) -> None:
+            self.drops.drop(reason, f'{type(exc).__name__}: {exc}')
+        return handler
+
+    # -- executor thread: hand pairs to the workers
+    def _on_pair(self, pair: PairedInput) -> None:
+        with self._lock:
+            self.n_pairs += 1
+            n = self.n_pairs
+            if self.nominal is None or not self.input._tf_freeze:  # noqa: SLF001
+                self.nominal = pair.T_cam_lidar
+            do_calib = self._last_calib_stamp is None or self.cfg.min_period_s <= 0 or \
+                abs(pair.cloud.stamp_ns - self._last_calib_stamp) >= self.cfg.min_period_s * 1e9
+            if do_calib:
+                self._last_calib_stamp = pair.cloud.stamp_ns
+        if self.cfg.overlay.enabled and (n - 1) % self.cfg.overlay.every_n == 0:
+            if self.overlay_worker.submit(pair) is not None:
+                self.drops.drop('overlay_busy', 'overlay rendering still busy; kept the newest pair')
+        if do_calib:
+            if self.calib_worker.submit(pair) is not None:
+                self.drops.drop('busy', 'calibration still running; kept the newest pair')
+        else:
+            self.skipped['rate_limited'] += 1
+
+    # -- calibration worker
+    def _calibrate(self, pair: PairedInput) -> None:
+        from std_msgs.msg import Float64
+        try:
+            rgb = pair.decode_image(self._rectifier)
+        except ValueError as exc:
+            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+            return
+        with self._lock:
+            nominal = self.nominal if self.nominal is not None else pair.T_cam_lidar
+            T_init = self.fused.T if (self.cfg.init_from == 'fused' and self.fused is not None) else nominal
+        try:
+            sample = Sample(points=pair.cloud.points, image=rgb, K=pair.intrinsics.K, T_cam_lidar=T_init,
+                            stamp_ns=pair.cloud.stamp_ns, image_stamp_ns=pair.camera.stamp_ns,
+                            frame_ids=(pair.cloud.frame_id, pair.camera.frame_id))
+        except InvalidSampleError as exc:
+            self.drops.drop('sample_invalid', str(exc))
+            return
+        t_backend = time.perf_counter()
+        res = self.backend.estimate(sample, T_init)
+        proc_ms = (time.perf_counter() - t_backend) * 1e3
+        accepted = bool(res.success) and self.filter.push(res.T_cam_lidar, res.confidence)
+        with self._lock:
+            if accepted:
+                self._frame_conf.append(float(res.confidence))
+            fused = self.filter.estimate()
+            self.fused = fused
+            self.fused_confidence = self._fused_confidence(fused)
+            self.current = fused.T if fused is not None else nominal
+            self.last_result = res
+            self.n_calibrated += 1
+            self.processing_ms = proc_ms
+            current, conf = self.current, self.fused_confidence
+        self._pub_proc.publish(Float64(data=float(proc_ms)))
+        self._publish_extrinsic(current, fused, conf, pair)
+        self._update_drift(fused, conf, nominal, pair.cloud.stamp_ns)
+        self._maybe_publish_tf(fused, conf, nominal, pair)
+        with self._lock:
+            self.latency_ms['calibration'] = (time.monotonic() - pair.received_mono) * 1e3
+
+    def _fused_confidence(self, fused) -> float:
+        if fused is None or not len(self._frame_conf):
+            return 0.0
+        confs = np.asarray(self._frame_conf, dtype=np.float64)
+        inl = np.asarray(fused.inliers, dtype=bool)
+        if len(inl) != len(confs) or not inl.any():
+            return 0.0
+        support = min(1.0, fused.n_inliers / float(self.cfg.fusion.min_frames))
+        return float(confs[inl].mean() * support)
+
+    def _publish_extrinsic(self, T_cam_lidar: np.ndarray, fused, conf: float, pair: PairedInput) -> None:
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from std_msgs.msg import Float32
+
+        from ros_ncal.ros.conversions import make_header, matrix_to_transform_msg
+        T_lidar_cam = invert(T_cam_lidar)
+        tr = matrix_to_transform_msg(T_lidar_cam)
+        msg = PoseWithCovarianceStamped(header=make_header(pair.cloud.frame_id, pair.cloud.stamp_ns))
+        msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (
+            tr.translation.x, tr.translation.y, tr.translation.z)
+        msg.pose.pose.orientation = tr.rotation
+        cov = pose_covariance_lidar_cam(T_cam_lidar, fused.covariance) if fused is not None else np.diag([1e6] * 6)
+        msg.pose.covariance = [float(x) for x in cov.ravel()]
+        self._pub_extrinsic.publish(msg)
+        self._pub_conf.publish(Float32(data=float(conf)))
+
+    def _update_drift(self, fused, conf: float, nominal: np.ndarray, stamp_ns: int) -> None:
+        d = self.cfg.drift
+        with self._lock:
+            if fused is None or conf < d.min_confidence:
+                self.drift.update(state='OK' if self.drift['state'] == 'OK' else self.drift['state'])
+                return
+            rot, trans = pose_error(fused.T, nominal)
+            exceed = rot > d.tolerance_deg or trans > d.tolerance_m
+            exceed2 = rot > 2 * d.tolerance_deg or trans > 2 * d.tolerance_m
+            since = self.drift['since_ns']
+            if exceed and since is None:
+                since = stamp_ns
+            elif not exceed:
+                since = None
+            held = since is not None and stamp_ns - since >= d.hold_s * 1e9
+            state = ('ERROR' if exceed2 else 'WARN') if held else 'OK'
+            if state != self.drift['state'] and state != 'OK':
+                self.get_logger().warning(f'extrinsic drift {rot:.2f} deg / {trans:.3f} m from nominal '
+                                          f'for {(stamp_ns - since) / 1e9:.1f} s ({state})')
+            self.drift = {'rot_deg': rot, 'trans_m': trans, 'state': state, 'since_ns': since}
+
+    def _maybe_publish_tf(self, fused, conf: float, nominal: np.ndarray, pair: PairedInput) -> None:
+        t = self.cfg.tf
+        if not t.publish or fused is None or conf < t.min_confidence:
+            return
+        if not (fused.rot_std_deg <= t.max_rot_std_deg and fused.trans_std_m <= t.max_trans_std_m):
+            return
+        with self._lock:
+            ref = self.last_published if self.last_published is not None else nominal
+        rot, trans = pose_error(fused.T, ref)
+        if rot <= t.min_change_deg and trans <= t.min_change_m:
+            return
+        self.input.freeze_tf()     # the nominal stays the one heard before our first publication
+        self._tf.send_matrix(invert(fused.T), pair.cloud.frame_id, pair.camera.frame_id, pair.cloud.stamp_ns)
+        with self._lock:
+            self.last_published = fused.T.copy()
+            self.n_tf_published += 1
+        self.get_logger().info(f'published extrinsic on /tf_static (confidence {conf:.2f}, '
+                               f'{rot:.2f} deg / {trans:.3f} m from the previous)')
+
+    # -- overlay worker
+    def _overlay(self, pair: PairedInput) -> None:
+        from ros_ncal.ros.conversions import rgb_to_image_msg
+        try:
+            rgb = pair.decode_image(self._rectifier)
+        except ValueError as exc:
+            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+            return
+        with self._lock:
+            T = self.current if self.current is not None else (
+                self.nominal if self.nominal is not None else pair.T_cam_lidar)
+        o = self.cfg.overlay
+        img, _ = render_overlay(rgb, pair.cloud.points, T, pair.intrinsics.K, o.scale, o.point_radius, o.max_depth_m)
+        self._pub_overlay.publish(rgb_to_image_msg(img, pair.camera.frame_id, pair.cloud.stamp_ns))
+        with self._lock:
+            self.n_overlays += 1
+            self.latency_ms['overlay'] = (time.monotonic() - pair.received_mono) * 1e3
+
+    # -- reporting
+    def status(self) -> dict:
+        self.input._sync_pairer_drops()  # noqa: SLF001
+        with self._lock:
+            fused = self.fused
+            res = self.last_result
+            st = {'backend': self.backend_spec, 'backend_note': self.backend_note, 'pairs': self.n_pairs,
+                  'calibrated': self.n_calibrated, 'overlays': self.n_overlays,
+                  'tf_published': self.n_tf_published, 'confidence': round(self.fused_confidence, 4),
+                  'frame_confidence': round(res.confidence, 4) if res is not None else None,
+                  'frame_message': res.message if res is not None else '',
+                  'fused_frames': self.filter.count,
+                  'rot_std_deg': None if fused is None else _finite_or_none(fused.rot_std_deg),
+                  'trans_std_m': None if fused is None else _finite_or_none(fused.trans_std_m),
+                  'processing_time_ms': round(self.processing_ms, 2),
+                  'latency_ms': {k: round(v, 2) for k, v in self.latency_ms.items()},
+                  'drift': {'rot_deg': round(self.drift['rot_deg'], 4), 'trans_m': round(self.drift['trans_m'], 5),
+                            'state': self.drift['state']},
+                  'skipped': dict(self.skipped)}
+        st['dropped'] = self.drops.snapshot()
+        st['received'] = dict(self.input.counts)
+        st['queues'] = {**self.input.queue_sizes(), 'calib_pending': self.calib_worker.pending,
+                        'calib_busy': int(self.calib_worker.busy), 'overlay_pending': self.overlay_worker.pending}
+        return st
+
+    def publish_diagnostics(self) -> dict:
+        from std_msgs.msg import String
+        st = self.status()
+        self._pub_status.publish(String(data=json.dumps(st)))
+        level = st['drift']['state']
+        if level == 'OK' and st['backend_note']:
+            level = 'WARN'
+        msg = (f"drift {st['drift']['rot_deg']:.2f} deg / {st['drift']['trans_m']:.3f} m ({st['drift']['state']}), "
+               f"confidence {st['confidence']:.2f}, backend {st['backend']}")
+        values = {'backend': st['backend'], 'frames_received': st['pairs'], 'frames_processed': st['calibrated'],
+                  'overlays': st['overlays'], 'confidence': float(st['confidence']),
+                  'frame_confidence': st['frame_confidence'], 'latency_ms': float(st['latency_ms']['calibration']),
+                  'overlay_latency_ms': float(st['latency_ms']['overlay']),
+                  'processing_time_ms': float(st['processing_time_ms']),
+                  'drift_deg': float(st['drift']['rot_deg']), 'drift_m': float(st['drift']['trans_m']),
+                  'drift_state': st['drift']['state'], 'tf_published': st['tf_published'],
+                  'dropped_total': sum(st['dropped'].values())}
+        values.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
+        values.update({f'queue.{k}': v for k, v in st['queues'].items()})
+        self._diag.publish(level, msg, values)
+        return st
+
+    def close(self) -> None:
+        self.calib_worker.stop(timeout_s=30.0)
+        self.overlay_worker.stop(timeout_s=10.0)
+
+
+def _finite_or_none(x: float):
+    return float(x) if np.isfinite(x) else None
+
+
+def main(args=None) -> int:
+    return spin_node_main(CalibratorNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
