@@ -53,6 +53,7 @@ class NetworkConfig:
     num_keypoints: int = 256
     overlap_threshold: float = 0.5
     pnp_iters: int = 8
+    pnp_init: str = 'identity'                  # 'identity' (calib preset: cloud already in the guessed camera frame), 'epnp', 'auto'
 
 
 @dataclass
@@ -108,16 +109,22 @@ class NCLRConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> 'NCLRConfig':
-        with open(path) as fh:
-            d = yaml.safe_load(fh) or {}
-        if '_base_' in d:
-            base = Path(path).parent / d.pop('_base_')
-            with open(base) as fh:
-                b = yaml.safe_load(fh) or {}
-            d = _merge(b, d)
+        """Load a YAML config; ``_base_: other.yaml`` (relative to the file, or absolute) is inherited, recursively."""
+        d = load_yaml_with_base(path)
         if overrides:
             d = _merge(d, overrides)
         return cls.from_dict(d)
+
+
+def load_yaml_with_base(path: str | Path, _depth: int = 0) -> dict:
+    if _depth > 8:
+        raise ValueError(f'{path}: _base_ chain too deep (cycle?)')
+    with open(path) as fh:
+        d = yaml.safe_load(fh) or {}
+    if '_base_' in d:
+        base = Path(path).parent / d.pop('_base_')
+        d = _merge(load_yaml_with_base(base, _depth + 1), d)
+    return d
 
 
 def _build(sub_cls, values: dict, name: str):

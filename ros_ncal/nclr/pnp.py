@@ -116,12 +116,23 @@ def reprojection_residuals(R, t, X, uv, K, min_depth: float = 1e-3):
     return proj - uv, Xc
 
 
+def _weighted_cost(R, t, X, uv, w, K, min_depth):
+    r, Xc = reprojection_residuals(R, t, X, uv, K, min_depth)
+    return (w * r.pow(2).sum(-1)).sum(-1)
+
+
 def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, min_depth: float = 1e-3):
     """Weighted Levenberg-Marquardt on the reprojection error, left-multiplicative se(3) updates.
 
-    Every iteration is plain differentiable tensor algebra, so gradients flow to uv and w.
+    A step is accepted per problem only when it lowers the weighted cost (else the damping grows
+    tenfold), so a bad start or bad correspondences can never make the pose worse than the start.
+    Every operation is differentiable tensor algebra, so gradients flow to uv and w through the
+    accepted steps.
     """
     fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
+    B = X.shape[0]
+    lam = torch.full((B,), damping, dtype=X.dtype, device=X.device)
+    cost = _weighted_cost(R, t, X, uv, w, K, min_depth)
     for _ in range(iters):
         r, Xc = reprojection_residuals(R, t, X, uv, K, min_depth)
         x, y = Xc[..., 0], Xc[..., 1]
@@ -134,16 +145,23 @@ def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, mi
         Xs = skew(Xc.reshape(-1, 3)).reshape(*Xc.shape[:2], 3, 3)
         Ju = torch.cat([-(J_u[..., None, :] @ Xs)[..., 0, :], J_u], -1)  # (B, N, 6): [dphi, drho]
         Jv = torch.cat([-(J_v[..., None, :] @ Xs)[..., 0, :], J_v], -1)
-        J = torch.stack([Ju, Jv], 2).reshape(X.shape[0], -1, 6)
-        res = r.reshape(X.shape[0], -1)
+        J = torch.stack([Ju, Jv], 2).reshape(B, -1, 6)
+        res = r.reshape(B, -1)
         ww = w.repeat_interleave(2, dim=1)
         H = (J * ww[..., None]).transpose(1, 2) @ J
         g = ((J * ww[..., None]) * res[..., None]).sum(1)
-        H = H + damping * torch.diag_embed(H.diagonal(dim1=1, dim2=2) + 1e-6)
-        delta = -torch.linalg.solve(H, g[..., None])[..., 0]
+        Hd = H + lam[:, None, None] * torch.diag_embed(H.diagonal(dim1=1, dim2=2) + 1e-6)
+        delta = -torch.linalg.solve(Hd, g[..., None])[..., 0]
         dR = so3_exp(delta[:, :3])
-        R = dR @ R
-        t = (dR @ t[..., None])[..., 0] + delta[:, 3:]
+        R_new = dR @ R
+        t_new = (dR @ t[..., None])[..., 0] + delta[:, 3:]
+        cost_new = _weighted_cost(R_new, t_new, X, uv, w, K, min_depth)
+        accept = (cost_new <= cost) & torch.isfinite(cost_new)
+        a = accept[:, None]
+        R = torch.where(a[..., None], R_new, R)
+        t = torch.where(a, t_new, t)
+        cost = torch.where(accept, cost_new, cost)
+        lam = torch.where(accept, lam * 0.3, lam * 10).clamp(1e-9, 1e9)
     return R, t
 
 

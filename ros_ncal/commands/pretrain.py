@@ -1,0 +1,42 @@
+"""`ncal pretrain CONFIG`: NCLR self-supervised pretraining (1 CPU, 1 GPU, or torchrun DDP)."""
+NAME = 'pretrain'
+HELP = 'NCLR pretraining on the 2D-3D calibration pretext task (use torchrun for multi-GPU)'
+
+
+def add_arguments(p):
+    p.add_argument('config', help='YAML config (see config/nclr/)')
+    p.add_argument('--steps', type=int, help='override train.steps')
+    p.add_argument('--out', help='override train.out_dir')
+    p.add_argument('--device', default='auto', help='auto | cpu | cuda')
+    p.add_argument('--no-resume', action='store_true', help='start fresh even if OUT/last.pt exists')
+    p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=YAML',
+                   help='override any config value, e.g. --set train.batch_size=4')
+
+
+def parse_overrides(args) -> dict:
+    import yaml
+    over: dict = {}
+    if args.steps is not None:
+        over.setdefault('train', {})['steps'] = args.steps
+    if args.out:
+        over.setdefault('train', {})['out_dir'] = args.out
+    for item in args.set:
+        key, _, val = item.partition('=')
+        parts = key.split('.')
+        d = over
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = yaml.safe_load(val)
+    return over
+
+
+def run(args) -> int:
+    import json
+
+    from ros_ncal.nclr.config import NCLRConfig
+    from ros_ncal.train.pretrain import pretrain
+    cfg = NCLRConfig.from_yaml(args.config, parse_overrides(args))
+    res = pretrain(cfg, device=args.device, resume=not args.no_resume)
+    if 'nclr' in res:
+        print(json.dumps(res, indent=2))
+    return 0

@@ -1,0 +1,164 @@
+"""NCLR at inference: robust extrinsic estimation from the network's soft correspondences.
+
+For one frame: map the cloud with the current guess, run the network, take the most likely
+in-image points as keypoints with their soft-matched pixels and weights, then RANSAC over
+weighted EPnP hypotheses (all hypotheses solved in one batched call) plus the "no change"
+hypothesis, and a weighted Levenberg-Marquardt refinement on the inliers. Optionally repeat with
+the refined guess (iterative refinement). Bad input (too few points in the image, a textureless
+image, degenerate correspondences, an implausibly large correction) gives success=False, a low
+confidence and the initial guess back, never an exception or NaN.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ros_ncal.calib.result import CalibResult
+from ros_ncal.data.sample import Sample
+from ros_ncal.geometry import is_rigid, rotation_angle_deg
+
+from .batching import items_to_batch
+from .network import soft_match
+from .pnp import pose_to_matrix, refine_pose_lm, reprojection_residuals, weighted_epnp
+from .pose import correspondence_weights, select_keypoints
+from .pretext import make_item
+
+
+@dataclass
+class NCLRInferenceConfig:
+    iterations: int = 2            # network passes, each starting from the previous estimate
+    ransac_hypotheses: int = 256
+    ransac_sample_size: int = 6
+    inlier_px: float = 6.0         # reprojection inlier threshold in network-image pixels
+    min_inliers: int = 12
+    min_inlier_spread: float = 0.03  # inlier pixels must spread over this fraction of the image width
+    min_points_in_view: int = 200
+    min_image_std: float = 3.0     # grey-level std below which the image is treated as textureless
+    max_correction_deg: float = 25.0
+    max_correction_m: float = 2.0
+    min_confidence: float = 0.15
+    lm_iters: int = 10
+    seed: int = 0
+
+
+def ransac_pose(X: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, K: torch.Tensor, cfg: NCLRInferenceConfig,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """X (N, 3), uv (N, 2), w (N,), K (3, 3) float64 -> T (4, 4) and inlier mask (N,)."""
+    N = X.shape[0]
+    H, s = cfg.ransac_hypotheses, cfg.ransac_sample_size
+    p = (w / w.sum()).clamp_min(1e-12)
+    idx = torch.multinomial(p.expand(H, N).contiguous(), s, replacement=False, generator=gen)
+    Xs, uvs, ws = X[idx], uv[idx], torch.ones(H, s, dtype=X.dtype)
+    R, t = weighted_epnp(Xs, uvs, ws, K.expand(H, 3, 3))
+    R = torch.cat([torch.eye(3, dtype=X.dtype)[None], R])  # hypothesis 0: no change
+    t = torch.cat([torch.zeros(1, 3, dtype=X.dtype), t])
+    r, Xc = reprojection_residuals(R, t, X.expand(H + 1, N, 3), uv.expand(H + 1, N, 2), K.expand(H + 1, 3, 3))
+    err = r.norm(dim=-1)
+    inl = (err < cfg.inlier_px) & (Xc[..., 2] > 0)
+    score = torch.nan_to_num((inl * w).sum(-1), nan=-1.0)
+    best = int(score.argmax())
+    inlier = inl[best]
+    R1, t1 = R[best:best + 1], t[best:best + 1]
+    if int(inlier.sum()) >= cfg.min_inliers:
+        wi = (w * inlier)[None]
+        R1, t1 = refine_pose_lm(R1, t1, X[None], uv[None], wi, K[None], iters=cfg.lm_iters)
+        r, Xc = reprojection_residuals(R1, t1, X[None], uv[None], K[None])
+        inlier = (r[0].norm(dim=-1) < cfg.inlier_px) & (Xc[0, :, 2] > 0)
+    return pose_to_matrix(R1, t1)[0], inlier
+
+
+class NCLRCalibrator:
+    """``estimate(sample, T_init) -> CalibResult`` with a trained NCLR network (see module docstring)."""
+
+    name = 'nclr'
+
+    def __init__(self, model, cfg, infer: NCLRInferenceConfig | None = None, device: str = 'cpu'):
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.infer = infer or NCLRInferenceConfig()
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = 'cpu', infer: NCLRInferenceConfig | None = None):
+        from ros_ncal.train.pretrain import load_nclr
+        if not Path(path).is_file():
+            raise FileNotFoundError(str(path))
+        model, cfg, _ = load_nclr(path, map_location=device)
+        return cls(model, cfg, infer, device)
+
+    def _one_pass(self, sample: Sample, T_cur: np.ndarray, rng: np.random.Generator,
+                  gen: torch.Generator) -> tuple[np.ndarray | None, dict]:
+        item = make_item(sample, T_cur, self.cfg.input, rng, T_true=None, use_frustum=True)
+        n_view = int(item.overlap_gt.sum())
+        if n_view < self.infer.min_points_in_view:
+            return None, {'reason': f'only {n_view} points project into the image with the current guess'}
+        batch = items_to_batch([item], self.device)
+        with torch.no_grad():
+            out = self.model(batch['points'], batch['images'])
+            logits = out['point_overlap'][0]
+            idx = select_keypoints(logits, self.cfg.network.num_keypoints)
+            m = soft_match(out['point_emb'][0][idx], out['pixel_emb'][0], out)
+            w = correspondence_weights(logits[idx], m['spread']).double().cpu()
+            X = batch['points'][0][idx, :3].double().cpu()
+            uv = m['uv'].double().cpu()
+            K = batch['K'][0].double().cpu()
+        if not (torch.isfinite(w).all() and torch.isfinite(uv).all()) or float(w.sum()) <= 0:
+            return None, {'reason': 'non-finite or zero correspondence weights'}
+        T_corr, inlier = ransac_pose(X, uv, w, K, self.infer, gen)
+        n_in = int(inlier.sum())
+        info = {'keypoints': int(len(idx)), 'inliers': n_in,
+                'mean_overlap': float(torch.sigmoid(logits[idx]).mean())}
+        info['confidence'] = float((w * inlier).sum() / w.sum()) * info['mean_overlap']
+        T_corr = T_corr.numpy()
+        if n_in < self.infer.min_inliers:
+            info['reason'] = f'{n_in} inlier correspondences (< {self.infer.min_inliers})'
+            return None, info
+        spread_px = float(uv[inlier].std(0).norm()) if n_in > 1 else 0.0
+        info['inlier_spread_px'] = spread_px
+        if spread_px < self.infer.min_inlier_spread * item.image.shape[1]:
+            info['reason'] = f'degenerate correspondences (inlier pixels spread {spread_px:.1f} px)'
+            return None, info
+        if not np.isfinite(T_corr).all() or not is_rigid(T_corr, atol=1e-4):
+            info['reason'] = 'degenerate pose (non-finite or non-rigid)'
+            return None, info
+        ang, dist = rotation_angle_deg(T_corr[:3, :3]), float(np.linalg.norm(T_corr[:3, 3]))
+        info.update(correction_deg=ang, correction_m=dist)
+        if ang > self.infer.max_correction_deg or dist > self.infer.max_correction_m:
+            info['reason'] = f'implausible correction {ang:.1f} deg / {dist:.2f} m'
+            return None, info
+        return T_corr @ T_cur, info
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
+        t0 = time.perf_counter()
+        T_init = np.asarray(T_init, dtype=np.float64)
+        try:
+            gray_std = float(sample.image.astype(np.float32).mean(-1).std())
+            if gray_std < self.infer.min_image_std:
+                return CalibResult.failure(T_init, f'image is textureless (grey std {gray_std:.1f})',
+                                           latency_s=time.perf_counter() - t0)
+            rng = np.random.default_rng(self.infer.seed)
+            gen = torch.Generator().manual_seed(self.infer.seed)
+            T_cur, passes, last = T_init, [], {}
+            for _ in range(self.infer.iterations):
+                T_new, info = self._one_pass(sample, T_cur, rng, gen)
+                passes.append(info)
+                last = info
+                if T_new is None:
+                    break
+                T_cur = T_new
+            if len(passes) == 0 or (T_cur is T_init):
+                return CalibResult.failure(T_init, f"nclr: {last.get('reason', 'no estimate')}", passes=passes,
+                                           latency_s=time.perf_counter() - t0)
+            conf = float(np.clip(last.get('confidence', 0.0), 0, 1)) if 'reason' not in last else \
+                float(np.clip(passes[-2].get('confidence', 0.0) if len(passes) > 1 else 0.0, 0, 1))
+            ok = conf >= self.infer.min_confidence
+            msg = 'ok' if ok else f'low confidence {conf:.2f}'
+            return CalibResult(T_cur, conf, ok, f'nclr: {msg}',
+                               {'passes': passes, 'latency_s': time.perf_counter() - t0})
+        except Exception as exc:  # never let one frame stop a batch or a node
+            return CalibResult.failure(T_init, f'nclr: {type(exc).__name__}: {exc}',
+                                       latency_s=time.perf_counter() - t0)
