@@ -16,22 +16,15 @@ import numpy as np  # noqa: E402
 from ros_ncal.data.synthetic import SyntheticWorld, camera_extrinsic, ego_pose, load_synthetic_config  # noqa: E402
 from ros_ncal.data.synthetic.camera import render  # noqa: E402
 from ros_ncal.data.synthetic.lidar import beam_elevations_deg, scan  # noqa: E402
-from ros_ncal.data.synthetic.primitives import (BOX, ELLIPSOID, intersect_box, intersect_cylinder,  # noqa: E402
-                                                intersect_ellipsoid, intersect_ground)
-from ros_ncal.data.synthetic.raycast import SpinningGrid, cast  # noqa: E402
+from ros_ncal.data.synthetic.primitives import intersect_ground  # noqa: E402
+from ros_ncal.data.synthetic.raycast import SpinningGrid, cast, intersect_primitive  # noqa: E402
 from ros_ncal.geometry import invert, make_T  # noqa: E402
 
 
 def brute_force_cast(grid, scene):
     best = intersect_ground(grid.origin, grid.directions)
     for p in range(scene.num_primitives):
-        if scene.kind[p] == BOX:
-            t = intersect_box(grid.origin, grid.directions, scene.center[p], scene.size[p], scene.yaw[p])
-        elif scene.kind[p] == ELLIPSOID:
-            t = intersect_ellipsoid(grid.origin, grid.directions, scene.center[p], 0.5 * scene.size[p])
-        else:
-            t = intersect_cylinder(grid.origin, grid.directions, scene.center[p], 0.5 * scene.size[p, 0],
-                                   scene.size[p, 2])
+        t = intersect_primitive(scene, p, scene.center[p], grid.origin, grid.directions)
         np.minimum(best, t, out=best)
     return best
 

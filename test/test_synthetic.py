@@ -9,9 +9,9 @@ from ros_ncal.data.synthetic import (BOX_CLASS_NAMES, CLASS_NAMES, SyntheticWorl
                                      generate_scene, load_synthetic_config)
 from ros_ncal.data.synthetic import classes as C
 from ros_ncal.data.synthetic.lidar import beam_elevations_deg
-from ros_ncal.data.synthetic.primitives import (BOX, ELLIPSOID, intersect_box, intersect_cylinder,
-                                                intersect_ellipsoid, intersect_ground)
-from ros_ncal.data.synthetic.raycast import GROUND, MISS, PinholeGrid, SpinningGrid, cast
+from ros_ncal.data.synthetic.primitives import (intersect_box, intersect_cylinder, intersect_ellipsoid,
+                                                intersect_ground)
+from ros_ncal.data.synthetic.raycast import GROUND, MISS, PinholeGrid, SpinningGrid, cast, intersect_primitive
 from ros_ncal.geometry import invert, make_T, project_lidar, random_perturbation, transform_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,8 @@ def test_primitive_intersections_known_distances():
     assert t[0] == pytest.approx(8.0) and np.isinf(t[1]) and np.isinf(t[2])
     t = intersect_ellipsoid(O, D, np.array([0.0, 5.0, 0.0]), np.array([1.0, 2.0, 1.0]))
     assert np.isinf(t[0]) and t[1] == pytest.approx(3.0)
+    t = intersect_ellipsoid(O, D, np.array([0.0, 5.0, 0.0]), np.array([1.0, 2.0, 1.0]), yaw=np.pi / 2)
+    assert t[1] == pytest.approx(4.0)  # the 2 m semi-axis now lies along world x
     t = intersect_cylinder(O + [0, 0, 3.0], D, np.array([6.0, 0.0, 1.0]), 0.5, 2.0)
     assert np.isinf(t[0])  # passes above the 2 m tall cylinder
     t = intersect_cylinder(O, D, np.array([6.0, 0.0, 0.0]), 0.5, 2.0)
@@ -78,12 +80,7 @@ def _brute_force(grid, scene):
     best = intersect_ground(O, grid.directions)
     hit = np.where(np.isfinite(best), GROUND, MISS)
     for p in range(scene.num_primitives):
-        if scene.kind[p] == BOX:
-            t = intersect_box(O, grid.directions, scene.center[p], scene.size[p], scene.yaw[p])
-        elif scene.kind[p] == ELLIPSOID:
-            t = intersect_ellipsoid(O, grid.directions, scene.center[p], 0.5 * scene.size[p])
-        else:
-            t = intersect_cylinder(O, grid.directions, scene.center[p], 0.5 * scene.size[p, 0], scene.size[p, 2])
+        t = intersect_primitive(scene, p, scene.center[p], O, grid.directions)
         better = t < best
         best[better] = t[better]
         hit[better] = p

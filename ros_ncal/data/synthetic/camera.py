@@ -87,7 +87,7 @@ def render(scene: Scene, T_world_cam: np.ndarray, cfg: CameraConfig, time_s: flo
     c = albedo * shade[:, None]
     haze = (1.0 - np.exp(-th / cfg.haze_distance_m)).astype(np.float32)[:, None]
     color[idx] = c * (1 - haze) + SKY_HORIZON * haze
-    img = color.reshape(H, W, 3) * 255.0
+    img = color.reshape(H, W, 3) * (scene.exposure * 255.0)
     if cfg.pixel_noise > 0:
         img += rng.normal(0.0, cfg.pixel_noise, img.shape).astype(np.float32)
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)

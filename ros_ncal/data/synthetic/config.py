@@ -40,6 +40,8 @@ class SceneConfig:
     near_ego_fraction: float = 0.6  # share of moving cars, pedestrians, cyclists placed 20 m behind to 70 m ahead of the ego start
     sun_elevation_deg: tuple[float, float] = (25.0, 65.0)
     sun_azimuth_deg: tuple[float, float] = (0.0, 360.0)
+    exposure_gain: tuple[float, float] = (0.8, 1.2)  # per-scene camera brightness
+    white_balance_jitter: float = 0.04  # per-scene, per-channel relative colour gain jitter
     ego_speed_mps: tuple[float, float] = (6.0, 12.0)
     ego_start_x_m: tuple[float, float] = (-20.0, 60.0)  # where the ego starts (sample() frames are taken here)
     ego_lateral_jitter_m: float = 0.3
@@ -132,7 +134,7 @@ def validate_config(cfg: SyntheticConfig) -> SyntheticConfig:
     s, lid, cam = cfg.scene, cfg.lidar, cfg.camera
     for name in ('x_range_m', 'lane_width_m', 'parking_width_m', 'sidewalk_width_m', 'terrain_width_m',
                  'building_length_m', 'building_depth_m', 'building_height_m', 'building_gap_m', 'moving_cars',
-                 'pedestrians', 'cyclists', 'sun_elevation_deg', 'ego_speed_mps', 'ego_start_x_m'):
+                 'pedestrians', 'cyclists', 'sun_elevation_deg', 'exposure_gain', 'ego_speed_mps', 'ego_start_x_m'):
         lo, hi = getattr(s, name)
         if hi < lo:
             raise ValueError(f'scene.{name}: high {hi} < low {lo}')

@@ -57,10 +57,17 @@ def intersect_box(O: np.ndarray, D: np.ndarray, center: np.ndarray, size: np.nda
     return np.where((tmax >= tmin) & (t > T_MIN), t, np.inf)
 
 
-def intersect_ellipsoid(O: np.ndarray, D: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Ray vs axis-aligned ellipsoid -> t (n,)."""
+def intersect_ellipsoid(O: np.ndarray, D: np.ndarray, center: np.ndarray, radii: np.ndarray,
+                        yaw: float = 0.0) -> np.ndarray:
+    """Ray vs ellipsoid with semi-axes ``radii`` along its local x, y, z, rotated by yaw about z -> t (n,)."""
     r = np.asarray(radii, np.float64)
-    o = (np.asarray(O, np.float64) - center) / r
+    rel = np.asarray(O, np.float64) - center
+    D = np.asarray(D, np.float64)
+    if yaw != 0.0:
+        c, s = np.cos(yaw), np.sin(yaw)
+        rel = _yaw_rotate(rel, c, -s)
+        D = _yaw_rotate(D, c, -s)
+    o = rel / r
     d = D / r
     a = np.einsum('ij,ij->i', d, d)
     if o.ndim == 1:
@@ -120,17 +127,37 @@ def box_local(points: np.ndarray, center: np.ndarray, yaw: np.ndarray) -> np.nda
 
 def normals_box(points: np.ndarray, center: np.ndarray, size: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Outward face normals (n, 3) at surface points of boxes (per-point box parameters)."""
-    local = box_local(points, center, yaw)
-    ratio = np.abs(local) / (0.5 * size)
-    axis = np.argmax(ratio, axis=1)
-    n_local = np.zeros_like(local)
-    rows = np.arange(len(local))
-    n_local[rows, axis] = np.sign(local[rows, axis])
-    return _yaw_rotate(n_local, np.cos(yaw), np.sin(yaw))
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx = points[:, 0] - center[:, 0]
+    dy = points[:, 1] - center[:, 1]
+    lx = c * dx + s * dy
+    ly = -s * dx + c * dy
+    lz = points[:, 2] - center[:, 2]
+    rx = np.abs(lx) / size[:, 0]
+    ry = np.abs(ly) / size[:, 1]
+    rz = np.abs(lz) / size[:, 2]
+    on_x = (rx >= ry) & (rx >= rz)
+    on_y = ~on_x & (ry >= rz)
+    on_z = ~on_x & ~on_y
+    nlx = np.where(on_x, np.sign(lx), 0.0)
+    nly = np.where(on_y, np.sign(ly), 0.0)
+    out = np.empty_like(points)
+    out[:, 0] = c * nlx - s * nly
+    out[:, 1] = s * nlx + c * nly
+    out[:, 2] = np.where(on_z, np.sign(lz), 0.0)
+    return out
 
 
-def normals_ellipsoid(points: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    n = (points - center) / (radii * radii)
+def normals_ellipsoid(points: np.ndarray, center: np.ndarray, radii: np.ndarray,
+                      yaw: np.ndarray | None = None) -> np.ndarray:
+    """Outward unit normals (n, 3) at surface points of ellipsoids (per-point parameters)."""
+    if yaw is None:
+        n = (points - center) / (radii * radii)
+    else:
+        c, s = np.cos(yaw), np.sin(yaw)
+        local = box_local(points, center, yaw)
+        nl = local / (radii * radii)
+        n = np.stack([c * nl[:, 0] - s * nl[:, 1], s * nl[:, 0] + c * nl[:, 1], nl[:, 2]], axis=1)
     return n / np.linalg.norm(n, axis=1, keepdims=True)
 
 

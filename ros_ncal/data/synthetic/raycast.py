@@ -163,6 +163,16 @@ class OrthoGrid:
         return [(r0, r1, c0, c1)] if (r1 > r0 and c1 > c0) else []
 
 
+def intersect_primitive(scene: Scene, p: int, center: np.ndarray, O: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Distances (n,) along rays O (3,) or (n, 3), D (n, 3) to primitive ``p`` placed at ``center``."""
+    kind = scene.kind[p]
+    if kind == BOX:
+        return intersect_box(O, D, center, scene.size[p], scene.yaw[p])
+    if kind == ELLIPSOID:
+        return intersect_ellipsoid(O, D, center, 0.5 * scene.size[p], scene.yaw[p])
+    return intersect_cylinder(O, D, center, 0.5 * scene.size[p, 0], scene.size[p, 2])
+
+
 def cast(grid, scene: Scene, time_s: float, include_ground: bool = True, max_t: float = np.inf,
          primitive_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest hit of every ray of ``grid``.
@@ -190,15 +200,7 @@ def cast(grid, scene: Scene, time_s: float, include_ground: bool = True, max_t: 
             continue
         for r0, r1, c0, c1 in grid.rects(lo[p], hi[p]):
             idx = (np.arange(r0, r1)[:, None] * cols + col_index[None, c0:c1]).ravel()
-            o = O[idx] if per_ray_origin is not None else O
-            d = D[idx]
-            kind = scene.kind[p]
-            if kind == BOX:
-                t = intersect_box(o, d, centers[p], scene.size[p], scene.yaw[p])
-            elif kind == ELLIPSOID:
-                t = intersect_ellipsoid(o, d, centers[p], 0.5 * scene.size[p])
-            else:
-                t = intersect_cylinder(o, d, centers[p], 0.5 * scene.size[p, 0], scene.size[p, 2])
+            t = intersect_primitive(scene, p, centers[p], O[idx] if per_ray_origin is not None else O, D[idx])
             better = t < t_best[idx]
             if better.any():
                 sel = idx[better]
@@ -222,7 +224,7 @@ def surface_normals(points: np.ndarray, hit: np.ndarray, scene: Scene, time_s: f
         if kind == BOX:
             normals[m] = normals_box(points[m], centers[p], scene.size[p], scene.yaw[p])
         elif kind == ELLIPSOID:
-            normals[m] = normals_ellipsoid(points[m], centers[p], 0.5 * scene.size[p])
+            normals[m] = normals_ellipsoid(points[m], centers[p], 0.5 * scene.size[p], scene.yaw[p])
         else:
             normals[m] = normals_cylinder(points[m], centers[p], scene.size[p, 2])
     return normals

@@ -41,7 +41,8 @@ class Scene:
     inst_box: (I+1, 7) float64 x y z l w h yaw at time 0 (world); inst_box_class: (I+1,) int32 (-1 = no box);
     inst_velocity: (I+1, 3) float64.
     Street layout: lane_width, parking_width, sidewalk_width (2,) and terrain_width (2,) for the sides
-    (index 0: right side y < 0, index 1: left side y > 0); sun_direction (3,) unit vector towards the sun.
+    (index 0: right side y < 0, index 1: left side y > 0); sun_direction (3,) unit vector towards the sun;
+    exposure (3,) float32 per-channel camera gain.
     Ego trajectory: ego_start (x, y, yaw) and ego_speed (m/s along its heading).
     """
 
@@ -66,6 +67,7 @@ class Scene:
     sidewalk_height: float
     terrain_width: np.ndarray
     sun_direction: np.ndarray
+    exposure: np.ndarray
     ego_start: np.ndarray
     ego_speed: float
 
@@ -86,7 +88,7 @@ class Scene:
         c = self.centers_at(time_s)
         half = 0.5 * self.size
         ext = half.copy()
-        boxes = self.kind == BOX
+        boxes = self.kind != CYLINDER  # boxes and ellipsoids may be yawed (conservative for ellipsoids)
         cy, sy = np.abs(np.cos(self.yaw[boxes])), np.abs(np.sin(self.yaw[boxes]))
         ext[boxes, 0] = cy * half[boxes, 0] + sy * half[boxes, 1]
         ext[boxes, 1] = sy * half[boxes, 0] + cy * half[boxes, 1]
@@ -151,22 +153,31 @@ def _add_car(b: _SceneBuilder, x, y, heading, velocity, truck=False):
     paint = _jitter(rng, CAR_COLORS[rng.integers(len(CAR_COLORS))], 0.04)
     refl = float(rng.uniform(0.25, 0.6))
     kw = dict(yaw=heading, instance=inst, velocity=vel)
-    # Wheels and undercarriage (dark), body, and a glass cabin (cars) or a cargo box (trucks).
-    b.box((x, y, 0.2), (length - 0.3, width - 0.1, 0.4), label, M_RUBBER, (0.05, 0.05, 0.05), 0.05, **kw)
+    # Wheels (flattened ellipsoids), a dark undercarriage between them, body, and a glass cabin (cars)
+    # or a cab plus cargo box (trucks).
+    wheel_r = 0.45 if truck else rng.uniform(0.3, 0.36)
+    axle = length / 2 - (1.2 if truck else rng.uniform(0.7, 0.9))
+    for ax in (axle, -axle):
+        for side in (1.0, -1.0):
+            lx, ly = ax, side * (width / 2 - 0.13)
+            b.add(ELLIPSOID, (x + c * lx - s * ly, y + s * lx + c * ly, wheel_r), (2 * wheel_r, 0.24, 2 * wheel_r),
+                  label, M_RUBBER, (0.04, 0.04, 0.04), 0.05, **kw)
+    b.box((x, y, 0.22 + wheel_r * 0.3), (length - 0.5, width - 0.4, 0.3), label, M_RUBBER, (0.06, 0.06, 0.06), 0.05,
+          **kw)
     if truck:
         cab = 1.8
         fx = x + c * (length / 2 - cab / 2)
         fy = y + s * (length / 2 - cab / 2)
-        b.box((fx, fy, 0.4 + (height - 0.8) / 2), (cab, width, height - 0.8), label, M_PAINT, paint, refl, **kw)
+        b.box((fx, fy, 0.5 + (height - 0.9) / 2), (cab, width - 0.02, height - 0.9), label, M_PAINT, paint, refl, **kw)
         b.box((fx + c * (cab / 2 - 0.05), fy + s * (cab / 2 - 0.05), height - 0.75), (0.1, width - 0.2, 0.6),
               label, M_GLASS, (0.05, 0.07, 0.09), 0.05, **kw)
         gx = x - c * cab / 2
         gy = y - s * cab / 2
-        b.box((gx, gy, 0.4 + (height - 0.4) / 2), (length - cab - 0.1, width, height - 0.4), label, M_PAINT,
+        b.box((gx, gy, 0.5 + (height - 0.5) / 2), (length - cab - 0.1, width - 0.02, height - 0.5), label, M_PAINT,
               _jitter(rng, (0.85, 0.85, 0.85)), 0.5, **kw)
         return
-    body_h = 0.55 * height - 0.3
-    b.box((x, y, 0.3 + body_h / 2), (length, width, body_h), label, M_PAINT, paint, refl, **kw)
+    body_h = 0.62 * height - 0.3
+    b.box((x, y, 0.3 + body_h / 2), (length, width - 0.02, body_h), label, M_PAINT, paint, refl, **kw)
     cab_l = length * rng.uniform(0.45, 0.58)
     cab_h = height - 0.3 - body_h
     off = -length * rng.uniform(0.0, 0.08)
@@ -347,6 +358,7 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
     elev = np.deg2rad(_u(rng, cfg.sun_elevation_deg))
     azim = np.deg2rad(_u(rng, cfg.sun_azimuth_deg))
     sun = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
+    exposure = _u(rng, cfg.exposure_gain) * (1.0 + rng.uniform(-1, 1, 3) * cfg.white_balance_jitter)
 
     P = b.prims
     inst = b.instances
@@ -367,5 +379,6 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
         lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, sun_direction=sun, ego_start=ego, ego_speed=ego_speed,
+        terrain_width=terrain, sun_direction=sun, exposure=exposure.astype(np.float32), ego_start=ego,
+        ego_speed=ego_speed,
     )
