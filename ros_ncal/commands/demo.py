@@ -70,7 +70,8 @@ def step_start_suite(st: DemoState) -> None:
     for inv in invs:
         if inv.spec.name == 'extrinsic_publisher':
             inv.params['extrinsic_source'] = st.args.extrinsic_source
-            inv.params['sensor_qos_reliable'] = True  # a replay must not lose frames
+            inv.params['sensor_qos_reliable'] = True  # a replay must not lose frames ...
+            inv.params['sensor_qos_depth'] = 20        # ... not even at --rate 0 (KEEP_LAST queues)
             if st.args.extrinsic_source == 'kitti_calib':
                 last = kitti_frame_ids(st.args.kitti_dir)[-1]
                 inv.params['kitti_calib_file'] = str(Path(st.args.kitti_dir) / 'calib' / f'{last}.txt')
