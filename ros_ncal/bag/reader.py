@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 STORAGE_SUFFIXES = ('.mcap', '.db3')
 
@@ -19,8 +19,8 @@ class BagCountMismatchError(RuntimeError):
     """A bag yielded a different number of messages than its index / metadata announce."""
 
 
-@dataclass
-class BagMessage:
+class BagMessage(NamedTuple):
+    """Unpacks as (topic, msgtype, stamp_ns, msg)."""
     topic: str
     msgtype: str
     stamp_ns: int  # log (receive) time in the bag
