@@ -58,7 +58,8 @@ def run(args) -> int:
     try:
         runner.start()
     except NodeMissingError as exc:
-        print(f'ncal run: {exc}\n  (use --skip-missing to start the others, or --arg {exc.args[0].split(chr(39))[1]}:=false)',
+        enable_arg = next((i.spec.enable_arg for i in invs if i.spec.name == exc.node_name), exc.node_name)
+        print(f'ncal run: {exc}\n  (use --skip-missing to start the others, or --arg {enable_arg}:=false)',
               file=sys.stderr)
         return 3
     except (FileNotFoundError, ValueError) as exc:

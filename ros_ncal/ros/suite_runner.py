@@ -18,16 +18,22 @@ from ros_ncal.runner.suite import NodeInvocation, NodeSpec
 class NodeMissingError(ImportError):
     """A suite references a node module or class that is not importable (not written yet?)."""
 
+    def __init__(self, message: str, node_name: str = ''):
+        super().__init__(message)
+        self.node_name = node_name
+
 
 def load_node_class(spec: NodeSpec):
     try:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
-        raise NodeMissingError(f'node {spec.name!r}: module {spec.module} is not available ({exc})') from exc
+        raise NodeMissingError(f'node {spec.name!r}: module {spec.module} is not available ({exc})',
+                               spec.name) from exc
     try:
         return getattr(module, spec.class_name)
     except AttributeError:
-        raise NodeMissingError(f'node {spec.name!r}: module {spec.module} has no class {spec.class_name}') from None
+        raise NodeMissingError(f'node {spec.name!r}: module {spec.module} has no class {spec.class_name}',
+                               spec.name) from None
 
 
 @dataclass
