@@ -154,8 +154,8 @@ def test_collector_writes_validated_pairs_with_extrinsic_from_a_tf_chain(tmp_pat
         for i, (pts, img, K) in enumerate(frames):
             pub.send_frame(STAMP0 + i * 100_000_000, pts, img, K, cam_dt_ns=5_000_000)
             time.sleep(0.05)
-        assert g.wait_for(lambda: node.written == 5, 20), node.status()
-        assert g.wait_for(lambda: status.latest is not None and status.latest['written'] == 5, 10)
+        assert g.wait_for(lambda: node.written == 5, 60), node.status()
+        assert g.wait_for(lambda: status.latest is not None and status.latest['written'] == 5, 30)
         st = status.latest
         assert st['state'] == 'recording' and st['dropped'] == {} and st['received']['pairs'] == 5
         assert st['queues']['writer_pending'] == 0
@@ -193,7 +193,7 @@ def test_collector_services_interval_and_max_samples(tmp_path):
         for i in range(1, 8):
             pub.send_frame(STAMP0 + i * 100_000_000, *frames[i])
             time.sleep(0.05)
-        assert g.wait_for(lambda: node.state == 'full', 20), node.status()
+        assert g.wait_for(lambda: node.state == 'full', 60), node.status()
         time.sleep(0.3)
         st = node.status()
         assert st['written'] == 2
@@ -233,7 +233,7 @@ def test_collector_compressed_images_param_extrinsic_and_restart_appends(tmp_pat
                                                        data=buf.getvalue()))
                 pub.points.publish(points_to_cloud_msg(pts, LIDAR_FRAME, stamp))
                 time.sleep(0.05)
-            assert g.wait_for(lambda: node.written == 2, 20), node.status()
+            assert g.wait_for(lambda: node.written == 2, 60), node.status()
     ds = ShardDataset(out)
     assert len(ds) == 4
     for k, s in enumerate(ds):
