@@ -28,6 +28,8 @@ class SceneConfig:
     building_gap_prob: float = 0.3  # chance of an open lot (terrain, fence, trees) after a building
     building_gap_m: tuple[float, float] = (4.0, 15.0)
     fence_prob: float = 0.5  # chance that an open lot is fenced along the building line
+    cross_streets_per_100m: float = 0.5  # mean rate of crossing streets along the main street (0 = none)
+    cross_street_width_m: tuple[float, float] = (7.0, 12.0)
     trees_per_100m: float = 7.0  # per side
     hedges_per_100m: float = 2.0  # per side, on grass strips at least 1.2 m wide
     poles_per_100m: float = 4.0  # per side
@@ -42,11 +44,12 @@ class SceneConfig:
     sun_azimuth_deg: tuple[float, float] = (0.0, 360.0)
     exposure_gain: tuple[float, float] = (0.8, 1.2)  # per-scene camera brightness
     white_balance_jitter: float = 0.04  # per-scene, per-channel relative colour gain jitter
-    ego_speed_mps: tuple[float, float] = (6.0, 12.0)
+    ego_speed_mps: tuple[float, float] = (6.0, 12.0)  # also the speed of the ego lane's traffic
+    oncoming_speed_mps: tuple[float, float] = (4.0, 14.0)  # speed of the oncoming lane's traffic
     ego_start_x_m: tuple[float, float] = (-20.0, 60.0)  # where the ego starts (sample() frames are taken here)
     ego_lateral_jitter_m: float = 0.3
     ego_yaw_jitter_deg: float = 2.0
-    ego_clearance_m: float = 12.0  # no car in the ego lane within this distance of the ego start
+    ego_clearance_m: float = 12.0  # no vehicle in the ego lane within this distance of the ego start
 
 
 @dataclass
@@ -134,7 +137,8 @@ def validate_config(cfg: SyntheticConfig) -> SyntheticConfig:
     s, lid, cam = cfg.scene, cfg.lidar, cfg.camera
     for name in ('x_range_m', 'lane_width_m', 'parking_width_m', 'sidewalk_width_m', 'terrain_width_m',
                  'building_length_m', 'building_depth_m', 'building_height_m', 'building_gap_m', 'moving_cars',
-                 'pedestrians', 'cyclists', 'sun_elevation_deg', 'exposure_gain', 'ego_speed_mps', 'ego_start_x_m'):
+                 'pedestrians', 'cyclists', 'sun_elevation_deg', 'exposure_gain', 'ego_speed_mps',
+                 'oncoming_speed_mps', 'ego_start_x_m', 'cross_street_width_m'):
         lo, hi = getattr(s, name)
         if hi < lo:
             raise ValueError(f'scene.{name}: high {hi} < low {lo}')

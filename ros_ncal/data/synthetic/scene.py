@@ -17,6 +17,7 @@ from .primitives import BOX, CYLINDER, ELLIPSOID
 # Surface materials (texture programs). The ground's material follows its semantic class.
 M_ASPHALT, M_SIDEWALK, M_GRASS, M_FACADE, M_LEAVES, M_BARK, M_METAL, M_SIGN = 0, 1, 2, 3, 4, 5, 6, 7
 M_PAINT, M_GLASS, M_RUBBER, M_CLOTH, M_SKIN, M_FENCE = 8, 9, 10, 11, 12, 13
+CROSS_STREET_LENGTH_M = 80.0  # how far the sidewalks of a cross street are built out from the main street
 
 FACADE_COLORS = np.array([[0.62, 0.32, 0.24], [0.78, 0.70, 0.56], [0.60, 0.60, 0.58], [0.85, 0.82, 0.74],
                           [0.55, 0.42, 0.33], [0.72, 0.58, 0.42], [0.45, 0.47, 0.52]], np.float32)
@@ -41,7 +42,8 @@ class Scene:
     inst_box: (I+1, 7) float64 x y z l w h yaw at time 0 (world); inst_box_class: (I+1,) int32 (-1 = no box);
     inst_velocity: (I+1, 3) float64.
     Street layout: lane_width, parking_width, sidewalk_width (2,) and terrain_width (2,) for the sides
-    (index 0: right side y < 0, index 1: left side y > 0); sun_direction (3,) unit vector towards the sun;
+    (index 0: right side y < 0, index 1: left side y > 0); cross streets (K,) at cross_x, road width
+    cross_width (their road runs along y from the main road's parking strips outwards); sun_direction (3,) unit vector towards the sun;
     exposure (3,) float32 per-channel camera gain.
     Ego trajectory: ego_start (x, y, yaw) and ego_speed (m/s along its heading).
     """
@@ -66,6 +68,8 @@ class Scene:
     sidewalk_width: np.ndarray
     sidewalk_height: float
     terrain_width: np.ndarray
+    cross_x: np.ndarray
+    cross_width: np.ndarray
     sun_direction: np.ndarray
     exposure: np.ndarray
     ego_start: np.ndarray
@@ -101,6 +105,8 @@ class Scene:
         out = np.full(np.shape(y), C.TERRAIN, np.int32)
         out[ay < self.road_half_width + self.sidewalk_width[side]] = C.SIDEWALK
         out[ay < self.road_half_width] = C.PARKING
+        for xc, wc in zip(self.cross_x, self.cross_width):
+            out[np.abs(np.asarray(x) - xc) < wc / 2] = C.ROAD
         out[ay < self.lane_width] = C.ROAD
         return out
 
@@ -255,17 +261,50 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
     swh = cfg.sidewalk_height_m
     length = x1 - x0
 
+    # Cross streets: spans [xa, xb] of the main street's sides taken by a crossing road and its sidewalks.
+    cross_x, cross_w, spans = [], [], []
+    x = x0 + rng.uniform(20.0, 80.0)
+    while cfg.cross_streets_per_100m > 0 and x < x1 - 30.0:
+        x += rng.exponential(100.0 / cfg.cross_streets_per_100m)
+        if x > x1 - 30.0:
+            break
+        wc = _u(rng, cfg.cross_street_width_m)
+        cross_x.append(x)
+        cross_w.append(wc)
+        x += wc + 30.0
+    cross_x, cross_w = np.array(cross_x), np.array(cross_w)
+    cross_sw = [_u(rng, cfg.sidewalk_width_m) for _ in cross_x]
+    spans = [(xc - wc / 2 - sw_c, xc + wc / 2 + sw_c) for xc, wc, sw_c in zip(cross_x, cross_w, cross_sw)]
+
+    def free(x, margin=1.0):
+        return all(not (xa - margin < x < xb + margin) for xa, xb in spans)
+
     for side_index, side in enumerate((-1.0, 1.0)):
         sw, tw = sidewalk[side_index], terrain[side_index]
         curb = road_half
         facade = road_half + sw + tw
-        # Raised sidewalk along the whole street.
-        b.box(((x0 + x1) / 2, side * (curb + sw / 2), swh / 2), (length, sw, swh), C.SIDEWALK, M_SIDEWALK,
-              _jitter(rng, (0.62, 0.61, 0.58), 0.04), 0.35)
-        # Buildings with occasional open lots (fenced or not).
+        # Raised sidewalks along the street, interrupted by the cross streets, which get their own.
+        sidewalk_color = _jitter(rng, (0.62, 0.61, 0.58), 0.04)
+        edges = [x0] + [e for span in spans for e in span] + [x1]
+        for xa, xb in zip(edges[0::2], edges[1::2]):
+            if xb > xa:
+                b.box(((xa + xb) / 2, side * (curb + sw / 2), swh / 2), (xb - xa, sw, swh), C.SIDEWALK, M_SIDEWALK,
+                      sidewalk_color, 0.35)
+        for xc, wc, sw_c in zip(cross_x, cross_w, cross_sw):
+            for sx in (-1.0, 1.0):
+                b.box((xc + sx * (wc / 2 + sw_c / 2), side * (curb + CROSS_STREET_LENGTH_M / 2), swh / 2),
+                      (sw_c, CROSS_STREET_LENGTH_M, swh), C.SIDEWALK, M_SIDEWALK, sidewalk_color, 0.35)
+        # Buildings with occasional open lots (fenced or not), none across a cross street.
         x = x0
         while x < x1:
+            blocked = [(xa, xb) for xa, xb in spans if xa < x + 4.0 and x < xb]
+            if blocked:
+                x = blocked[0][1] + 0.5
+                continue
             bl = _u(rng, cfg.building_length_m)
+            ahead = [xa for xa, _ in spans if xa > x]
+            if ahead and x + bl > ahead[0] - 0.5:
+                bl = ahead[0] - 0.5 - x
             depth = _u(rng, cfg.building_depth_m)
             height = _u(rng, cfg.building_height_m)
             setback = rng.uniform(0.0, 1.5)
@@ -275,6 +314,11 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
             x += bl
             if rng.random() < cfg.building_gap_prob:
                 gap = _u(rng, cfg.building_gap_m)
+                ahead = [xa for xa, _ in spans if xa >= x]
+                if ahead:
+                    gap = min(gap, ahead[0] - x)
+                if gap < 1.0:
+                    continue
                 if rng.random() < cfg.fence_prob:
                     fh = rng.uniform(1.0, 2.0)
                     b.box((x + gap / 2, side * (facade + 0.1), fh / 2), (gap, 0.08, fh), C.FENCE, M_FENCE,
@@ -285,6 +329,8 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         # Trees: on the grass strip when there is one, otherwise in sidewalk pits near the curb.
         for _ in range(rng.poisson(cfg.trees_per_100m * length / 100)):
             tx = rng.uniform(x0, x1)
+            if not free(tx, 3.0):
+                continue
             ty = curb + sw + tw / 2 if tw > 2.0 else curb + 0.9
             _add_tree(b, tx, side * ty)
         if tw >= 1.2:
@@ -292,11 +338,16 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
                 hl = rng.uniform(3.0, 12.0)
                 hh = rng.uniform(0.7, 1.6)
                 hw = min(rng.uniform(0.6, 1.2), tw - 0.2)
-                b.box((rng.uniform(x0, x1), side * (curb + sw + tw / 2), hh / 2), (hl, hw, hh), C.VEGETATION,
+                hx = rng.uniform(x0, x1)
+                if not free(hx, hl / 2):
+                    continue
+                b.box((hx, side * (curb + sw + tw / 2), hh / 2), (hl, hw, hh), C.VEGETATION,
                       M_LEAVES, _jitter(rng, (0.18, 0.36, 0.14), 0.05), 0.45)
         # Poles near the curb, some with a traffic sign facing the traffic.
         for _ in range(rng.poisson(cfg.poles_per_100m * length / 100)):
             px = rng.uniform(x0, x1)
+            if not free(px):
+                continue
             py = side * (curb + 0.45)
             ph = rng.uniform(3.5, 8.0)
             pr = rng.uniform(0.05, 0.11)
@@ -310,7 +361,7 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         # Parked cars (and the odd truck) in the parking strip, nose in either direction.
         slot = 6.5
         for sx in np.arange(x0 + 5, x1 - 5, slot):
-            if rng.random() < cfg.parked_car_prob:
+            if rng.random() < cfg.parked_car_prob and free(sx, 3.5):
                 heading = (0.0 if side < 0 else np.pi) + rng.normal(0, 0.03)
                 _add_car(b, sx + rng.uniform(-0.5, 0.5), side * (lane + parking / 2 + rng.uniform(-0.15, 0.15)),
                          heading, 0.0, truck=rng.random() < cfg.truck_prob)
@@ -319,12 +370,16 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
     ego_speed = _u(rng, cfg.ego_speed_mps)
     ego = np.array([ego_x, -lane / 2 + rng.uniform(-1, 1) * cfg.ego_lateral_jitter_m,
                     np.deg2rad(rng.uniform(-1, 1) * cfg.ego_yaw_jitter_deg)])
-    # Moving cars: right lane drives +x near the ego speed (no catching up), left lane drives -x.
+    # Lane traffic: every vehicle in a lane drives at that lane's speed (the right lane at the ego's), so
+    # nothing ever drives through anything else, the ego included. Cyclists ride near the lane edge.
+    lane_speed = {False: ego_speed, True: _u(rng, cfg.oncoming_speed_mps)}
     n_cars = int(rng.integers(cfg.moving_cars[0], cfg.moving_cars[1] + 1))
-    placed: list[tuple[float, float]] = []
-    for _ in range(n_cars):
+    n_cyclists = int(rng.integers(cfg.cyclists[0], cfg.cyclists[1] + 1))
+    placed: list[tuple[float, bool]] = []
+    for k in range(n_cars + n_cyclists):
+        cyclist = k >= n_cars
         for _try in range(20):
-            left = rng.random() < 0.5
+            left = bool(rng.random() < 0.5)
             cx = _near_ego_x(rng, cfg, ego_x)
             if not left and abs(cx - ego_x) < cfg.ego_clearance_m:
                 continue
@@ -334,10 +389,12 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         else:
             continue
         placed.append((cx, left))
-        if left:
-            _add_car(b, cx, lane / 2 + rng.normal(0, 0.1), np.pi + rng.normal(0, 0.01), rng.uniform(5, 14))
+        side = 1.0 if left else -1.0
+        heading = np.pi if left else 0.0
+        if cyclist:
+            _add_cyclist(b, cx, side * (lane - 0.6), heading, lane_speed[left])
         else:
-            _add_car(b, cx, -lane / 2 + rng.normal(0, 0.1), rng.normal(0, 0.01), ego_speed + rng.uniform(-0.3, 0.3))
+            _add_car(b, cx, side * lane / 2 + rng.normal(0, 0.1), heading + rng.normal(0, 0.01), lane_speed[left])
     for _ in range(int(rng.integers(cfg.pedestrians[0], cfg.pedestrians[1] + 1))):
         side_index = int(rng.integers(2))
         side = (-1.0, 1.0)[side_index]
@@ -345,15 +402,6 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         walking = rng.random() < 0.7
         heading = (0.0 if rng.random() < 0.5 else np.pi) if walking else rng.uniform(-np.pi, np.pi)
         _add_person(b, _near_ego_x(rng, cfg, ego_x), py, heading, rng.uniform(0.8, 1.6) if walking else 0.0)
-    for _ in range(int(rng.integers(cfg.cyclists[0], cfg.cyclists[1] + 1))):
-        left = rng.random() < 0.5
-        cx = _near_ego_x(rng, cfg, ego_x)
-        if not left and abs(cx - ego_x) < cfg.ego_clearance_m:
-            cx = ego_x + cfg.ego_clearance_m + 5.0
-        yy = lane - 0.6
-        # Right-lane cyclists keep the ego's pace so that the ego never drives through them.
-        _add_cyclist(b, cx, yy if left else -yy, np.pi if left else 0.0,
-                     rng.uniform(3.0, 6.0) if left else ego_speed + rng.uniform(-0.3, 0.3))
 
     elev = np.deg2rad(_u(rng, cfg.sun_elevation_deg))
     azim = np.deg2rad(_u(rng, cfg.sun_azimuth_deg))
@@ -379,6 +427,6 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
         lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, sun_direction=sun, exposure=exposure.astype(np.float32), ego_start=ego,
+        terrain_width=terrain, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, exposure=exposure.astype(np.float32), ego_start=ego,
         ego_speed=ego_speed,
     )
