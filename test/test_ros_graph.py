@@ -158,3 +158,38 @@ def test_player_replays_bag_with_original_stamps_and_latched_tf(ros_context, kit
     ex.shutdown()
     node.destroy_node()
     pnode.destroy_node()
+
+
+def test_player_start_paused_resume_service_and_loop(ros_context, kitti_dir, tmp_path):
+    import threading
+
+    from std_srvs.srv import Trigger
+
+    from ros_ncal.ros.player import BagPlayer, PlayerConfig
+    bag_dir, _ = write_kitti_bag(kitti_dir / 'training', tmp_path / 'l.mcap', frames=['000001'])
+    pnode = rclpy.create_node('paused_player', context=ros_context)
+    node = rclpy.create_node('paused_sub', context=ros_context)
+    clouds = []
+    node.create_subscription(PointCloud2, '/kitti/velo/points', clouds.append, reliable_qos(10))
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(pnode)
+    player = BagPlayer(pnode, bag_dir, PlayerConfig(rate=0.0, loop=True, start_paused=True,
+                                                    topics=['/kitti/velo/points']))
+    th = threading.Thread(target=player.play)
+    th.start()
+    try:
+        _spin_until(ex, lambda: False, 0.5)
+        assert clouds == []  # paused
+        client = node.create_client(Trigger, '/paused_player/resume')
+        assert _spin_until(ex, lambda: client.service_is_ready(), 10.0)
+        future = client.call_async(Trigger.Request())
+        assert _spin_until(ex, lambda: future.done() and len(clouds) >= 3, 20.0)
+        assert future.result().success
+    finally:
+        player.stop()
+        th.join(timeout=10)
+    assert not th.is_alive() and player.stats.loops >= 2
+    ex.shutdown()
+    node.destroy_node()
+    pnode.destroy_node()
