@@ -120,6 +120,11 @@ def test_rank_and_worker_splits_are_disjoint_and_cover(tmp_path):
     assert [s.meta['index'] for s in sh] != a
     with pytest.raises(ValueError):
         ds.shards_for(rank=2, world_size=2)
+    # per-sample split: balanced to one sample, disjoint, covering; even=True pads ranks to equal length
+    parts = [[s.meta['index'] for s in ds.iter_split(r, 3, w, 2, split='sample')] for r in range(3) for w in range(2)]
+    assert sorted(i for p in parts for i in p) == list(range(10)) and {len(p) for p in parts} <= {1, 2}
+    ranks = [sorted(s.meta['index'] for w in range(2) for s in ds.iter_split(r, 3, w, 2, even=True)) for r in range(3)]
+    assert [len(r) for r in ranks] == [4, 4, 4] and set().union(*map(set, ranks)) == set(range(10))
 
 
 def test_torch_iterable_dataset_with_two_workers(tmp_path):
@@ -128,10 +133,12 @@ def test_torch_iterable_dataset_with_two_workers(tmp_path):
     with ShardWriter(tmp_path, samples_per_shard=2) as w:
         for i in range(6):
             w.append(make_sample(i, n=30, labels=False))
-    it = ShardIterableDataset(tmp_path)
-    loader = torch.utils.data.DataLoader(it, batch_size=2, num_workers=2, collate_fn=collate_samples)
-    got = sorted(s.meta['index'] for batch in loader for s in batch.samples)
-    assert got == list(range(6))
+    for split in ('shard', 'sample', 'auto'):
+        it = ShardIterableDataset(tmp_path, split=split)
+        assert len(it) == 6
+        loader = torch.utils.data.DataLoader(it, batch_size=2, num_workers=2, collate_fn=collate_samples)
+        got = sorted(s.meta['index'] for batch in loader for s in batch.samples)
+        assert got == list(range(6)), split
 
 
 WRITER_SCRIPT = r'''

@@ -672,24 +672,75 @@ class ShardDataset:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
         return order
 
-    def shards_for(self, rank: int = 0, world_size: int = 1, worker_id: int = 0, num_workers: int = 1) -> list[int]:
-        """Indices of the shards that (rank, worker) reads: a disjoint round-robin split over all rank*workers."""
+    @staticmethod
+    def _check_split(rank: int, world_size: int, worker_id: int, num_workers: int) -> None:
         if not (0 <= rank < world_size and 0 <= worker_id < num_workers):
             raise ValueError(f'bad split rank={rank}/{world_size} worker={worker_id}/{num_workers}')
-        slot, slots = rank * num_workers + worker_id, world_size * num_workers
-        return self.shard_order()[slot::slots]
 
-    def iter_shards(self, rank: int = 0, world_size: int = 1, worker_id: int = 0,
-                    num_workers: int = 1) -> Iterator[Sample]:
-        """Samples of this (rank, worker)'s shards; through the shuffle buffer when ``shuffle_buffer > 0``."""
-        stream = self._iter_shard_list(self.shards_for(rank, world_size, worker_id, num_workers))
+    def shards_for(self, rank: int = 0, world_size: int = 1, worker_id: int = 0, num_workers: int = 1) -> list[int]:
+        """Indices of the shards that (rank, worker) reads: round-robin over ranks, then over that rank's workers
+        (disjoint, covering; a rank's share does not depend on its number of workers)."""
+        self._check_split(rank, world_size, worker_id, num_workers)
+        return self.shard_order()[rank::world_size][worker_id::num_workers]
+
+    def indices_for(self, rank: int = 0, world_size: int = 1, worker_id: int = 0, num_workers: int = 1,
+                    even: bool = False) -> list[int]:
+        """Sample indices of (rank, worker) for the per-sample split: every world_size-th sample of the (shard
+        order, or with shuffle_shards a seeded per-epoch permutation of all samples), then every num_workers-th
+        of those. even: pad each rank's list by wrapping around so all ranks get ceil(N / world_size) samples
+        (as torch's DistributedSampler; a few samples repeat) -- what DDP needs to keep ranks in step."""
+        self._check_split(rank, world_size, worker_id, num_workers)
+        order = [i for si in self.shard_order() for i in self._shard_sample_range(si)]
+        if self.shuffle_shards:
+            random.Random(self.seed * 1_000_003 + self.epoch + 17).shuffle(order)
+        if even and order:
+            per_rank = -(-len(order) // world_size)
+            order = (order * (1 + per_rank * world_size // len(order)))[:per_rank * world_size]
+        return order[rank::world_size][worker_id::num_workers]
+
+    def _shard_sample_range(self, si: int) -> range:
+        if not hasattr(self, '_shard_start'):
+            starts, n = [], 0
+            for s in self.shards:
+                starts.append(n)
+                n += len(s.keys)
+            self._shard_start = starts
+        return range(self._shard_start[si], self._shard_start[si] + len(self.shards[si].keys))
+
+    def iter_split(self, rank: int = 0, world_size: int = 1, worker_id: int = 0, num_workers: int = 1,
+                   split: str = 'shard', even: bool = False) -> Iterator[Sample]:
+        """Samples of (rank, worker). split='shard': whole shards per slot (sequential reads; needs at least as
+        many shards as slots); split='sample': every k-th sample via the index (balanced to within one sample,
+        works with few shards). even=True implies split='sample'. Through the shuffle buffer when set."""
+        if split not in ('shard', 'sample'):
+            raise ValueError(f"split must be 'shard' or 'sample', got {split!r}")
+        if even or split == 'sample':
+            stream = self._iter_indices(self.indices_for(rank, world_size, worker_id, num_workers, even))
+        else:
+            stream = self._iter_shard_list(self.shards_for(rank, world_size, worker_id, num_workers))
         if self.shuffle_buffer > 0:
             rng = random.Random(((self.seed * 1_000_003 + self.epoch) * 65_537 + rank) * 4_099 + worker_id)
             stream = _shuffled(stream, self.shuffle_buffer, rng)
         yield from stream
 
+    def iter_shards(self, rank: int = 0, world_size: int = 1, worker_id: int = 0,
+                    num_workers: int = 1) -> Iterator[Sample]:
+        """Samples of this (rank, worker)'s shards (split='shard'); through the shuffle buffer when set."""
+        return self.iter_split(rank, world_size, worker_id, num_workers, split='shard')
+
     def __iter__(self) -> Iterator[Sample]:
         return self.iter_shards()
+
+    def _iter_indices(self, indices: Sequence[int]) -> Iterator[Sample]:
+        for i in indices:
+            si, key = self._index[i]
+            scan = self.shards[si]
+            try:
+                sample = decode_sample(read_members(scan.path, scan.members[key]))
+            except Exception as exc:  # a bad sample must not end the epoch
+                self._report(f'{scan.path.name}:{key}', f'{type(exc).__name__}: {exc}')
+                continue
+            yield sample
 
     def _iter_shard_list(self, shard_ids: Sequence[int]) -> Iterator[Sample]:
         for si in shard_ids:
@@ -732,19 +783,25 @@ def _torch_iterable_base():
 
 
 class ShardIterableDataset(_torch_iterable_base()):
-    """torch IterableDataset over a shard dataset: each DDP rank and DataLoader worker reads disjoint shards.
+    """torch IterableDataset over a shard dataset: each DDP rank and DataLoader worker reads a disjoint part.
 
     Rank and world size come from torch.distributed when it is initialised (else 0 / 1); worker id and count
-    from ``torch.utils.data.get_worker_info()``. ``transform``: optional callable Sample -> anything.
-    With more rank*worker slots than shards some slots get nothing (a warning says so); write more, smaller
-    shards for wide jobs. Use ``collate_fn=ros_ncal.data.collate_samples`` in the DataLoader.
+    from ``torch.utils.data.get_worker_info()``. split: 'shard' (whole shards per slot), 'sample' (every k-th
+    sample, balanced) or 'auto' ('shard' when there are at least 4 shards per rank, else 'sample'; decided
+    from the world size alone so that ``len()`` agrees with iteration). even=True gives every rank exactly ceil(N / world_size) samples (wrapping; for DDP).
+    ``transform``: optional callable Sample -> anything. Use ``collate_fn=ros_ncal.data.collate_samples``.
+    ``len()`` is this rank's sample count (all of its workers together).
     """
 
     def __init__(self, root: str | Path, shuffle_buffer: int = 0, shuffle_shards: bool = False, seed: int = 0,
-                 transform=None):
+                 transform=None, split: str = 'auto', even: bool = False):
         super().__init__()
+        if split not in ('auto', 'shard', 'sample'):
+            raise ValueError(f"split must be 'auto', 'shard' or 'sample', got {split!r}")
         self.dataset = ShardDataset(root, shuffle_buffer=shuffle_buffer, shuffle_shards=shuffle_shards, seed=seed)
         self.transform = transform
+        self.split_mode = split
+        self.even = bool(even)
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
@@ -759,13 +816,24 @@ class ShardIterableDataset(_torch_iterable_base()):
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return rank, world, wid, nw
 
+    def _mode(self, world_size: int) -> str:
+        if self.even:
+            return 'sample'
+        if self.split_mode == 'auto':
+            return 'shard' if self.dataset.num_shards >= 4 * world_size else 'sample'
+        return self.split_mode
+
     def __iter__(self):
         rank, world, wid, nw = self.split()
-        if self.dataset.num_shards < world * nw and wid == 0 and rank == 0:
+        mode = self._mode(world)
+        if mode == 'shard' and self.dataset.num_shards < world * nw and wid == 0 and rank == 0:
             warnings.warn(f'{self.dataset.num_shards} shards for {world * nw} rank x worker slots: '
-                          'some slots read nothing', RuntimeWarning, stacklevel=2)
-        for s in self.dataset.iter_shards(rank, world, wid, nw):
+                          "some slots read nothing (use split='sample')", RuntimeWarning, stacklevel=2)
+        for s in self.dataset.iter_split(rank, world, wid, nw, split=mode, even=self.even):
             yield self.transform(s) if self.transform is not None else s
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        rank, world, _, _ = self.split()
+        if self._mode(world) == 'sample':
+            return len(self.dataset.indices_for(rank, world, even=self.even))
+        return sum(len(self.dataset.shards[i].keys) for i in self.dataset.shards_for(rank, world))
