@@ -12,6 +12,16 @@ from ros_ncal.models.sparse.engines import EngineUnavailableError
 GRID = 8
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These tests run many small ops: one intra-op thread is as fast alone and far faster when the machine
+    is shared (two OpenMP threads on two busy cores spend most of their time waiting at barriers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_sparse_grid(seed=0, batch=2, grid=GRID, occupancy=0.2, channels=3, offset=(0, 0, 0)):
     """Random occupied sites of a batch x grid^3 volume; coords (V, 4), feats (V, C) float64."""
     g = torch.Generator().manual_seed(seed)
