@@ -18,7 +18,8 @@ from ros_ncal.data.readers.nuscenes import iter_nuscenes_samples
 from ros_ncal.data.readers.rosbag import (BagInputError, PlumbBobUndistorter, RosbagReaderConfig, decode_image,
                                           iter_rosbag_samples, resolve_static_transform)
 from ros_ncal.data.readers.semantickitti import (MissingCameraDataError, SemanticKittiReaderConfig,
-                                                 iter_semantickitti_samples, read_semantickitti_scan)
+                                                 iter_semantickitti_samples, iter_semantickitti_scans,
+                                                 read_semantickitti_scan)
 from ros_ncal.data.sample import Sample
 from ros_ncal.data.shards import ShardDataset, SkipRecord
 from ros_ncal.geometry import invert, make_T, rotvec_to_matrix
@@ -139,6 +140,8 @@ def test_semantickitti_scan_labels_and_bad_files(shared_data, tmp_path):
     short.write_bytes(raw.tobytes()[:-2])
     with pytest.raises(ValueError, match='multiple of 4'):
         read_semantickitti_scan(seq / 'velodyne' / '000000.bin', short)
+    scans = list(iter_semantickitti_scans(seq))
+    assert [x[0] for x in scans] == ['000000', '000001'] and all(len(x[1]) == len(x[2]) for x in scans)
     # the shared sample has no images: no camera Samples, and a clear error
     with pytest.raises(MissingCameraDataError, match='no images'):
         next(iter_semantickitti_samples(seq))

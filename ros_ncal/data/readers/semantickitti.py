@@ -53,6 +53,22 @@ def semantickitti_scans(sequence_dir: str | Path) -> list[str]:
     return sorted(p.stem for p in vdir.glob('*.bin'))
 
 
+def iter_semantickitti_scans(sequence_dir: str | Path) -> Iterator[tuple[str, np.ndarray, np.ndarray | None,
+                                                                          np.ndarray | None] | SkipRecord]:
+    """LiDAR-only iteration for segmentation: (scan id, points (N, 4), labels (N,) or None, instances or None)
+    per scan of ``sequences/XX`` (labels from ``labels/<id>.label`` when present); a SkipRecord for a bad scan."""
+    seq = Path(sequence_dir)
+    for scan in semantickitti_scans(seq):
+        label_path = seq / 'labels' / f'{scan}.label'
+        try:
+            points, labels, inst = read_semantickitti_scan(seq / 'velodyne' / f'{scan}.bin',
+                                                           label_path if label_path.exists() else None)
+        except (OSError, ValueError) as exc:
+            yield SkipRecord(scan, f'{type(exc).__name__}: {exc}')
+            continue
+        yield scan, points, labels, inst
+
+
 def read_odometry_calib(path: str | Path) -> dict[str, np.ndarray]:
     """KITTI odometry calib.txt (P0..P3, Tr) or a YAML with 'K' (3x3) and 'T_cam_lidar' (4x4)
     -> {'K', 'T_cam_lidar'} for camera 2 (P2's horizontal offset folded into the translation)."""
