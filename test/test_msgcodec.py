@@ -258,3 +258,22 @@ def test_time_roundtrip(ns):
     sec, nanosec = ns_to_sec_nanosec(ns)
     assert 0 <= nanosec < 10**9
     assert stamp_to_ns(_NS(sec=sec, nanosec=nanosec)) == ns
+
+
+def test_generic_rosbags_to_rclpy_conversion():
+    from ros_ncal.ros.generic import rclpy_message_class, to_rclpy
+    K = np.array([[700.0, 0, 600], [0, 700, 180], [0, 0, 1]])
+    info = to_rclpy(rm.camera_info(CameraIntrinsics(K=K, D=np.arange(5) * 0.1, width=1242, height=375), 'cam', 42),
+                    'sensor_msgs/msg/CameraInfo')
+    assert type(info).__name__ == 'CameraInfo' and info.header.frame_id == 'cam' and info.header.stamp.nanosec == 42
+    np.testing.assert_array_equal(np.asarray(info.k).reshape(3, 3), K)
+    np.testing.assert_array_equal(info.d, np.arange(5) * 0.1)
+    assert info.roi.do_rectify is False and info.width == 1242
+    T = T_from_xyz_quat(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+    tf = to_rclpy(rm.tf_message([rm.transform_stamped(T, 'a', 'b', 7)]), 'tf2_msgs/msg/TFMessage')
+    np.testing.assert_allclose(transform_stamped_to_matrix(tf.transforms[0]).T_parent_child, T)
+    pts = np.arange(40, dtype=np.float32).reshape(10, 4)
+    cloud = to_rclpy(rm.pointcloud2(pts, 'l', 0), 'sensor_msgs/msg/PointCloud2')
+    np.testing.assert_array_equal(cloud_to_xyzi(cloud).points, pts)
+    with pytest.raises(ImportError, match="message package 'nonexistent_msgs'"):
+        rclpy_message_class('nonexistent_msgs/msg/Thing')

@@ -8,6 +8,7 @@ Network safety (ros_ncal.rosenv) is applied before rclpy is imported.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -17,7 +18,8 @@ from pathlib import Path
 NAME = 'demo'
 HELP = 'end-to-end demo: KITTI -> rosbag2 -> node suite on a live ROS graph -> overlays + summary'
 
-DEFAULT_KITTI = Path(__file__).resolve().parents[2].parent / 'shared' / 'data' / 'kitti_object' / 'training'
+DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', Path(__file__).resolve().parents[2].parent / 'shared' / 'data'))
+DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
 
 
 def add_arguments(parser) -> None:
