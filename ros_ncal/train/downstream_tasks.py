@@ -1,0 +1,190 @@
+"""Task adapters for fine-tuning: build the head, compute the loss on a batch, predict and evaluate.
+
+One adapter per task (``seg``, ``det``, ``panoptic``); the fine-tuning loop (``finetune.py``) is the same
+for all of them. A batch is a list of TaskSamples (downstream_data.py); the backbone maps the list of
+clouds to a list of per-point features.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ros_ncal.data.labels import SEMANTICKITTI_CLASSES
+from ros_ncal.eval.metrics_det import DetectionEvaluator
+from ros_ncal.eval.metrics_panoptic import PanopticEvaluator
+from ros_ncal.eval.metrics_seg import SegmentationEvaluator
+from ros_ncal.models.heads.bev_det_head import BEVDetConfig, BEVDetHead
+from ros_ncal.models.heads.panoptic_head import PanopticHead
+from ros_ncal.models.heads.seg_head import SegHead, inverse_sqrt_frequency_weights, seg_loss
+
+TASKS = ('seg', 'det', 'panoptic')
+SEMANTIC_CLASS_NAMES = SEMANTICKITTI_CLASSES  # 20 names, id 0 = unlabeled (ignore)
+
+
+class TaskModel(nn.Module):
+    """backbone (list of (Ni, C) clouds -> list of (Ni, D) feats) + task head.
+
+    ``freeze_backbone``: linear probing; the backbone gets no gradients and stays in eval mode (BN
+    statistics frozen) even when the model is put in train mode.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, task: str, freeze_backbone: bool = False):
+        super().__init__()
+        self.backbone, self.head, self.task = backbone, head, task
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> 'TaskModel':
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def features(self, points_list: list) -> list:
+        if self.freeze_backbone:
+            with torch.no_grad():
+                return self.backbone(points_list)
+        return self.backbone(points_list)
+
+
+def _cat(batch, device):
+    pts = [torch.from_numpy(s.points).to(device) for s in batch]
+    bidx = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=device) for i, p in enumerate(pts)])
+    return pts, bidx
+
+
+class SegTask:
+    """Per-point semantic classes; class-balanced CE (inverse sqrt frequency), metric mIoU."""
+    name = 'seg'
+    main_metric = 'mIoU'
+
+    def __init__(self, head_cfg: dict, num_classes: int = 20, class_names=SEMANTIC_CLASS_NAMES):
+        self.head_cfg = dict(head_cfg or {})
+        self.num_classes = int(self.head_cfg.pop('num_classes', num_classes))
+        self.class_names = list(class_names)[:self.num_classes]
+        self.weights: torch.Tensor | None = None
+
+    def build_head(self, in_dim: int) -> nn.Module:
+        return SegHead(in_dim, self.num_classes, **self.head_cfg)
+
+    def fit_statistics(self, train_samples) -> dict:
+        counts = np.zeros(self.num_classes, np.int64)
+        for s in train_samples:
+            counts += np.bincount(s.labels, minlength=self.num_classes)[:self.num_classes]
+        self.weights = inverse_sqrt_frequency_weights(counts)
+        return {'class_counts': counts.tolist(), 'class_weights': [round(float(w), 4) for w in self.weights]}
+
+    def loss(self, model: TaskModel, batch, device) -> dict:
+        pts, _ = _cat(batch, device)
+        feats = torch.cat(model.features(pts))
+        labels = torch.cat([torch.from_numpy(s.labels) for s in batch]).to(device)
+        loss = seg_loss(model.head(feats), labels, self.weights)
+        return {'loss': loss}
+
+    @torch.no_grad()
+    def evaluate(self, model: TaskModel, samples, device, batch_size: int = 2) -> dict:
+        ev = SegmentationEvaluator(self.num_classes, 0, self.class_names)
+        for k in range(0, len(samples), batch_size):
+            batch = samples[k:k + batch_size]
+            pts, _ = _cat(batch, device)
+            for s, f in zip(batch, model.features(pts)):
+                ev.add(model.head.predict(model.head(f)).cpu().numpy(), s.labels)
+        return ev.compute()
+
+
+class DetTask:
+    """3D boxes from a CenterPoint-style BEV head; metric AP_R40 (BEV and 3D)."""
+    name = 'det'
+    main_metric = 'mAP_bev'
+
+    def __init__(self, head_cfg: dict):
+        cfg = dict(head_cfg or {})
+        for key in ('class_names', 'x_range', 'y_range'):
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+        self.iou_thresholds = tuple(cfg.pop('iou_thresholds', (0.7, 0.5, 0.5)))
+        self.cfg = BEVDetConfig(**cfg).validate()
+
+    def build_head(self, in_dim: int) -> nn.Module:
+        return BEVDetHead(in_dim, self.cfg)
+
+    def fit_statistics(self, train_samples) -> dict:
+        counts = np.zeros(len(self.cfg.class_names), np.int64)
+        for s in train_samples:
+            lab = s.box_labels[(s.box_labels >= 0) & (s.box_labels < len(counts))]
+            counts += np.bincount(lab, minlength=len(counts))
+        return {'box_counts': dict(zip(self.cfg.class_names, counts.tolist()))}
+
+    def loss(self, model: TaskModel, batch, device) -> dict:
+        pts, bidx = _cat(batch, device)
+        feats = torch.cat(model.features(pts))
+        xyz = torch.cat(pts)[:, :3]
+        out = model.head(xyz, feats, bidx, len(batch))
+        targets = model.head.build_targets([s.boxes for s in batch], [s.box_labels for s in batch], device)
+        return model.head.loss(out, targets)
+
+    @torch.no_grad()
+    def evaluate(self, model: TaskModel, samples, device, batch_size: int = 2) -> dict:
+        ev = DetectionEvaluator(self.cfg.class_names, self.iou_thresholds)
+        for k in range(0, len(samples), batch_size):
+            batch = samples[k:k + batch_size]
+            pts, bidx = _cat(batch, device)
+            feats = torch.cat(model.features(pts))
+            dets = model.head.decode(model.head(torch.cat(pts)[:, :3], feats, bidx, len(batch)))
+            for s, d in zip(batch, dets):
+                keep = self.cfg.boxes_in_range(s.boxes) & (s.box_labels >= 0)
+                ev.add(d['boxes'], d['scores'], d['labels'], s.boxes[keep], s.box_labels[keep])
+        return ev.compute()
+
+
+class PanopticTask:
+    """Semantic classes + instance centre offsets clustered per thing class; metric PQ."""
+    name = 'panoptic'
+    main_metric = 'PQ'
+
+    def __init__(self, head_cfg: dict, num_classes: int = 20, class_names=SEMANTIC_CLASS_NAMES):
+        cfg = dict(head_cfg or {})
+        self.num_classes = int(cfg.pop('num_classes', num_classes))
+        self.min_points = int(cfg.pop('eval_min_points', 10))
+        self.head_cfg = cfg
+        self.class_names = list(class_names)[:self.num_classes]
+        self.weights: torch.Tensor | None = None
+
+    def build_head(self, in_dim: int) -> nn.Module:
+        return PanopticHead(in_dim, self.num_classes, **self.head_cfg)
+
+    fit_statistics = SegTask.fit_statistics
+
+    def loss(self, model: TaskModel, batch, device) -> dict:
+        pts, bidx = _cat(batch, device)
+        feats = torch.cat(model.features(pts))
+        out = model.head(feats)
+        labels = torch.cat([torch.from_numpy(s.labels) for s in batch]).to(device)
+        inst = torch.cat([torch.from_numpy(s.instances) for s in batch]).to(device)
+        return model.head.loss(out, torch.cat(pts)[:, :3], labels, inst, bidx, self.weights)
+
+    @torch.no_grad()
+    def evaluate(self, model: TaskModel, samples, device, batch_size: int = 2) -> dict:
+        ev = PanopticEvaluator(self.num_classes, model.head.thing_classes, 0, self.min_points, self.class_names)
+        for k in range(0, len(samples), batch_size):
+            batch = samples[k:k + batch_size]
+            pts, _ = _cat(batch, device)
+            for s, p, f in zip(batch, pts, model.features(pts)):
+                sem, inst = model.head.predict(model.head(f), p[:, :3])
+                ev.add(sem, inst, s.labels, s.instances)
+        return ev.compute()
+
+
+def make_task(task: str, head_cfg: dict | None) -> Any:
+    if task == 'seg':
+        return SegTask(head_cfg or {})
+    if task == 'det':
+        return DetTask(head_cfg or {})
+    if task == 'panoptic':
+        return PanopticTask(head_cfg or {})
+    raise ValueError(f'unknown task {task!r}; expected one of {TASKS}')

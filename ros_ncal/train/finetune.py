@@ -1,0 +1,367 @@
+"""Downstream fine-tuning and linear probing: segmentation, detection, panoptic segmentation.
+
+One loop for the three tasks (task adapters in downstream_tasks.py):
+- backbone: a MinkUNet built from the config (``backbone``), or from a pretrained backbone checkpoint
+  (``pretrained``: weights only; the checkpoint's own backbone config is used so the weights fit, and
+  missing / unexpected keys are reported);
+- labelled data: ``label_fraction`` of the training scenes, chosen by scene with ``label_seed``;
+- AdamW, linear warm-up then cosine decay to ``min_lr_ratio`` x lr, a fixed number of steps (the budget);
+- linear probing: the backbone is frozen (no gradients, eval-mode batch norm), only the head trains;
+- at the end: metrics on the held-out samples and one checkpoint (weights + the full config) written with
+  ros_ncal.models.checkpoint (atomic), plus a JSON summary beside it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .downstream_data import AugmentConfig, DataConfig, augment, labelled_subset, load_task_samples
+from .downstream_tasks import TASKS, TaskModel, make_task
+
+FINETUNED_MODEL_TYPE = 'ros_ncal.finetuned'
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 200              # optimisation steps: the training budget
+    batch_size: int = 2           # clouds per step
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_frac: float = 0.05     # linear warm-up over this fraction of the steps
+    min_lr_ratio: float = 0.01    # cosine decays to lr x this
+    grad_clip: float = 10.0       # max gradient norm; 0 disables
+
+
+@dataclass
+class FinetuneConfig:
+    task: str = 'seg'
+    backbone: dict = field(default_factory=lambda: {
+        'type': 'MinkUNet', 'depth': 14, 'in_channels': 1, 'input_features': 'intensity', 'out_dim': 64,
+        'width': 0.25, 'voxel_size': 0.1})
+    head: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    label_fraction: float = 1.0
+    label_seed: int = 0           # fixes the labelled scenes (same for every seed and for pretrained vs scratch)
+    seed: int = 0                 # initialisation, batch order, augmentation
+    linear_probe: bool = False
+    pretrained: str | None = None  # backbone checkpoint (from `ncal pretrain` or any ros_ncal checkpoint)
+    backbone_from_checkpoint: bool = True  # build the backbone with the checkpoint's config, not ``backbone``
+    eval_batch_size: int = 2
+    log_every: int = 10
+    output_dir: str = 'runs/finetune'
+    run_name: str | None = None   # default: <task>_<fraction>_<pretrained|scratch>[_probe]_s<seed>
+    device: str = 'auto'          # auto | cpu | cuda | cuda:N
+
+    def resolved_run_name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        frac = f'{self.label_fraction * 100:g}pct'
+        init = 'pretrained' if self.pretrained else 'scratch'
+        probe = '_probe' if self.linear_probe else ''
+        return f'{self.task}_{frac}_{init}{probe}_s{self.seed}'
+
+
+# ------------------------------------------------------------------ config I/O
+
+def _from_dict(cls, data: dict | None, where: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ValueError(f'{where}: expected a mapping, got {type(data).__name__}')
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f'{where}: unknown key(s) {unknown}; known: {sorted(known)}')
+    defaults = cls()
+    kwargs = {}
+    for k, v in data.items():
+        d = getattr(defaults, k)
+        if is_dataclass(d):
+            kwargs[k] = _from_dict(type(d), v, f'{where}.{k}')
+        elif isinstance(d, tuple) and v is not None:
+            kwargs[k] = tuple(v)
+        elif isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f'{where}.{k}: expected true/false, got {v!r}')
+            kwargs[k] = v
+        elif isinstance(d, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            kwargs[k] = float(v)
+        elif isinstance(d, int) and not isinstance(d, bool) and isinstance(v, (int, float)):
+            kwargs[k] = int(v)
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, where: str = 'config') -> FinetuneConfig:
+    cfg = _from_dict(FinetuneConfig, data, where)
+    validate_config(cfg)
+    return cfg
+
+
+def load_finetune_config(path: str | Path, overrides: dict | None = None) -> FinetuneConfig:
+    """Read a config/finetune/*.yaml; ``overrides`` (nested dict) replace keys after reading."""
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'fine-tuning config not found: {path}')
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict) and isinstance(data.get(k), dict):
+            data[k] = {**data[k], **v}
+        else:
+            data[k] = v
+    return config_from_dict(data, str(path))
+
+
+def validate_config(cfg: FinetuneConfig) -> FinetuneConfig:
+    if cfg.task not in TASKS:
+        raise ValueError(f'task must be one of {TASKS}, got {cfg.task!r}')
+    if not 0 < cfg.label_fraction <= 1:
+        raise ValueError(f'label_fraction must be in (0, 1], got {cfg.label_fraction}')
+    o = cfg.optim
+    if o.steps < 1 or o.batch_size < 1:
+        raise ValueError(f'optim.steps and optim.batch_size must be >= 1, got {o.steps}, {o.batch_size}')
+    if not (o.lr > 0 and o.weight_decay >= 0 and 0 <= o.warmup_frac < 1 and 0 <= o.min_lr_ratio <= 1):
+        raise ValueError(f'bad optimiser settings: {o}')
+    if not isinstance(cfg.backbone, dict) or 'type' not in cfg.backbone:
+        raise ValueError("backbone must be a model config mapping with a 'type' key (see config/models/)")
+    return cfg
+
+
+# ------------------------------------------------------------------ backbone and pretrained weights
+
+def _backbone_config_in(payload: dict) -> dict | None:
+    cfg = payload.get('config') or {}
+    if isinstance(cfg, dict):
+        if cfg.get('type') == FINETUNED_MODEL_TYPE and isinstance(cfg.get('backbone'), dict):
+            return cfg['backbone']
+        if cfg.get('type') and cfg.get('type') != FINETUNED_MODEL_TYPE and 'backbone' not in cfg:
+            return cfg
+        if isinstance(cfg.get('backbone'), dict) and 'type' in cfg['backbone']:
+            return cfg['backbone']
+    return None
+
+
+def backbone_state_in(payload: dict) -> dict:
+    """The backbone's state_dict inside a checkpoint payload.
+
+    Accepted layouts: model_state keys prefixed 'backbone.' (a full model, e.g. the NCLR network or a
+    fine-tuned model), a 'backbone' entry in model_state or extra holding a state_dict, or a model_state
+    that is the backbone's own state_dict.
+    """
+    state = payload.get('model_state') or {}
+    nested = state.get('backbone') if isinstance(state.get('backbone'), dict) else None
+    if nested is None and isinstance(payload.get('extra', {}).get('backbone'), dict):
+        nested = payload['extra']['backbone']
+    if nested is not None:
+        return dict(nested)
+    pref = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    return pref if pref else dict(state)
+
+
+def build_backbone(cfg: FinetuneConfig, log: Callable[[str], None] = print):
+    """-> (backbone module, backbone config used, load report dict or None)."""
+    from ros_ncal.models.checkpoint import load_checkpoint
+    from ros_ncal.models.registry import build_model
+    bcfg = dict(cfg.backbone)
+    report = None
+    payload = None
+    if cfg.pretrained:
+        payload = load_checkpoint(cfg.pretrained)
+        ck_cfg = _backbone_config_in(payload)
+        if cfg.backbone_from_checkpoint and ck_cfg:
+            if ck_cfg != bcfg:
+                log(f'backbone config taken from the checkpoint {cfg.pretrained}: {ck_cfg} (YAML had {bcfg})')
+            bcfg = dict(ck_cfg)
+    backbone = build_model(bcfg)
+    if payload is not None:
+        state = backbone_state_in(payload)
+        res = backbone.load_state_dict(state, strict=False)
+        own = backbone.state_dict()
+        mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+        report = {'checkpoint': str(cfg.pretrained), 'loaded': len(state) - len(res.unexpected_keys),
+                  'missing_keys': list(res.missing_keys), 'unexpected_keys': list(res.unexpected_keys),
+                  'shape_mismatch': mismatched}
+        log(f'pretrained backbone {cfg.pretrained}: {report["loaded"]} tensors loaded, '
+            f'{len(res.missing_keys)} missing {res.missing_keys[:5]}, '
+            f'{len(res.unexpected_keys)} unexpected {res.unexpected_keys[:5]}')
+        if report['loaded'] == 0:
+            raise ValueError(f'{cfg.pretrained}: no backbone weights matched the model '
+                             f'(unexpected keys start with {res.unexpected_keys[:3]})')
+    return backbone, bcfg, report
+
+
+def backbone_out_dim(backbone) -> int:
+    dim = getattr(backbone, 'out_dim', None)
+    if dim is None:
+        raise ValueError(f'backbone {type(backbone).__name__} has no out_dim attribute')
+    return int(dim)
+
+
+def build_task_model(cfg: FinetuneConfig, log: Callable[[str], None] = print):
+    """-> (TaskModel, task adapter, backbone config, pretrained load report)."""
+    task = make_task(cfg.task, cfg.head)
+    backbone, bcfg, report = build_backbone(cfg, log)
+    head = task.build_head(backbone_out_dim(backbone))
+    return TaskModel(backbone, head, cfg.task, freeze_backbone=cfg.linear_probe), task, bcfg, report
+
+
+def cosine_schedule(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
+    """LR multiplier at ``step`` (0-based): linear warm-up from 1/warmup to 1, cosine to ``min_ratio``."""
+    warm = int(round(warmup_frac * total))
+    if warm > 0 and step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------ the loop
+
+@dataclass
+class FinetuneResult:
+    run_name: str
+    metrics: dict
+    losses: list                  # training loss per step
+    checkpoint: str | None
+    summary_path: str | None
+    pretrained_report: dict | None
+    num_labelled_samples: int
+    labelled_scenes: list
+    seconds: float
+
+
+def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Callable[[str], None] = print,
+             save: bool = True, evaluate: bool = True) -> FinetuneResult:
+    """Fine-tune (or linear-probe) one task; returns metrics, loss history and the checkpoint path.
+
+    train_samples / eval_samples: preloaded TaskSample lists (tests, sweeps); by default they are loaded
+    from ``cfg.data``.
+    """
+    validate_config(cfg)
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = resolve_device(cfg.device)
+    if train_samples is None:
+        train_samples = load_task_samples(cfg.data, 'train', progress=log)
+    labelled = labelled_subset(train_samples, cfg.label_fraction, cfg.label_seed)
+    scenes = list(dict.fromkeys(s.scene for s in labelled))
+    log(f'{cfg.task}: {len(labelled)} labelled of {len(train_samples)} training samples '
+        f'({len(scenes)} scene(s), fraction {cfg.label_fraction}, label seed {cfg.label_seed})')
+
+    model, task, bcfg, report = build_task_model(cfg, log)
+    stats = task.fit_statistics(labelled)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.linear_probe:
+        before = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    o = cfg.optim
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: cosine_schedule(s, o.steps, o.warmup_frac, o.min_lr_ratio))
+    if getattr(task, 'weights', None) is not None:
+        task.weights = task.weights.to(device)
+
+    losses = []
+    model.train()
+    for step in range(o.steps):
+        pick = rng.choice(len(labelled), size=o.batch_size, replace=len(labelled) < o.batch_size)
+        batch = [augment(labelled[i], cfg.augment, rng) for i in pick]
+        out = task.loss(model, batch, device)
+        loss = out['loss']
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'non-finite loss {loss.item()} at step {step}')
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.item()))
+        if cfg.log_every and (step % cfg.log_every == 0 or step == o.steps - 1):
+            parts = ' '.join(f'{k} {float(v):.4f}' for k, v in out.items() if k != 'loss')
+            log(f'step {step + 1}/{o.steps} loss {losses[-1]:.4f} {parts} lr {sched.get_last_lr()[0]:.2e}')
+
+    if cfg.linear_probe:
+        after = model.backbone.state_dict()
+        changed = [k for k, v in before.items() if not torch.equal(v, after[k].detach().cpu().to(v.device))]
+        if changed:
+            raise RuntimeError(f'linear probing changed backbone tensors: {changed[:5]}')
+
+    metrics = {}
+    if evaluate:
+        if eval_samples is None:
+            eval_samples = load_task_samples(cfg.data, 'eval', progress=log)
+        model.eval()
+        metrics = task.evaluate(model, eval_samples, device, cfg.eval_batch_size)
+        log(f'{cfg.task} eval on {len(eval_samples)} samples: {task.main_metric} = {metrics.get(task.main_metric)}')
+
+    run = cfg.resolved_run_name()
+    ckpt_path = summary_path = None
+    if save:
+        from ros_ncal.models.checkpoint import save_checkpoint
+        out_dir = Path(cfg.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model_cfg = {'type': FINETUNED_MODEL_TYPE, 'task': cfg.task, 'backbone': bcfg, 'head': copy.deepcopy(cfg.head),
+                     'linear_probe': cfg.linear_probe, 'finetune': _jsonable(asdict(cfg))}
+        ckpt_path = str(save_checkpoint(out_dir / f'{run}.pt', model.state_dict(), model_cfg,
+                                        extra={'metrics': _jsonable(metrics), 'steps': o.steps}))
+        summary = {'run': run, 'task': cfg.task, 'main_metric': task.main_metric,
+                   'main_value': metrics.get(task.main_metric), 'metrics': metrics,
+                   'label_fraction': cfg.label_fraction, 'labelled_samples': len(labelled),
+                   'labelled_scenes': scenes, 'seed': cfg.seed, 'pretrained': cfg.pretrained,
+                   'pretrained_report': report, 'linear_probe': cfg.linear_probe, 'steps': o.steps,
+                   'final_loss': losses[-1], 'first_loss': losses[0], 'statistics': stats,
+                   'seconds': time.time() - t0, 'config': asdict(cfg), 'checkpoint': ckpt_path}
+        summary_path = str(out_dir / f'{run}.json')
+        with open(summary_path, 'w') as f:
+            json.dump(_jsonable(summary), f, indent=2)
+    return FinetuneResult(run, metrics, losses, ckpt_path, summary_path, report, len(labelled), scenes,
+                          time.time() - t0)
+
+
+def load_finetuned(path: str | Path, map_location: str | torch.device = 'cpu'):
+    """Rebuild a fine-tuned model from its checkpoint -> (TaskModel in eval mode, task adapter, payload)."""
+    from ros_ncal.models.checkpoint import CheckpointError, load_checkpoint
+    from ros_ncal.models.registry import build_model
+    payload = load_checkpoint(path, map_location)
+    mcfg = payload.get('config') or {}
+    if mcfg.get('type') != FINETUNED_MODEL_TYPE:
+        raise CheckpointError(f'{path} is not a fine-tuned task model (config type {mcfg.get("type")!r})')
+    task = make_task(mcfg['task'], mcfg.get('head'))
+    backbone = build_model(mcfg['backbone'])
+    model = TaskModel(backbone, task.build_head(backbone_out_dim(backbone)), mcfg['task'])
+    model.load_state_dict(payload['model_state'])
+    return model.to(map_location).eval(), task, payload
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    return x
