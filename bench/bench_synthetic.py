@@ -52,17 +52,20 @@ def main() -> None:
         t_lidar.append(t2 - t1)
         t_cam.append(t3 - t2)
         n_points.append(len(pts))
-    t_full = []
+    t_full, cpu_full = [], []
     for i in range(args.frames):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         world.sample(i)
         t_full.append(time.perf_counter() - t0)
+        cpu_full.append(time.process_time() - c0)
     ms = lambda v: 1000 * float(np.median(v))  # noqa: E731
     print(f'config: {args.config or "config/synthetic.yaml"}: {cfg.lidar.n_beams}x{cfg.lidar.n_azimuth} rays, '
           f'{cfg.camera.width}x{cfg.camera.height} image; {args.frames} frames, 1 thread, medians')
     print(f'points per frame: {int(np.median(n_points))}')
     print(f'scene generation {ms(t_scene):.0f} ms, LiDAR {ms(t_lidar):.0f} ms, camera {ms(t_cam):.0f} ms')
-    print(f'full Sample: {ms(t_full):.0f} ms per frame = {1000 / ms(t_full):.2f} frames/s')
+    print(f'full Sample: {ms(t_full):.0f} ms per frame = {1000 / ms(t_full):.2f} frames/s (wall); '
+          f'{ms(cpu_full):.0f} ms process CPU time = {1000 / ms(cpu_full):.2f} frames/s per core')
+    print(f'load average during the run: {os.getloadavg()[0]:.1f} (other processes inflate wall times)')
     # Baseline: the same LiDAR rays cast against every primitive (no culling), nearest hit only.
     scene = world.scene(0)
     T_world_lidar = ego_pose(*scene.ego_start) @ make_T(np.eye(3), (0, 0, cfg.lidar.mount_height_m))

@@ -170,3 +170,6 @@ def load_synthetic_config(path: str | Path | None = None) -> SyntheticConfig:
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     return validate_config(_build(SyntheticConfig, data, str(path)))
+
+
+load_config = load_synthetic_config  # short alias (used by ros_ncal.nclr.sources)
