@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from ros_ncal.data.sample import Sample
 from ros_ncal.data.synthetic import (BOX_CLASS_NAMES, CLASS_NAMES, SyntheticWorld, camera_extrinsic, ego_pose,
@@ -11,7 +12,8 @@ from ros_ncal.data.synthetic import classes as C
 from ros_ncal.data.synthetic.lidar import beam_elevations_deg
 from ros_ncal.data.synthetic.primitives import (intersect_box, intersect_cylinder, intersect_ellipsoid,
                                                 intersect_ground)
-from ros_ncal.data.synthetic.raycast import GROUND, MISS, PinholeGrid, SpinningGrid, cast, intersect_primitive
+from ros_ncal.data.synthetic.raycast import (GROUND, MISS, PinholeGrid, SpinningGrid, cast, intersect_primitive,
+                                             surface_normals)
 from ros_ncal.geometry import invert, make_T, project_lidar, random_perturbation, transform_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,10 +89,13 @@ def _brute_force(grid, scene):
     return best, hit
 
 
-def test_culled_ray_casting_matches_brute_force():
+@pytest.mark.parametrize('tilt_deg', [0.0, 7.0])
+def test_culled_ray_casting_matches_brute_force(tilt_deg):
+    """Culling never loses a hit, also for a pitched and rolled sensor; normals face the rays."""
     cfg = load_synthetic_config(SMALL)
     scene = generate_scene(cfg.scene, 5)
-    T_world_lidar = ego_pose(*scene.ego_start) @ make_T(np.eye(3), (0, 0, 1.73))
+    tilt = make_T(Rotation.from_euler('xy', [tilt_deg, -tilt_deg], degrees=True).as_matrix(), (0, 0, 0))
+    T_world_lidar = ego_pose(*scene.ego_start) @ make_T(np.eye(3), (0, 0, 1.73)) @ tilt
     T_world_cam = T_world_lidar @ invert(camera_extrinsic(cfg.camera))
     K = np.array([[40.0, 0, 40], [0, 40, 12], [0, 0, 1]])
     cam = PinholeGrid(origin=T_world_cam[:3, 3], R_world_cam=T_world_cam[:3, :3], K=K, height=24, width=80)
@@ -102,6 +107,11 @@ def test_culled_ray_casting_matches_brute_force():
         assert (hit >= 0).sum() > 100  # the test looks at real geometry
         assert np.array_equal(hit, hb)
         assert np.allclose(t[np.isfinite(t)], tb[np.isfinite(tb)])
+        ok = hit != MISS
+        P = grid.origin + t[ok, None] * grid.directions[ok]
+        N = surface_normals(P, hit[ok], scene, 0.0)
+        assert np.allclose(np.linalg.norm(N, axis=1), 1.0)
+        assert np.all(np.einsum('ij,ij->i', N, grid.directions[ok]) < 1e-9)
 
 
 def test_beam_table_is_hdl64_like():
