@@ -11,6 +11,9 @@ from .textures import surface_properties
 
 SKY_HORIZON = np.array([0.80, 0.86, 0.93], np.float32)
 SKY_ZENITH = np.array([0.32, 0.52, 0.85], np.float32)
+OVERCAST_HORIZON = np.array([0.82, 0.83, 0.85], np.float32)
+OVERCAST_ZENITH = np.array([0.62, 0.64, 0.68], np.float32)
+OVERCAST_AMBIENT_GAIN = 1.9  # diffuse sky light replacing the sun on overcast days
 MAX_SHADOW_TEXELS_PER_SIDE = 1400
 
 
@@ -66,8 +69,9 @@ def render(scene: Scene, T_world_cam: np.ndarray, cfg: CameraConfig, time_s: flo
     D = grid.directions
     color = np.empty((H * W, 3), np.float32)
     # Sky: gradient with elevation of the viewing ray.
+    horizon, zenith = (OVERCAST_HORIZON, OVERCAST_ZENITH) if scene.overcast else (SKY_HORIZON, SKY_ZENITH)
     up = np.clip(D[:, 2], 0.0, 1.0).astype(np.float32) ** 0.6
-    color[:] = SKY_HORIZON + (SKY_ZENITH - SKY_HORIZON) * up[:, None]
+    color[:] = horizon + (zenith - horizon) * up[:, None]
     labels = np.zeros(H * W, np.int32)
     idx = np.flatnonzero(hit != MISS)
     th, hh = t[idx], hit[idx]
@@ -78,15 +82,18 @@ def render(scene: Scene, T_world_cam: np.ndarray, cfg: CameraConfig, time_s: flo
     s = scene.sun_direction
     ndl = np.clip(N @ s, 0.0, 1.0).astype(np.float32)
     lit = np.ones(len(idx), np.float32)
-    if cfg.shadows:
+    ambient, sun_strength = cfg.ambient, cfg.sun_strength
+    if scene.overcast:
+        ambient, sun_strength = cfg.ambient * OVERCAST_AMBIENT_GAIN, 0.0
+    elif cfg.shadows:
         near = (th < cfg.shadow_max_distance_m) & (ndl > 0)
         if near.any():
             lit[near] = _sun_visibility(P[near], N[near], scene, time_s, cfg)
     sky_light = (0.85 + 0.15 * N[:, 2]).astype(np.float32)
-    shade = cfg.ambient * sky_light + cfg.sun_strength * ndl * lit
+    shade = ambient * sky_light + sun_strength * ndl * lit
     c = albedo * shade[:, None]
     haze = (1.0 - np.exp(-th / cfg.haze_distance_m)).astype(np.float32)[:, None]
-    color[idx] = c * (1 - haze) + SKY_HORIZON * haze
+    color[idx] = c * (1 - haze) + horizon * haze
     img = color.reshape(H, W, 3) * (scene.exposure * 255.0)
     if cfg.pixel_noise > 0:
         img += rng.normal(0.0, cfg.pixel_noise, img.shape).astype(np.float32)

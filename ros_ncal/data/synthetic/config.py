@@ -42,6 +42,7 @@ class SceneConfig:
     near_ego_fraction: float = 0.6  # share of moving cars, pedestrians, cyclists placed 20 m behind to 70 m ahead of the ego start
     sun_elevation_deg: tuple[float, float] = (25.0, 65.0)
     sun_azimuth_deg: tuple[float, float] = (0.0, 360.0)
+    overcast_prob: float = 0.2  # chance of an overcast scene: no direct sun, no shadows, brighter diffuse sky light
     exposure_gain: tuple[float, float] = (0.8, 1.2)  # per-scene camera brightness
     white_balance_jitter: float = 0.04  # per-scene, per-channel relative colour gain jitter
     ego_speed_mps: tuple[float, float] = (6.0, 12.0)  # also the speed of the ego lane's traffic

@@ -44,7 +44,7 @@ class Scene:
     Street layout: lane_width, parking_width, sidewalk_width (2,) and terrain_width (2,) for the sides
     (index 0: right side y < 0, index 1: left side y > 0); cross streets (K,) at cross_x, road width
     cross_width (their road runs along y from the main road's parking strips outwards); sun_direction (3,) unit vector towards the sun;
-    exposure (3,) float32 per-channel camera gain.
+    overcast: no direct sun (diffuse light only); exposure (3,) float32 per-channel camera gain.
     Ego trajectory: ego_start (x, y, yaw) and ego_speed (m/s along its heading).
     """
 
@@ -71,6 +71,7 @@ class Scene:
     cross_x: np.ndarray
     cross_width: np.ndarray
     sun_direction: np.ndarray
+    overcast: bool
     exposure: np.ndarray
     ego_start: np.ndarray
     ego_speed: float
@@ -406,6 +407,7 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
     elev = np.deg2rad(_u(rng, cfg.sun_elevation_deg))
     azim = np.deg2rad(_u(rng, cfg.sun_azimuth_deg))
     sun = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
+    overcast = bool(rng.random() < cfg.overcast_prob)
     exposure = _u(rng, cfg.exposure_gain) * (1.0 + rng.uniform(-1, 1, 3) * cfg.white_balance_jitter)
 
     P = b.prims
@@ -427,6 +429,6 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
         lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, exposure=exposure.astype(np.float32), ego_start=ego,
+        terrain_width=terrain, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32), ego_start=ego,
         ego_speed=ego_speed,
     )
