@@ -74,6 +74,24 @@ class SensorPublisher:
         self.image.publish(rgb_to_image_msg(rgb, camera_frame, stamp_ns + cam_dt_ns))
         self.points.publish(points_to_cloud_msg(points, lidar_frame, stamp_ns))
 
+    def warm_up(self, received, hw=(8, 8), timeout_s: float = 60.0) -> bool:
+        """Publish stamp-0 image / CameraInfo / cloud (dropped as stamp_zero by the nodes) until
+        ``received()`` says the subscriber got each stream: covers the discovery race of a fresh process."""
+        H, W = hw
+        K = np.array([[W, 0, W / 2], [0, W, H / 2], [0, 0, 1.0]])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.info.publish(intrinsics_to_camera_info_msg(CameraIntrinsics(K=K, width=W, height=H),
+                                                            CAMERA_FRAME, 0))
+            self.image.publish(rgb_to_image_msg(np.zeros((H, W, 3), np.uint8), CAMERA_FRAME, 0))
+            self.points.publish(points_to_cloud_msg(np.ones((1, 4), np.float32), LIDAR_FRAME, 0))
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                if received():
+                    return True
+                time.sleep(0.02)
+        return False
+
     def wait_matched(self, timeout_s: float = 10.0, pubs=None) -> bool:
         pubs = pubs or [self.image, self.info, self.points]
         deadline = time.monotonic() + timeout_s
