@@ -109,7 +109,13 @@ def main() -> int:
         t_sp = timed(sp_fwd_bwd, args.reps)
         with torch.no_grad():
             diff = (sp.submanifold_conv(x_sp, conv.weight, 3, 1).feats - conv(x_cached).feats).abs().max().item()
+        torch.set_num_threads(2)
+        sp.force_single_thread = False
+        with torch.no_grad():
+            diff2 = (sp.submanifold_conv(x_sp, conv.weight, 3, 1).feats - conv(x_cached).feats).abs().max().item()
+        sp.force_single_thread = True
         torch.set_num_threads(args.threads)
+        print(f'spconv with 2 threads (guard off): max |diff| vs torch engine {diff2:.2e}')
         print(f'1 thread: torch engine {t_torch1 * 1e3:.1f} ms, spconv {t_sp * 1e3:.1f} ms '
               f'(max |diff| {diff:.2e}); ratio torch/spconv = {t_torch1 / t_sp:.2f}')
 

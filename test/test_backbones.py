@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ros_ncal.models import (CheckpointError, MinkUNet, ResNet, ResNetFPN, build_from_checkpoint, build_model,
-                             load_checkpoint, load_model_config, save_checkpoint)
+                             load_checkpoint, load_model_config, load_weights_into, save_checkpoint)
 from ros_ncal.models.minkunet import DEPTH_BLOCKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +39,10 @@ def test_minkunet_list_api_shapes_and_small_samples():
     assert [tuple(o.shape) for o in out] == [(2000, 16), (1, 16), (0, 16), (7, 16)]
     assert voxels.feats.shape[1] == 16 and voxels.stride == 1
     assert all(torch.isfinite(o).all() for o in out)
+    # a whole batch of one point (one voxel at every stride) still trains: BatchNorm falls back to running stats
+    single = net([random_cloud(1, 5)])[0]
+    single.sum().backward()
+    assert single.shape == (1, 16) and torch.isfinite(single).all()
     # points of one voxel share one feature; batched call gives the same result as the list call
     net.eval()
     with torch.no_grad():
@@ -47,6 +51,15 @@ def test_minkunet_list_api_shapes_and_small_samples():
         bidx = torch.cat([torch.full((len(c),), i) for i, c in enumerate(clouds)])
         b = net(flat, bidx)
     torch.testing.assert_close(torch.cat(a), b)
+    with torch.no_grad():
+        enc = net.encode(clouds)
+    torch.testing.assert_close(enc.point_feats, b)
+    torch.testing.assert_close(enc.voxels.feats[enc.point2voxel], b)
+    assert enc.batch_idx.tolist() == bidx.tolist()
+    # voxel_xyz is the mean of the voxel's points, so it lies inside the voxel
+    cell = enc.voxels.coords[enc.point2voxel, 1:].float() * net.voxel_size
+    vx = enc.voxel_xyz[enc.point2voxel]
+    assert bool(((vx >= cell - 1e-5) & (vx <= cell + net.voxel_size + 1e-5)).all())
 
 
 def test_minkunet_samples_are_independent_in_eval():
@@ -214,6 +227,15 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     pts = random_cloud(400, 9)
     with torch.no_grad():
         torch.testing.assert_close(net([pts])[0], rebuilt.eval()([pts])[0])
+    # a pretraining checkpoint of a bigger model: load only the backbone part into a fresh backbone
+    wrapper = torch.nn.ModuleDict({'backbone3d': net, 'head': torch.nn.Linear(8, 2)})
+    save_checkpoint(tmp_path / 'pre.pt', wrapper.state_dict(), None)
+    fresh = build_model(cfg)
+    report = load_weights_into(fresh, tmp_path / 'pre.pt', prefix='backbone3d.', strict=True)
+    assert report.ok and len(report.loaded) == len(net.state_dict())
+    assert torch.equal(fresh.head.weight, net.head.weight)
+    with pytest.raises(CheckpointError, match='prefix'):
+        load_weights_into(fresh, tmp_path / 'pre.pt', prefix='image.')
     torch.save({'weights': 1}, tmp_path / 'foreign.pt')
     with pytest.raises(CheckpointError, match='not a ros_ncal checkpoint'):
         load_checkpoint(tmp_path / 'foreign.pt')

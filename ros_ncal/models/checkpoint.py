@@ -3,13 +3,58 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 CHECKPOINT_SCHEMA_VERSION = 1
 CHECKPOINT_FORMAT = 'ros_ncal.checkpoint'
+
+
+@dataclass
+class LoadReport:
+    """Result of loading a state_dict: which keys matched, which were missing / unexpected / mis-shaped."""
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    shape_mismatch: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.shape_mismatch
+
+    def __str__(self) -> str:
+        return (f'loaded {len(self.loaded)} tensors; missing {len(self.missing)}; unexpected {len(self.unexpected)}; '
+                f'shape mismatch {len(self.shape_mismatch)}'
+                + (f' (first missing: {self.missing[:3]})' if self.missing else '')
+                + (f' (mismatched: {self.shape_mismatch[:3]})' if self.shape_mismatch else ''))
+
+
+
+def load_state_dict_report(module: nn.Module, state_dict: Dict[str, torch.Tensor],
+                           ignore_prefixes: Sequence[str] = (), strict: bool = False) -> LoadReport:
+    """Copy matching tensors into module; return a LoadReport. strict=True raises ValueError if not report.ok."""
+    own = module.state_dict()
+    report = LoadReport()
+    to_load = {}
+    for k, v in state_dict.items():
+        if any(k.startswith(p) for p in ignore_prefixes):
+            continue
+        if k not in own:
+            report.unexpected.append(k)
+        elif tuple(own[k].shape) != tuple(v.shape):
+            report.shape_mismatch.append(f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}')
+        else:
+            to_load[k] = v
+            report.loaded.append(k)
+    report.missing = [k for k in own if k not in to_load and not k.endswith('num_batches_tracked')]
+    if strict and not report.ok:
+        raise ValueError(f'pretrained weights do not match the model: {report}')
+    module.load_state_dict(to_load, strict=False)
+    return report
 
 
 class CheckpointError(ValueError):
@@ -84,3 +129,22 @@ def build_from_checkpoint(path: Union[str, Path], map_location: Union[str, torch
     model = build_model(payload['config'])
     model.load_state_dict(payload['model_state'], strict=strict)
     return model.to(map_location), payload
+
+
+def load_weights_into(module: nn.Module, source: Union[str, Path, Mapping[str, torch.Tensor]], prefix: str = '',
+                      strict: bool = False, map_location: Union[str, torch.device] = 'cpu') -> LoadReport:
+    """Load the part of a checkpoint under ``prefix`` into ``module`` (e.g. a pretrained 3D backbone into a
+    fine-tuning model: ``load_weights_into(model.backbone, 'pretrain.pt', prefix='backbone3d.')``).
+
+    source: a checkpoint path (save_checkpoint format) or a state_dict. Returns a LoadReport;
+    ``strict=True`` raises ValueError when tensors are missing or mis-shaped.
+    """
+    if isinstance(source, Mapping):
+        state = dict(source)
+    else:
+        state = load_checkpoint(source, map_location)['model_state']
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f'no weights under prefix {prefix!r} in the checkpoint')
+    return load_state_dict_report(module, state, strict=strict)

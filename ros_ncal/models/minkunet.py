@@ -7,6 +7,7 @@ linear to ``out_dim``, gathered back to the points.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,6 +32,26 @@ INPUT_FEATURES: Dict[str, Tuple[int, ...]] = {
     'xyz': (0, 1, 2),
     'ones': (),
 }
+
+
+@dataclass
+class MinkUNetOutput:
+    """Everything one MinkUNet pass produces, for heads that work per voxel and per point.
+
+    point_feats: (N, out_dim) per input point (concatenated over the batch, input order).
+    voxels: stride-1 SparseTensor, coords (V, 4) [b, x, y, z] and feats (V, out_dim).
+    point2voxel: (N,) long, voxel row of each point; batch_idx: (N,) long.
+    voxel_xyz: (V, 3) mean x, y, z (metres) of the points in each voxel (a better 3D location than the centre).
+    """
+    point_feats: torch.Tensor
+    voxels: SparseTensor
+    point2voxel: torch.Tensor
+    batch_idx: torch.Tensor
+    voxel_xyz: torch.Tensor
+
+    def split(self, counts: Sequence[int]) -> List[torch.Tensor]:
+        """Per-sample point features for clouds of ``counts`` points."""
+        return list(torch.split(self.point_feats, [int(c) for c in counts], dim=0))
 
 
 class BasicBlock(nn.Module):
@@ -158,6 +179,24 @@ class MinkUNet(nn.Module):
         x, point2voxel = self.voxelize(points, batch_idx, batch_size)
         y = self.forward_sparse(x)
         return y.feats[point2voxel], y
+
+    def encode(self, points: Union[Sequence[torch.Tensor], torch.Tensor],
+               batch_idx: Optional[torch.Tensor] = None) -> MinkUNetOutput:
+        """Like forward, returning a MinkUNetOutput (point and voxel features, point2voxel, voxel_xyz)."""
+        batch_size = None
+        if isinstance(points, torch.Tensor):
+            if batch_idx is None:
+                batch_idx = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+        else:
+            batch_size = len(points)
+            points, batch_idx = batch_points(list(points))
+        x, point2voxel = self.voxelize(points, batch_idx, batch_size)
+        y = self.forward_sparse(x)
+        with torch.no_grad():
+            counts = torch.bincount(point2voxel, minlength=x.num_voxels).clamp_(min=1)
+            xyz = points[:, :3].detach()
+            voxel_xyz = xyz.new_zeros(x.num_voxels, 3).index_add_(0, point2voxel, xyz) / counts[:, None].to(xyz.dtype)
+        return MinkUNetOutput(y.feats[point2voxel], y, point2voxel, batch_idx, voxel_xyz)
 
     def forward(self, points: Union[Sequence[torch.Tensor], torch.Tensor],
                 batch_idx: Optional[torch.Tensor] = None, return_voxels: bool = False):

@@ -7,13 +7,13 @@ and downsample.0/.1), so a torchvision or DINO ResNet ``state_dict`` file loads 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .checkpoint import LoadReport, load_state_dict_report
 from .registry import register
 
 
@@ -70,25 +70,6 @@ RESNET_SPECS: Dict[int, Tuple[Type[nn.Module], Tuple[int, int, int, int]]] = {
 }
 
 
-@dataclass
-class LoadReport:
-    """Result of loading a state_dict: which keys matched, which were missing / unexpected / mis-shaped."""
-    loaded: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    shape_mismatch: List[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and not self.shape_mismatch
-
-    def __str__(self) -> str:
-        return (f'loaded {len(self.loaded)} tensors; missing {len(self.missing)}; unexpected {len(self.unexpected)}; '
-                f'shape mismatch {len(self.shape_mismatch)}'
-                + (f' (first missing: {self.missing[:3]})' if self.missing else '')
-                + (f' (mismatched: {self.shape_mismatch[:3]})' if self.shape_mismatch else ''))
-
-
 # Wrappers that checkpoints commonly put around a ResNet state_dict, and key prefixes to strip.
 _CONTAINER_KEYS = ('state_dict', 'model', 'teacher', 'student', 'model_state')
 _PREFIXES = ('module.', 'backbone.', 'encoder.', 'model.')
@@ -114,29 +95,6 @@ def _unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
                 sd = {k[len(p):]: v for k, v in sd.items()}
                 changed = True
     return sd
-
-
-def load_state_dict_report(module: nn.Module, state_dict: Dict[str, torch.Tensor],
-                           ignore_prefixes: Sequence[str] = _IGNORED_PREFIXES, strict: bool = False) -> LoadReport:
-    """Copy matching tensors into module; return a LoadReport. strict=True raises ValueError if not report.ok."""
-    own = module.state_dict()
-    report = LoadReport()
-    to_load = {}
-    for k, v in state_dict.items():
-        if any(k.startswith(p) for p in ignore_prefixes):
-            continue
-        if k not in own:
-            report.unexpected.append(k)
-        elif tuple(own[k].shape) != tuple(v.shape):
-            report.shape_mismatch.append(f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}')
-        else:
-            to_load[k] = v
-            report.loaded.append(k)
-    report.missing = [k for k in own if k not in to_load and not k.endswith('num_batches_tracked')]
-    if strict and not report.ok:
-        raise ValueError(f'pretrained weights do not match the model: {report}')
-    module.load_state_dict(to_load, strict=False)
-    return report
 
 
 @register('ResNet')
@@ -201,7 +159,7 @@ class ResNet(nn.Module):
         obj = path_or_state
         if not isinstance(obj, dict):
             obj = torch.load(str(obj), map_location=map_location, weights_only=True)
-        return load_state_dict_report(self, _unwrap_state_dict(obj), strict=strict)
+        return load_state_dict_report(self, _unwrap_state_dict(obj), ignore_prefixes=_IGNORED_PREFIXES, strict=strict)
 
 
 @register('ResNetFPN')

@@ -42,6 +42,8 @@ def _single_thread(device: torch.device):
 class SpconvEngine(TorchEngine):
     """Same interface as TorchEngine; submanifold conv runs in spconv."""
     name = 'spconv'
+    # spconv's CPU submanifold conv is wrong with several threads; False only to demonstrate that (bench).
+    force_single_thread = True
 
     def _spconv_template(self, x: SparseTensor):
         key = ('spconv', x.stride)
@@ -67,7 +69,8 @@ class SpconvEngine(TorchEngine):
         del conv.weight
         conv.weight = weight.permute(2, 0, 1).reshape(cout, k, k, k, cin).contiguous()  # KRSC layout
         tmpl = self._spconv_template(x)
-        with _single_thread(x.feats.device):
+        guard = _single_thread(x.feats.device) if self.force_single_thread else contextlib.nullcontext()
+        with guard:
             out = conv(tmpl.replace_feature(x.feats))
         # spconv keeps the indice dict on the output; store it back so later layers reuse it.
         tmpl.indice_dict = out.indice_dict
