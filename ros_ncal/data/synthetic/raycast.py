@@ -20,8 +20,16 @@ Rect = tuple[int, int, int, int]  # row0, row1, col0, col1 (exclusive ends)
 
 
 def _aabb_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Corners (..., 8, 3) of boxes lo, hi (..., 3)."""
     mid, half = (lo + hi) / 2, (hi - lo) / 2
-    return mid + CORNER_SIGNS * half
+    return mid[..., None, :] + CORNER_SIGNS * half[..., None, :]
+
+
+def _pack(r0, r1, c0, c1) -> list[list[Rect]]:
+    """Per-primitive rectangle lists from (P,) integer arrays; empty rectangles are dropped."""
+    ok = (r1 > r0) & (c1 > c0)
+    return [[(a, b, c, d)] if k else [] for a, b, c, d, k in
+            zip(r0.tolist(), r1.tolist(), c0.tolist(), c1.tolist(), ok.tolist())]
 
 
 @dataclass
@@ -47,24 +55,31 @@ class PinholeGrid:
         self.shape = (self.height, self.width)
 
     def rects(self, lo: np.ndarray, hi: np.ndarray) -> list[Rect]:
-        corners = (_aabb_corners(lo, hi) - self.origin) @ self.R_world_cam  # camera frame
-        z = corners[:, 2]
-        if z.max() < self.near:
-            return []
-        pts = corners[z >= self.near]
-        if z.min() < self.near:  # clip the box edges at the near plane
-            a, b = corners[BOX_EDGES[:, 0]], corners[BOX_EDGES[:, 1]]
-            za, zb = a[:, 2], b[:, 2]
-            cross = (za - self.near) * (zb - self.near) < 0
-            if cross.any():
-                s = (self.near - za[cross]) / (zb[cross] - za[cross])
-                pts = np.concatenate([pts, a[cross] + s[:, None] * (b[cross] - a[cross])])
-        uv = pts[:, :2] / pts[:, 2:3] * [self.K[0, 0], self.K[1, 1]] + [self.K[0, 2], self.K[1, 2]]
-        c0 = max(int(np.floor(uv[:, 0].min())), 0)
-        c1 = min(int(np.ceil(uv[:, 0].max())) + 1, self.width)
-        r0 = max(int(np.floor(uv[:, 1].min())), 0)
-        r1 = min(int(np.ceil(uv[:, 1].max())) + 1, self.height)
-        return [(r0, r1, c0, c1)] if (r1 > r0 and c1 > c0) else []
+        """Index rectangles of the rays that can meet the world box lo, hi (3,)."""
+        return self.rects_all(lo[None], hi[None])[0]
+
+    def rects_all(self, lo: np.ndarray, hi: np.ndarray) -> list[list[Rect]]:
+        """Per box (lo, hi: (P, 3)): the pixel rectangle of its projection, clipped at the near plane."""
+        corners = (_aabb_corners(lo, hi) - self.origin) @ self.R_world_cam  # (P, 8, 3) camera frame
+        a, b = corners[:, BOX_EDGES[:, 0]], corners[:, BOX_EDGES[:, 1]]  # (P, 12, 3)
+        za, zb = a[..., 2], b[..., 2]
+        cross = (za - self.near) * (zb - self.near) < 0
+        with np.errstate(divide='ignore', invalid='ignore'):
+            f = np.where(cross, (self.near - za) / (zb - za), 0.0)
+        pts = np.concatenate([corners, a + f[..., None] * (b - a)], axis=1)  # (P, 20, 3)
+        valid = np.concatenate([corners[..., 2] >= self.near, cross], axis=1)
+        z = np.where(valid, pts[..., 2], 1.0)
+        u = np.where(valid, pts[..., 0] / z * self.K[0, 0] + self.K[0, 2], np.nan)
+        v = np.where(valid, pts[..., 1] / z * self.K[1, 1] + self.K[1, 2], np.nan)
+        any_valid = valid.any(axis=1)
+        u = np.where(any_valid[:, None], u, 0.0)
+        v = np.where(any_valid[:, None], v, 0.0)
+        c0 = np.maximum(np.floor(np.nanmin(u, axis=1)), 0).astype(np.int64)
+        c1 = np.minimum(np.ceil(np.nanmax(u, axis=1)) + 1, self.width).astype(np.int64)
+        r0 = np.maximum(np.floor(np.nanmin(v, axis=1)), 0).astype(np.int64)
+        r1 = np.minimum(np.ceil(np.nanmax(v, axis=1)) + 1, self.height).astype(np.int64)
+        r1 = np.where(any_valid, r1, r0)
+        return _pack(r0, r1, c0, c1)
 
 
 @dataclass
@@ -90,38 +105,45 @@ class SpinningGrid:
         self._step = 2 * np.pi / self.n_azimuth
 
     def rects(self, lo: np.ndarray, hi: np.ndarray) -> list[Rect]:
-        p = (_aabb_corners(lo, hi) - self.origin) @ self.R_world_lidar  # LiDAR frame
-        zmin, zmax = p[:, 2].min(), p[:, 2].max()
-        xlo, ylo = p[:, :2].min(axis=0)
-        xhi, yhi = p[:, :2].max(axis=0)
-        dx = max(xlo, 0.0, -xhi)
-        dy = max(ylo, 0.0, -yhi)
-        rho_min = float(np.hypot(dx, dy))
-        rho_max = float(np.hypot(p[:, 0], p[:, 1]).max())
-        el_hi = np.arctan2(zmax, rho_min if zmax > 0 else rho_max)
-        el_lo = np.arctan2(zmin, rho_min if zmin < 0 else rho_max)
-        B = len(self.elevations_rad)
-        # Rows are in descending elevation: row i has elevation elevations_rad[i].
+        """Index rectangles (1 or 2 when the azimuth span wraps) of the rays that can meet the world box."""
+        return self.rects_all(lo[None], hi[None])[0]
+
+    def rects_all(self, lo: np.ndarray, hi: np.ndarray) -> list[list[Rect]]:
+        """Per box (lo, hi: (P, 3)): beam rows from conservative elevation bounds (nearest horizontal
+        distance), azimuth columns from the corner azimuths, split in two where the span wraps."""
+        p = (_aabb_corners(lo, hi) - self.origin) @ self.R_world_lidar  # (P, 8, 3) LiDAR frame
+        zmin, zmax = p[..., 2].min(axis=1), p[..., 2].max(axis=1)
+        xlo, xhi = p[..., 0].min(axis=1), p[..., 0].max(axis=1)
+        ylo, yhi = p[..., 1].min(axis=1), p[..., 1].max(axis=1)
+        dx = np.maximum(np.maximum(xlo, -xhi), 0.0)
+        dy = np.maximum(np.maximum(ylo, -yhi), 0.0)
+        rho_min = np.hypot(dx, dy)
+        rho_max = np.hypot(p[..., 0], p[..., 1]).max(axis=1)
+        el_hi = np.arctan2(zmax, np.where(zmax > 0, rho_min, rho_max))
+        el_lo = np.arctan2(zmin, np.where(zmin < 0, rho_min, rho_max))
+        B, n = len(self.elevations_rad), self.n_azimuth
         a0 = np.searchsorted(self._el_ascending, el_lo - 1e-9, side='left')
         a1 = np.searchsorted(self._el_ascending, el_hi + 1e-9, side='right')
         r0, r1 = B - a1, B - a0
-        if r1 <= r0:
-            return []
-        if rho_min <= 1e-6:
-            return [(r0, r1, 0, self.n_azimuth)]
-        az = np.arctan2(p[:, 1], p[:, 0])
+        az = np.arctan2(p[..., 1], p[..., 0])
         ref = np.arctan2((ylo + yhi) / 2, (xlo + xhi) / 2)
-        rel = (az - ref + np.pi) % (2 * np.pi) - np.pi
-        a_lo, a_hi = ref + rel.min(), ref + rel.max()
-        c0 = int(np.floor(a_lo / self._step))
-        c1 = int(np.ceil(a_hi / self._step)) + 1
-        if c1 - c0 >= self.n_azimuth:
-            return [(r0, r1, 0, self.n_azimuth)]
-        c0m = c0 % self.n_azimuth
-        c1m = c0m + (c1 - c0)
-        if c1m <= self.n_azimuth:
-            return [(r0, r1, c0m, c1m)]
-        return [(r0, r1, c0m, self.n_azimuth), (r0, r1, 0, c1m - self.n_azimuth)]
+        rel = (az - ref[:, None] + np.pi) % (2 * np.pi) - np.pi
+        c0 = np.floor((ref + rel.min(axis=1)) / self._step).astype(np.int64)
+        c1 = np.ceil((ref + rel.max(axis=1)) / self._step).astype(np.int64) + 1
+        full = (rho_min <= 1e-6) | (c1 - c0 >= n)
+        c0m = np.where(full, 0, c0 % n)
+        c1m = np.where(full, n, c0m + (c1 - c0))
+        wraps = c1m > n
+        out = []
+        for k, (ra, rb, ca, cb, w) in enumerate(zip(r0.tolist(), r1.tolist(), c0m.tolist(), c1m.tolist(),
+                                                   wraps.tolist())):
+            if rb <= ra:
+                out.append([])
+            elif w:
+                out.append([(ra, rb, ca, n), (ra, rb, 0, cb - n)])
+            else:
+                out.append([(ra, rb, ca, cb)])
+        return out
 
 
 @dataclass
@@ -157,10 +179,18 @@ class OrthoGrid:
                 self.plane_offset - points @ self.s)
 
     def rects(self, lo: np.ndarray, hi: np.ndarray) -> list[Rect]:
-        r, c, _ = self.coords(_aabb_corners(lo, hi))
-        r0, r1 = max(int(np.floor(r.min())), 0), min(int(np.ceil(r.max())) + 1, self.rows)
-        c0, c1 = max(int(np.floor(c.min())), 0), min(int(np.ceil(c.max())) + 1, self.cols)
-        return [(r0, r1, c0, c1)] if (r1 > r0 and c1 > c0) else []
+        return self.rects_all(lo[None], hi[None])[0]
+
+    def rects_all(self, lo: np.ndarray, hi: np.ndarray) -> list[list[Rect]]:
+        """Per box (lo, hi: (P, 3)): the texel rectangle of its projection along the rays."""
+        corners = _aabb_corners(lo, hi)
+        r, c, _ = self.coords(corners.reshape(-1, 3))
+        r, c = r.reshape(-1, 8), c.reshape(-1, 8)
+        r0 = np.maximum(np.floor(r.min(axis=1)), 0).astype(np.int64)
+        r1 = np.minimum(np.ceil(r.max(axis=1)) + 1, self.rows).astype(np.int64)
+        c0 = np.maximum(np.floor(c.min(axis=1)), 0).astype(np.int64)
+        c1 = np.minimum(np.ceil(c.max(axis=1)) + 1, self.cols).astype(np.int64)
+        return _pack(r0, r1, c0, c1)
 
 
 def intersect_primitive(scene: Scene, p: int, center: np.ndarray, O: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -195,10 +225,11 @@ def cast(grid, scene: Scene, time_s: float, include_ground: bool = True, max_t: 
     lo, hi = scene.aabbs_at(time_s)
     centers = scene.centers_at(time_s)
     col_index = np.arange(cols)
+    all_rects = grid.rects_all(lo, hi) if scene.num_primitives else []
     for p in range(scene.num_primitives):
         if primitive_mask is not None and not primitive_mask[p]:
             continue
-        for r0, r1, c0, c1 in grid.rects(lo[p], hi[p]):
+        for r0, r1, c0, c1 in all_rects[p]:
             idx = (np.arange(r0, r1)[:, None] * cols + col_index[None, c0:c1]).ravel()
             t = intersect_primitive(scene, p, centers[p], O[idx] if per_ray_origin is not None else O, D[idx])
             better = t < t_best[idx]
@@ -213,18 +244,20 @@ def cast(grid, scene: Scene, time_s: float, include_ground: bool = True, max_t: 
 def surface_normals(points: np.ndarray, hit: np.ndarray, scene: Scene, time_s: float) -> np.ndarray:
     """Unit outward normals (n, 3) at hit points (n, 3) with hit ids (n,) (no MISS entries)."""
     normals = np.zeros_like(points)
-    normals[hit == GROUND] = (0.0, 0.0, 1.0)
+    normals[:, 2] = 1.0  # the ground
     centers = scene.centers_at(time_s)
-    for kind in (BOX, ELLIPSOID, CYLINDER):
-        m = hit >= 0
-        m[m] = scene.kind[hit[m]] == kind
-        if not m.any():
+    kind = np.full(len(hit), -1, np.int64)
+    prim = hit >= 0
+    kind[prim] = scene.kind[hit[prim]]
+    for k in (BOX, ELLIPSOID, CYLINDER):
+        ids = np.flatnonzero(kind == k)
+        if not len(ids):
             continue
-        p = hit[m]
-        if kind == BOX:
-            normals[m] = normals_box(points[m], centers[p], scene.size[p], scene.yaw[p])
-        elif kind == ELLIPSOID:
-            normals[m] = normals_ellipsoid(points[m], centers[p], 0.5 * scene.size[p], scene.yaw[p])
+        p = hit[ids]
+        if k == BOX:
+            normals[ids] = normals_box(points[ids], centers[p], scene.size[p], scene.yaw[p])
+        elif k == ELLIPSOID:
+            normals[ids] = normals_ellipsoid(points[ids], centers[p], 0.5 * scene.size[p], scene.yaw[p])
         else:
-            normals[m] = normals_cylinder(points[m], centers[p], scene.size[p, 2])
+            normals[ids] = normals_cylinder(points[ids], centers[p], scene.size[p, 2])
     return normals
