@@ -151,6 +151,15 @@ def test_minkunet_on_real_kitti_crop(kitti_dir):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
 
 
+def test_minkunet_runs_under_cpu_autocast():
+    net = MinkUNet(out_dim=8, depth=14, width=0.125, voxel_size=0.4)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = net([random_cloud(500, 11)])[0]
+    out.float().square().mean().backward()
+    assert out.shape == (500, 8)
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
 # ------------------------------------------------------------------------------------------------ ResNetFPN
 @pytest.mark.parametrize('depth,stride,hw', [(18, 4, (64, 96)), (34, 8, (65, 101)), (50, 4, (37, 50))])
 def test_resnet_fpn_output_shapes(depth, stride, hw):

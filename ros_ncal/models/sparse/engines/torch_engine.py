@@ -18,14 +18,16 @@ def _scatter_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, tr
     src_idx, dst_idx = (kmap.out_idx, kmap.in_idx) if transpose else (kmap.in_idx, kmap.out_idx)
     n_dst = kmap.n_in if transpose else kmap.n_out
     w = weight.transpose(1, 2) if transpose else weight
-    if kmap.identity >= 0:
-        out = feats @ w[kmap.identity]
-    else:
-        out = feats.new_zeros(n_dst, w.shape[2])
+    out = feats @ w[kmap.identity] if kmap.identity >= 0 else None
     for k in range(kmap.num_offsets):
         if k == kmap.identity or src_idx[k].numel() == 0:
             continue
-        out.index_add_(0, dst_idx[k], feats.index_select(0, src_idx[k]) @ w[k])
+        contrib = feats.index_select(0, src_idx[k]) @ w[k]
+        if out is None:  # dtype from the matmul (autocast may make it half precision)
+            out = contrib.new_zeros(n_dst, w.shape[2])
+        out.index_add_(0, dst_idx[k], contrib.to(out.dtype))
+    if out is None:
+        out = feats.new_zeros(n_dst, w.shape[2])
     return out
 
 
@@ -43,7 +45,10 @@ class _KernelMapConv(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         feats, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
-        grad_out = grad_out.contiguous()
+        # autocast may have run the forward in half precision; the backward runs in the inputs' precision
+        dtype = torch.promote_types(feats.dtype, weight.dtype)
+        feats, weight = feats.to(dtype), weight.to(dtype)
+        grad_out = grad_out.to(dtype).contiguous()
         grad_feats = grad_weight = None
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if need_w:
