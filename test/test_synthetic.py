@@ -189,6 +189,15 @@ def test_wrong_nominal_extrinsic_keeps_truth(small_world, small_sample):
     assert 'T_cam_lidar_true' not in small_sample.meta
 
 
+def test_camera_time_offset_moves_only_the_camera(small_world, small_sample):
+    from dataclasses import replace
+    cfg = small_world.cfg
+    late = SyntheticWorld(replace(cfg, camera=replace(cfg.camera, time_offset_s=0.05))).sample(0)
+    assert late.image_stamp_ns - late.stamp_ns == 50_000_000
+    assert np.array_equal(late.points, small_sample.points)
+    assert not np.array_equal(late.image, small_sample.image)
+
+
 def test_drive_moves_ego_and_traffic(small_world):
     frames = list(small_world.drive(seed=4, n_frames=3))
     assert [f.stamp_ns for f in frames] == [0, 100_000_000, 200_000_000]

@@ -83,6 +83,7 @@ class CameraConfig:
     position_in_lidar_m: tuple[float, float, float] = (0.27, 0.06, -0.08)  # camera centre in the LiDAR frame
     rotation_offset_deg: tuple[float, float, float] = (0.3, -0.5, 0.2)  # extra roll/pitch/yaw (xyz, LiDAR axes)
     frame_id: str = 'camera_optical_frame'
+    time_offset_s: float = 0.0  # camera exposure time minus LiDAR stamp (the moving ego shifts the view)
     ambient: float = 0.38
     sun_strength: float = 0.85
     haze_distance_m: float = 350.0

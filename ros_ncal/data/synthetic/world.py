@@ -35,22 +35,28 @@ def derive_seed(*parts: int) -> int:
 
 def render_frame(scene: Scene, ego_pose: np.ndarray, cfg: SyntheticConfig, time_s: float = 0.0,
                  T_cam_lidar: np.ndarray | None = None, noise_seed: int | None = None,
-                 stamp_ns: int | None = None) -> Sample:
-    """Render one synchronized LiDAR scan and camera image of ``scene`` at ``time_s``.
+                 stamp_ns: int | None = None, ego_velocity: np.ndarray | None = None) -> Sample:
+    """Render one LiDAR scan at ``time_s`` and the camera image at ``time_s + camera.time_offset_s``.
 
-    ego_pose: (4, 4) T_world_ego (ego frame on the ground; the LiDAR sits ``lidar.mount_height_m`` above it).
+    ego_pose: (4, 4) T_world_ego at ``time_s`` (ego frame on the ground; the LiDAR sits
+    ``lidar.mount_height_m`` above it).
     T_cam_lidar: nominal extrinsic to store in the Sample (e.g. a deliberately wrong one); the rendering
     always uses the configured true extrinsic, which then goes to ``meta['T_cam_lidar_true']``.
+    ego_velocity: (3,) world m/s, moves the ego over a non-zero camera time offset (default: standing).
     Returns a Sample with points, image, labels, instances, boxes (LiDAR frame) and pixel_labels.
     """
     T_world_ego = validate_rigid(ego_pose, name='ego_pose')
     T_cam_lidar_true = camera_extrinsic(cfg.camera)
     T_world_lidar = T_world_ego @ make_T(np.eye(3), (0.0, 0.0, cfg.lidar.mount_height_m))
-    T_world_cam = T_world_lidar @ invert(T_cam_lidar_true)
+    dt_cam = float(cfg.camera.time_offset_s)
+    T_world_lidar_at_cam = T_world_lidar.copy()
+    if ego_velocity is not None:
+        T_world_lidar_at_cam[:3, 3] += np.asarray(ego_velocity, np.float64).reshape(3) * dt_cam
+    T_world_cam = T_world_lidar_at_cam @ invert(T_cam_lidar_true)
     seed = derive_seed(scene.seed, int(round(time_s * 1000)), 7) if noise_seed is None else int(noise_seed)
     rng = np.random.default_rng(seed)
     points, point_labels, instance_ids = scan(scene, T_world_lidar, cfg.lidar, time_s, rng)
-    image, pixel_labels, _ = render(scene, T_world_cam, cfg.camera, time_s, rng)
+    image, pixel_labels, _ = render(scene, T_world_cam, cfg.camera, time_s + dt_cam, rng)
     boxes, box_labels, box_instances = _boxes_in_lidar(scene, T_world_lidar, time_s, instance_ids, cfg.min_box_points)
     meta = {
         'source': 'synthetic',
@@ -69,7 +75,7 @@ def render_frame(scene: Scene, ego_pose: np.ndarray, cfg: SyntheticConfig, time_
             meta['T_cam_lidar_true'] = T_cam_lidar_true.tolist()
     stamp = int(round(time_s * 1e9)) if stamp_ns is None else int(stamp_ns)
     return Sample(points=points, image=image, K=intrinsics(cfg.camera), T_cam_lidar=nominal, stamp_ns=stamp,
-                  image_stamp_ns=stamp, frame_ids=(cfg.lidar.frame_id, cfg.camera.frame_id),
+                  image_stamp_ns=stamp + int(round(dt_cam * 1e9)), frame_ids=(cfg.lidar.frame_id, cfg.camera.frame_id),
                   point_labels=point_labels, instance_ids=instance_ids, boxes=boxes, box_labels=box_labels,
                   pixel_labels=pixel_labels, meta=meta)
 
@@ -87,6 +93,12 @@ def _boxes_in_lidar(scene: Scene, T_world_lidar: np.ndarray, time_s: float, inst
     yaw = np.mod(world[:, 6] - lidar_yaw + np.pi, 2 * np.pi) - np.pi
     boxes = np.concatenate([centers, world[:, 3:6], yaw[:, None]], axis=1).astype(np.float32)
     return boxes, scene.inst_box_class[keep].astype(np.int32), keep.astype(np.int32)
+
+
+def _ego_velocity(scene: Scene) -> np.ndarray:
+    """(3,) world velocity of the scene's ego (driving along its start heading)."""
+    yaw = scene.ego_start[2]
+    return scene.ego_speed * np.array([np.cos(yaw), np.sin(yaw), 0.0])
 
 
 class SyntheticWorld:
@@ -122,7 +134,8 @@ class SyntheticWorld:
         x, y, yaw = scene.ego_start
         period_ns = int(round(1e9 / self.cfg.frame_rate_hz))
         sample = render_frame(scene, ego_pose(x, y, yaw), self.cfg, 0.0, T_cam_lidar=self.T_cam_lidar,
-                              noise_seed=derive_seed(self.cfg.seed, index, 1), stamp_ns=index * period_ns)
+                              noise_seed=derive_seed(self.cfg.seed, index, 1), stamp_ns=index * period_ns,
+                              ego_velocity=_ego_velocity(scene))
         sample.meta['index'] = int(index)
         return sample
 
@@ -137,6 +150,7 @@ class SyntheticWorld:
             dist = scene.ego_speed * t
             pose = ego_pose(x + dist * np.cos(yaw), y + dist * np.sin(yaw), yaw)
             sample = render_frame(scene, pose, self.cfg, t, T_cam_lidar=self.T_cam_lidar,
-                                  noise_seed=derive_seed(seed, k, 2), stamp_ns=int(round(t * 1e9)))
+                                  noise_seed=derive_seed(seed, k, 2), stamp_ns=int(round(t * 1e9)),
+                                  ego_velocity=_ego_velocity(scene))
             sample.meta['frame'] = k
             yield sample
