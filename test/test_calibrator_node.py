@@ -223,3 +223,30 @@ def test_render_overlay_places_points_where_they_project():
     assert (ys.tolist(), xs.tolist()) == ([20], [30])  # the principal point (29.5, 19.5) rounds to (30, 20)
     small, n2 = render_overlay(img, pts, T_CAM_LIDAR_AXES, K, scale=0.5, radius=1)
     assert small.shape == (20, 30, 3) and n2 == 1
+
+
+def test_overlay_projection_agrees_with_the_geometry_library(kitti_frames):
+    from ros_ncal.geometry import project_lidar
+    from ros_ncal.nodes.calibrator import _project_in_view
+    pts, img, K, T = kitti_frames[0]
+    H, W = img.shape[:2]
+    u, v, depth = _project_in_view(pts, T, K, (H, W))
+    uv, d_ref, mask = project_lidar(pts, T, K, (H, W))
+    ref = {(int(a), int(b)) for a, b in np.floor(uv[mask] + 0.5)}
+    mine = set(zip(u.tolist(), v.tolist()))
+    assert len(mine) > 1000
+    assert len(mine ^ ref) <= 0.01 * len(ref)      # only rounding at the image border may differ
+    np.testing.assert_allclose(np.sort(depth)[-100:], np.sort(d_ref[mask])[-100:], rtol=1e-4)
+
+
+def test_rviz_config_has_the_suite_displays():
+    import yaml
+
+    from ros_ncal.runner.suite import config_dir
+    cfg = yaml.safe_load((config_dir() / 'ncal.rviz').read_text())
+    vm = cfg['Visualization Manager']
+    displays = {d['Class']: d for d in vm['Displays']}
+    assert {'rviz_default_plugins/PointCloud2', 'rviz_default_plugins/Image', 'rviz_default_plugins/TF',
+            'rviz_default_plugins/MarkerArray'} <= set(displays)
+    assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/calibrator/overlay'
+    assert vm['Global Options']['Fixed Frame'] == 'velo_link'

@@ -39,7 +39,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.data.sample import InvalidSampleError, Sample
-from ros_ncal.geometry import invert, pose_error, project_lidar, scale_intrinsics
+from ros_ncal.geometry import invert, pose_error, scale_intrinsics
 
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
                       SensorInputConfig, declare_config, param, spin_node_main, turbo_colors)
@@ -160,19 +160,39 @@ def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray,
         K = scale_intrinsics(K, w / W, h / H)
     else:
         img, (h, w) = rgb.copy(), (H, W)
-    uv, depth, mask = project_lidar(points[:, :3], T_cam_lidar, K, (h, w))
-    uv, depth = uv[mask], depth[mask]
+    u, v, depth = _project_in_view(points, T_cam_lidar, K, (h, w))
     order = np.argsort(-depth)
-    u = np.floor(uv[order, 0] + 0.5).astype(np.int64)
-    v = np.floor(uv[order, 1] + 0.5).astype(np.int64)
-    colors = turbo_colors(depth[order] / max_depth_m)
+    u, v, depth = u[order], v[order], depth[order]
+    colors = turbo_colors(depth / max_depth_m)
     r = int(radius)
     for dv in range(-r, r + 1):
         for du in range(-r, r + 1):
             uu, vv = u + du, v + dv
             ok = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
             img[vv[ok], uu[ok]] = colors[ok]
-    return img, int(mask.sum())
+    return img, int(len(depth))
+
+
+def _project_in_view(points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray, hw: tuple[int, int],
+                     min_depth: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """points (N, 3+) LiDAR -> (u (M,) int64, v (M,) int64, depth (M,) float32) of the points that land in the
+    (h, w) image (nearest pixel). Same model as ``ros_ncal.geometry.project_lidar``, written with float32
+    broadcasting (no BLAS call: a skinny matmul on a loaded machine is ~10x slower with OpenBLAS threads)."""
+    P = np.asarray(points, dtype=np.float32)[:, :3]
+    R = np.asarray(T_cam_lidar, dtype=np.float32)[:3, :3]
+    t = np.asarray(T_cam_lidar, dtype=np.float32)[:3, 3]
+    x, y, z = P[:, 0], P[:, 1], P[:, 2]
+    zc = x * R[2, 0] + y * R[2, 1] + z * R[2, 2] + t[2]
+    keep = zc > min_depth
+    x, y, z, zc = x[keep], y[keep], z[keep], zc[keep]
+    xc = (x * R[0, 0] + y * R[0, 1] + z * R[0, 2] + t[0]) / zc
+    yc = (x * R[1, 0] + y * R[1, 1] + z * R[1, 2] + t[1]) / zc
+    K = np.asarray(K, dtype=np.float64)
+    u = np.floor(K[0, 0] * xc + K[0, 1] * yc + K[0, 2] + 0.5)
+    v = np.floor(K[1, 1] * yc + K[1, 2] + 0.5)
+    h, w = hw
+    ok = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return u[ok].astype(np.int64), v[ok].astype(np.int64), zc[ok]
 
 
 class CalibratorNode(Node):
