@@ -68,6 +68,9 @@ class LidarConfig:
     dropout_prob: float = 0.03  # random missing returns
     dark_dropout_prob: float = 0.5  # extra dropout scaled by (1 - reflectivity * cos incidence)^4
     intensity_noise: float = 0.02
+    motion_distortion: bool = False  # fire blocks of the sweep at their own times (see lidar.sweep_blocks)
+    scan_period_s: float = 0.1
+    distortion_blocks: int = 32
     frame_id: str = 'lidar'
 
 
@@ -152,6 +155,8 @@ def validate_config(cfg: SyntheticConfig) -> SyntheticConfig:
         raise ValueError(f'lidar: need at least 2 beams and 8 azimuth steps, got {lid.n_beams} x {lid.n_azimuth}')
     if not lid.elevation_top_deg > lid.elevation_split_deg > lid.elevation_bottom_deg:
         raise ValueError('lidar: elevation_top_deg > elevation_split_deg > elevation_bottom_deg required')
+    if lid.distortion_blocks < 1 or lid.scan_period_s <= 0:
+        raise ValueError('lidar: distortion_blocks >= 1 and scan_period_s > 0 required')
     if not 0 < lid.min_range_m < lid.max_range_m:
         raise ValueError('lidar: 0 < min_range_m < max_range_m required')
     if cam.width < 8 or cam.height < 8 or cam.fx <= 0 or cam.fy <= 0:

@@ -87,20 +87,29 @@ class SpinningGrid:
     """Rays of a spinning multi-beam LiDAR (row = beam, top first; col = azimuth step from +x towards +y).
 
     origin: (3,) world sensor position; R_world_lidar: (3, 3); elevations_rad: (B,) descending.
+    col_start, col_count: this grid holds only the azimuth steps [col_start, col_start + col_count) of the
+    n_azimuth steps of a revolution (a block of the sweep; default: all of them).
     """
     origin: np.ndarray
     R_world_lidar: np.ndarray
     elevations_rad: np.ndarray
     n_azimuth: int
+    col_start: int = 0
+    col_count: int | None = None
 
     def __post_init__(self):
+        if self.col_count is None:
+            self.col_count = self.n_azimuth - self.col_start
+        if not (0 <= self.col_start and self.col_count > 0 and self.col_start + self.col_count <= self.n_azimuth):
+            raise ValueError(f'azimuth block [{self.col_start}, {self.col_start + self.col_count}) outside '
+                             f'[0, {self.n_azimuth})')
         el = np.asarray(self.elevations_rad, np.float64)
-        az = np.arange(self.n_azimuth) * (2 * np.pi / self.n_azimuth)
+        az = (self.col_start + np.arange(self.col_count)) * (2 * np.pi / self.n_azimuth)
         ce, se = np.cos(el)[:, None], np.sin(el)[:, None]
         d = np.stack([ce * np.cos(az)[None], ce * np.sin(az)[None], np.broadcast_to(se, (len(el), len(az)))], axis=-1)
         self.directions_lidar = d.reshape(-1, 3)
         self.directions = self.directions_lidar @ self.R_world_lidar.T
-        self.shape = (len(el), self.n_azimuth)
+        self.shape = (len(el), self.col_count)
         self._el_ascending = el[::-1]
         self._step = 2 * np.pi / self.n_azimuth
 
@@ -134,15 +143,12 @@ class SpinningGrid:
         c0m = np.where(full, 0, c0 % n)
         c1m = np.where(full, n, c0m + (c1 - c0))
         wraps = c1m > n
+        s0, s1 = self.col_start, self.col_start + self.col_count
         out = []
-        for k, (ra, rb, ca, cb, w) in enumerate(zip(r0.tolist(), r1.tolist(), c0m.tolist(), c1m.tolist(),
-                                                   wraps.tolist())):
-            if rb <= ra:
-                out.append([])
-            elif w:
-                out.append([(ra, rb, ca, n), (ra, rb, 0, cb - n)])
-            else:
-                out.append([(ra, rb, ca, cb)])
+        for ra, rb, ca, cb, w in zip(r0.tolist(), r1.tolist(), c0m.tolist(), c1m.tolist(), wraps.tolist()):
+            spans = [] if rb <= ra else ([(ca, n), (0, cb - n)] if w else [(ca, cb)])
+            # Clip to this grid's block of azimuth steps, in its local column numbers.
+            out.append([(ra, rb, max(a, s0) - s0, min(b, s1) - s0) for a, b in spans if min(b, s1) > max(a, s0)])
         return out
 
 

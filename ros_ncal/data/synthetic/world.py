@@ -42,7 +42,8 @@ def render_frame(scene: Scene, ego_pose: np.ndarray, cfg: SyntheticConfig, time_
     ``lidar.mount_height_m`` above it).
     T_cam_lidar: nominal extrinsic to store in the Sample (e.g. a deliberately wrong one); the rendering
     always uses the configured true extrinsic, which then goes to ``meta['T_cam_lidar_true']``.
-    ego_velocity: (3,) world m/s, moves the ego over a non-zero camera time offset (default: standing).
+    ego_velocity: (3,) world m/s, moves the ego over a non-zero camera time offset and, with
+    ``lidar.motion_distortion``, during the sweep (default: standing).
     Returns a Sample with points, image, labels, instances, boxes (LiDAR frame) and pixel_labels.
     """
     T_world_ego = validate_rigid(ego_pose, name='ego_pose')
@@ -54,9 +55,10 @@ def render_frame(scene: Scene, ego_pose: np.ndarray, cfg: SyntheticConfig, time_
         T_world_lidar_at_cam[:3, 3] += np.asarray(ego_velocity, np.float64).reshape(3) * dt_cam
     T_world_cam = T_world_lidar_at_cam @ invert(T_cam_lidar_true)
     seed = derive_seed(scene.seed, int(round(time_s * 1000)), 7) if noise_seed is None else int(noise_seed)
-    rng = np.random.default_rng(seed)
-    points, point_labels, instance_ids = scan(scene, T_world_lidar, cfg.lidar, time_s, rng)
-    image, pixel_labels, _ = render(scene, T_world_cam, cfg.camera, time_s + dt_cam, rng)
+    # Independent noise streams: changing one sensor's settings leaves the other's noise as it was.
+    lidar_rng, camera_rng = (np.random.default_rng([seed, k]) for k in (1, 2))
+    points, point_labels, instance_ids = scan(scene, T_world_lidar, cfg.lidar, time_s, lidar_rng, ego_velocity)
+    image, pixel_labels, _ = render(scene, T_world_cam, cfg.camera, time_s + dt_cam, camera_rng)
     boxes, box_labels, box_instances = _boxes_in_lidar(scene, T_world_lidar, time_s, instance_ids, cfg.min_box_points)
     meta = {
         'source': 'synthetic',
