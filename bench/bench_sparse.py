@@ -8,6 +8,7 @@ bounding box of a crop (the whole scan's box is far too large for a dense grid);
     .venv/bin/python bench/bench_sparse.py [--voxels 50000] [--voxel-size 0.05] [--threads 2] [--reps 5]
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -41,13 +42,20 @@ def active_voxels(points: torch.Tensor, voxel_size: float, target: int):
 
 
 def timed(fn, reps: int):
+    """Median wall seconds of fn over reps calls after one warm-up (process CPU time in CPU_TIMES[-1])."""
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
+        c = time.process_time()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    CPU_TIMES.append(statistics.median(cpu))
     return statistics.median(times)
+
+
+CPU_TIMES = []
 
 
 def main() -> int:
@@ -72,8 +80,9 @@ def main() -> int:
 
     cs = st.coordinate_set
     t_map = timed(lambda: build_submanifold_map(cs, 3, 1), args.reps)
+    t_map_cpu = CPU_TIMES[-1]
     kmap = build_submanifold_map(cs, 3, 1)
-    print(f'kernel map build: {t_map * 1e3:.1f} ms ({kmap.num_pairs()} pairs, '
+    print(f'kernel map build: {t_map * 1e3:.1f} ms [{t_map_cpu * 1e3:.1f} ms CPU] ({kmap.num_pairs()} pairs, '
           f'{kmap.num_pairs() / st.num_voxels:.1f} neighbours per voxel)')
 
     conv = SubMConv3d(C, C)
@@ -87,8 +96,9 @@ def main() -> int:
     x_cached = SparseTensor(st.coords, feats)
     t_cached = timed(lambda: fwd_bwd(x_cached), args.reps)
     t_rebuild = timed(lambda: fwd_bwd(SparseTensor(st.coords, feats, cache=KernelMapCache())), args.reps)
-    print(f'torch engine fwd+bwd, cached map : {t_cached * 1e3:.1f} ms')
-    print(f'torch engine fwd+bwd, rebuilt map: {t_rebuild * 1e3:.1f} ms')
+    print(f'load average {os.getloadavg()[0]:.1f} (wall times below; process CPU time in brackets)')
+    print(f'torch engine fwd+bwd, cached map : {t_cached * 1e3:.1f} ms [{CPU_TIMES[-2] * 1e3:.1f} ms CPU]')
+    print(f'torch engine fwd+bwd, rebuilt map: {t_rebuild * 1e3:.1f} ms [{CPU_TIMES[-1] * 1e3:.1f} ms CPU]')
 
     # single-threaded comparison with spconv
     try:
@@ -116,8 +126,9 @@ def main() -> int:
         sp.force_single_thread = True
         torch.set_num_threads(args.threads)
         print(f'spconv with 2 threads (guard off): max |diff| vs torch engine {diff2:.2e}')
-        print(f'1 thread: torch engine {t_torch1 * 1e3:.1f} ms, spconv {t_sp * 1e3:.1f} ms '
-              f'(max |diff| {diff:.2e}); ratio torch/spconv = {t_torch1 / t_sp:.2f}')
+        print(f'1 thread: torch engine {t_torch1 * 1e3:.1f} ms [{CPU_TIMES[-2] * 1e3:.1f} CPU], spconv '
+              f'{t_sp * 1e3:.1f} ms [{CPU_TIMES[-1] * 1e3:.1f} CPU] (max |diff| {diff:.2e}); '
+              f'ratio torch/spconv = {t_torch1 / t_sp:.2f} wall, {CPU_TIMES[-2] / CPU_TIMES[-1]:.2f} CPU')
 
     # dense baseline on a crop: the scan's bounding box is infeasible as a dense grid
     lo = st.coords[:, 1:].min(0).values
@@ -143,9 +154,11 @@ def main() -> int:
         d = dense_in.clone().requires_grad_(True)
         F.conv3d(d, w, padding=1).square().mean().backward()
         w.grad = None
+    c_sparse = CPU_TIMES[-1]
     t_dense = timed(dense_fwd_bwd, max(1, args.reps // 2))
-    print(f'crop {crop_box} ({int(np.prod(crop_box))} cells, {int(inside.sum())} active): sparse {t_crop_sparse * 1e3:.1f} ms, '
-          f'dense conv3d {t_dense * 1e3:.1f} ms; ratio dense/sparse = {t_dense / t_crop_sparse:.1f}')
+    print(f'crop {crop_box} ({int(np.prod(crop_box))} cells, {int(inside.sum())} active): sparse {t_crop_sparse * 1e3:.1f} ms '
+          f'[{c_sparse * 1e3:.1f} CPU], dense conv3d {t_dense * 1e3:.1f} ms [{CPU_TIMES[-1] * 1e3:.1f} CPU]; '
+          f'ratio dense/sparse = {t_dense / t_crop_sparse:.1f} wall, {CPU_TIMES[-1] / c_sparse:.1f} CPU')
     return 0
 
 
