@@ -26,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+for _i, _a in enumerate(sys.argv):   # must act before numpy is imported
+    if _a == '--blas-threads' and _i + 1 < len(sys.argv):
+        os.environ['OPENBLAS_NUM_THREADS'] = sys.argv[_i + 1]
 
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
 
@@ -217,6 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument('--checkpoint', default='')
     ap.add_argument('--collector-frames', type=int, default=20)
     ap.add_argument('--json', default='', help='also write the results here')
+    ap.add_argument('--blas-threads', default='', help="OPENBLAS_NUM_THREADS for this run ('' = inherit)")
     args = ap.parse_args(argv)
     frames = load_frames(Path(args.kitti_dir))
     backends = [b for b in args.backends.split(',') if b]
@@ -224,7 +228,8 @@ def main(argv=None) -> int:
     if 'nclr' not in backends and Path(ckpt).exists():
         backends.append('nclr')
     print(f'bench_nodes: {len(frames)} KITTI frames (~{len(frames[0][0])} points, {frames[0][1].shape[1]}x'
-          f'{frames[0][1].shape[0]} px), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}', flush=True)
+          f'{frames[0][1].shape[0]} px), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, '
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}", flush=True)
     results = {'calibrator': [], 'collector': []}
     for b in backends:
         r = bench_calibrator(frames, b, args.frames, args.hz, ckpt if 'nclr' in b else '')

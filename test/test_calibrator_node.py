@@ -250,3 +250,24 @@ def test_rviz_config_has_the_suite_displays():
             'rviz_default_plugins/MarkerArray'} <= set(displays)
     assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/calibrator/overlay'
     assert vm['Global Options']['Fixed Frame'] == 'velo_link'
+
+
+def test_reset_service_clears_the_fused_estimate():
+    from std_srvs.srv import Trigger
+    register_calibrator('test_offset_reset', lambda **_: _OffsetCalibrator(2.0), overwrite=True)
+    rng = np.random.default_rng(4)
+    with RosGraph() as g:
+        node = g.make(CalibratorNode, {'backend': 'test_offset_reset', 'fusion.min_frames': 1,
+                                       'extrinsic.T_cam_lidar': list(T_CAM_LIDAR_AXES.ravel()),
+                                       'overlay.enabled': False})
+        pub = SensorPublisher(g.helper)
+        assert pub.wait_matched()
+        for i in range(2):
+            pub.send_frame(STAMP0 + i * PERIOD, *synthetic_frame(rng))
+            assert g.wait_for(lambda: node.n_calibrated >= i + 1, 10)
+        assert node.filter.count == 2 and node.fused_confidence > 0.8
+        client = g.helper.create_client(Trigger, '/calibrator/reset')
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(Trigger.Request())
+        assert g.wait_for(fut.done, 10) and fut.result().message == 'cleared 2 fused frames'
+        assert node.filter.count == 0 and node.fused is None and node.status()['confidence'] == 0.0

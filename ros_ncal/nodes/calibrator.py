@@ -24,8 +24,15 @@ drops by reason, frames processed; WARN when the drift exceeds ``drift.tolerance
 
 Fused confidence = mean per-frame confidence of the filter's inliers x min(1, inliers / fusion.min_frames).
 The nominal extrinsic follows ``/tf_static`` until this node publishes its first estimate, then stays frozen.
+Service ``~/reset`` (std_srvs/Trigger) clears the fused estimate.
 """
 from __future__ import annotations
+
+if __name__ == '__main__':
+    # A node process of its own (python -m ...): numpy's OpenBLAS threads make the nodes' skinny matmuls
+    # several times slower on a busy machine (docs/nodes.md), so default to one unless the user chose.
+    import os as _os
+    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 import json
 import threading
@@ -251,6 +258,8 @@ class CalibratorNode(Node):
                                  callback_group=self._sensor_group)
         self._timer = self.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics,
                                         callback_group=self._ctl_group)
+        from std_srvs.srv import Trigger
+        self._srv_reset = self.create_service(Trigger, '~/reset', self._srv_reset_cb, callback_group=self._ctl_group)
         self.get_logger().info(f'calibrator: backend {self.backend_spec!r}'
                                + (f' ({self.backend_note})' if self.backend_note else ''))
 
@@ -258,6 +267,20 @@ class CalibratorNode(Node):
         def handler(pair, exc: BaseException) -> None:
             self.drops.drop(reason, f'{type(exc).__name__}: {exc}')
         return handler
+
+    def reset(self) -> str:
+        """Forget the fused estimate (e.g. after the sensors were remounted); the nominal is kept."""
+        with self._lock:
+            n = self.filter.count
+            self.filter.reset()
+            self._frame_conf.clear()
+            self.fused, self.fused_confidence, self.current = None, 0.0, None
+            self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
+        return f'cleared {n} fused frames'
+
+    def _srv_reset_cb(self, request, response):
+        response.success, response.message = True, self.reset()
+        return response
 
     # -- executor thread: hand pairs to the workers
     def _on_pair(self, pair: PairedInput) -> None:

@@ -14,6 +14,12 @@ Run: ``python -m ros_ncal.nodes.collector --ros-args --params-file config/collec
 """
 from __future__ import annotations
 
+if __name__ == '__main__':
+    # A node process of its own (python -m ...): numpy's OpenBLAS threads make the nodes' skinny matmuls
+    # several times slower on a busy machine (docs/nodes.md), so default to one unless the user chose.
+    import os as _os
+    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
 import json
 import os
 import threading
