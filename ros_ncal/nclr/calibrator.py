@@ -22,7 +22,7 @@ from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import is_rigid, rotation_angle_deg
 
 from .batching import items_to_batch
-from .network import soft_match
+from .network import guess_cells, soft_match
 from .pnp import pose_to_matrix, refine_pose_lm, reprojection_residuals, weighted_epnp
 from .pose import correspondence_weights, select_keypoints
 from .pretext import make_item
@@ -101,7 +101,9 @@ class NCLRCalibrator:
             out = self.model(batch['points'], batch['images'])
             logits = out['point_overlap'][0]
             idx = select_keypoints(logits, self.cfg.network.num_keypoints)
-            m = soft_match(out['point_emb'][0][idx], out['pixel_emb'][0], out)
+            win = self.cfg.network.match_window
+            centers = guess_cells(batch['points'][0][idx, :3], batch['K'][0], out['stride']) if win > 0 else None
+            m = soft_match(out['point_emb'][0][idx], out['pixel_emb'][0], out, centers, win)
             w = correspondence_weights(logits[idx], m['spread']).double().cpu()
             X = batch['points'][0][idx, :3].double().cpu()
             uv = m['uv'].double().cpu()

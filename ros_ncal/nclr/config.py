@@ -51,6 +51,8 @@ class NetworkConfig:
     temperature: float = 0.05                    # soft matching softmax temperature
     learn_temperature: bool = True
     num_keypoints: int = 256
+    match_window: float = 0.0                   # >0: match only within this many feature cells of the
+                                                # guess projection (calib preset); 0: all pixels (wide)
     overlap_threshold: float = 0.5
     pnp_iters: int = 8
     pnp_init: str = 'identity'                  # 'identity' (calib preset: cloud already in the guessed camera frame), 'epnp', 'auto'

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig, NetworkConfig
-from .network import soft_match
+from .network import guess_cells, soft_match
 from .pose import estimate_pose
 
 MAX_MATCH_POINTS = 512
@@ -59,16 +59,22 @@ def nclr_losses(out: dict, batch: dict, lcfg: LossConfig, ncfg: NetworkConfig, s
             if len(idx) > MAX_MATCH_POINTS:
                 perm = torch.randperm(len(idx), generator=generator)[:MAX_MATCH_POINTS].to(idx.device)
                 idx = idx[perm]
-            m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out)
             h, w = feat_hw
             cell = ((uv_gt[idx] + 0.5) / stride)
             cx = cell[:, 0].floor().long().clamp(0, w - 1)
             cy = cell[:, 1].floor().long().clamp(0, h - 1)
+            centers = None
+            if ncfg.match_window > 0:  # supervise only points whose true cell lies inside their window
+                centers = guess_cells(batch['points'][b][idx, :3], batch['K'][b], stride)
+                ok = (torch.stack([cx, cy], -1).to(centers.dtype) - centers).abs().amax(-1) <= ncfg.match_window
+                idx, cx, cy, centers = idx[ok], cx[ok], cy[ok], centers[ok]
+        if len(idx) > 0:
+            m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out, centers, ncfg.match_window)
             L_match = L_match + F.cross_entropy(m['logits'], cy * w + cx)
             L_l1 = L_l1 + (m['uv'] - uv_gt[idx]).abs().sum(-1).div(stride).mean()
         if use_pose:
             est = estimate_pose(out, b, batch['points'][b][:, :3], batch['K'][b], ncfg.num_keypoints,
-                                ncfg.pnp_iters, init=ncfg.pnp_init)
+                                ncfg.pnp_iters, init=ncfg.pnp_init, match_window=ncfg.match_window)
             T_gt = batch['T_gt'][b].to(est.T.dtype)
             if torch.isfinite(est.T).all():
                 lp = F.smooth_l1_loss(est.T[:3, :3], T_gt[:3, :3], reduction='sum') + \

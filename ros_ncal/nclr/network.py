@@ -134,8 +134,24 @@ class NCLRNet(nn.Module):
 
 
 
-def soft_match(point_emb: torch.Tensor, pixel_emb: torch.Tensor, out: dict) -> dict:
-    """Soft matching of K points against all pixels of one sample.
+def guess_cells(points_xyz: torch.Tensor, K: torch.Tensor, stride: int) -> torch.Tensor:
+    """Where the points project with the input guess (the cloud is in the guessed camera frame),
+    in feature cells: (N, 3) points, (3, 3) K -> (N, 2) (x, y) cell coordinates (points behind the
+    camera get a far-away centre, so their window is empty of real pixels and they are down-weighted)."""
+    z = points_xyz[:, 2:3]
+    uv = (points_xyz[:, :2] / z.clamp_min(1e-3)) * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])
+    cells = (uv + 0.5) / stride - 0.5
+    return torch.where(z > 1e-3, cells, torch.full_like(cells, -1e4))
+
+
+def soft_match(point_emb: torch.Tensor, pixel_emb: torch.Tensor, out: dict, center_cells: torch.Tensor | None = None,
+               window: float = 0.0) -> dict:
+    """Soft matching of K points against the pixels of one sample.
+
+    With ``window > 0`` and ``center_cells`` (K, 2), each point only matches pixels within
+    ``window`` cells (Chebyshev distance) of its projection with the input guess: the local-window
+    scope for extrinsic refinement, where the error is bounded; otherwise all pixels (image-to-point).
+    A point whose window holds no pixel gets uniform probabilities and a large spread (low weight).
 
     point_emb (K, E), pixel_emb (h*w, E), out: the forward dict (feat_hw, stride, temperature) ->
     'logits' (K, h*w), 'uv' (K, 2) expected pixel in the network image (cell centres at
@@ -143,10 +159,15 @@ def soft_match(point_emb: torch.Tensor, pixel_emb: torch.Tensor, out: dict) -> d
     """
     h, w = out['feat_hw']
     logits = point_emb @ pixel_emb.t() / out['temperature']
-    prob = logits.softmax(-1)
-    ys, xs = torch.meshgrid(torch.arange(h, device=prob.device, dtype=prob.dtype),
-                            torch.arange(w, device=prob.device, dtype=prob.dtype), indexing='ij')
+    ys, xs = torch.meshgrid(torch.arange(h, device=logits.device, dtype=logits.dtype),
+                            torch.arange(w, device=logits.device, dtype=logits.dtype), indexing='ij')
     cells = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (h*w, 2) in cells
+    if window > 0 and center_cells is not None:
+        d = (cells[None] - center_cells[:, None].to(cells.dtype)).abs().amax(-1)  # (K, h*w)
+        inside = d <= window
+        empty = ~inside.any(-1, keepdim=True)
+        logits = logits.masked_fill(~(inside | empty), float('-inf'))
+    prob = logits.softmax(-1)
     mean = prob @ cells
     var = (prob @ (cells * cells)) - mean * mean
     spread = var.clamp_min(0).sum(-1).sqrt()

@@ -121,6 +121,20 @@ def _weighted_cost(R, t, X, uv, w, K, min_depth):
     return (w * r.pow(2).sum(-1)).sum(-1)
 
 
+MAX_STEP_ROT = 0.5    # rad per LM step
+MAX_STEP_TRANS = 5.0  # m per LM step
+
+
+def _bounded_step(delta: torch.Tensor) -> torch.Tensor:
+    """Scale each (rotation, translation) half of an se(3) step into its trust bound, so that a
+    near-singular system cannot produce inf/NaN poses (whose gradients would poison the batch)."""
+    rn = delta[:, :3].norm(dim=-1, keepdim=True)
+    tn = delta[:, 3:].norm(dim=-1, keepdim=True)
+    rs = torch.where(rn > MAX_STEP_ROT, MAX_STEP_ROT / rn.clamp_min(1e-12), torch.ones_like(rn))
+    ts = torch.where(tn > MAX_STEP_TRANS, MAX_STEP_TRANS / tn.clamp_min(1e-12), torch.ones_like(tn))
+    return torch.cat([delta[:, :3] * rs, delta[:, 3:] * ts], -1)
+
+
 def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, min_depth: float = 1e-3):
     """Weighted Levenberg-Marquardt on the reprojection error, left-multiplicative se(3) updates.
 
@@ -151,7 +165,8 @@ def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, mi
         H = (J * ww[..., None]).transpose(1, 2) @ J
         g = ((J * ww[..., None]) * res[..., None]).sum(1)
         Hd = H + lam[:, None, None] * torch.diag_embed(H.diagonal(dim1=1, dim2=2) + 1e-6)
-        delta = -torch.linalg.solve(Hd, g[..., None])[..., 0]
+        delta, _ = torch.linalg.solve_ex(Hd, -g[..., None])
+        delta = _bounded_step(torch.nan_to_num(delta[..., 0], nan=0.0, posinf=0.0, neginf=0.0))
         dR = so3_exp(delta[:, :3])
         R_new = dR @ R
         t_new = (dR @ t[..., None])[..., 0] + delta[:, 3:]

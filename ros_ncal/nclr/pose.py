@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .network import soft_match
+from .network import guess_cells, soft_match
 from .pnp import pose_to_matrix, reprojection_residuals, weighted_epnp, weighted_pnp
 
 
@@ -68,11 +68,13 @@ def solve_weighted(X: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, K: torch.
 
 
 def estimate_pose(out: dict, b: int, points_xyz: torch.Tensor, K: torch.Tensor, num_keypoints: int,
-                  pnp_iters: int, init: str = 'auto', inlier_px: float | None = None) -> PoseEstimate:
+                  pnp_iters: int, init: str = 'auto', inlier_px: float | None = None,
+                  match_window: float = 0.0) -> PoseEstimate:
     """Pose of sample ``b`` of a forward pass. points_xyz (N, 3) input frame; K (3, 3) network image."""
     logits = out['point_overlap'][b]
     idx = select_keypoints(logits, num_keypoints)
-    m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out)
+    centers = guess_cells(points_xyz[idx], K, out['stride']) if match_window > 0 else None
+    m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out, centers, match_window)
     w = correspondence_weights(logits[idx], m['spread'])
     X = points_xyz[idx]
     R, t = solve_weighted(X, m['uv'], w, K, pnp_iters, init)

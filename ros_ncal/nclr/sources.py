@@ -33,9 +33,30 @@ class CachedSource:
         return s
 
 
+class ShardsSource(CachedSource):
+    """A shard dataset; with ``refresh_every`` > 0 it rescans the folder every that many draws, so a
+    dataset that is still being written (e.g. by ``ncal prepare`` or the collector) grows under training."""
+
+    def __init__(self, path: str, cache_size: int = 1024, refresh_every: int = 0):
+        self.path, self.refresh_every, self._draws = path, int(refresh_every), 0
+        self._open()
+        super().__init__(f'shards:{path}', len(self.ds), lambda i: self.ds[i], cache_size)
+
+    def _open(self) -> None:
+        from ros_ncal.data.shards import ShardDataset
+        self.ds = ShardDataset(self.path)
+        self.length = len(self.ds)
+
+    def get(self, i: int) -> Sample:
+        self._draws += 1
+        if self.refresh_every and self._draws % self.refresh_every == 0:
+            self._open()  # shard order is stable (sorted names), so cached indices stay valid
+        return super().get(i)
+
+
 def build_source(spec: dict) -> CachedSource:
     """spec: {'kind': 'synthetic', 'indices': [a, b], 'config': yaml-or-null}
-    | {'kind': 'shards', 'path': DIR} | {'kind': 'kitti', 'root': DIR, 'frames': [...] or null}."""
+    | {'kind': 'shards', 'path': DIR, 'refresh_every': 0} | {'kind': 'kitti', 'root': DIR, 'frames': [...] or null}."""
     kind = spec.get('kind')
     if kind == 'synthetic':
         from ros_ncal.data.synthetic import SyntheticWorld
@@ -45,9 +66,7 @@ def build_source(spec: dict) -> CachedSource:
         a, b = spec.get('indices', [0, 1000])
         return CachedSource(f'synthetic[{a}:{b}]', b - a, lambda i: world.sample(a + i), spec.get('cache', 256))
     if kind == 'shards':
-        from ros_ncal.data.shards import ShardDataset
-        ds = ShardDataset(spec['path'])
-        return CachedSource(f"shards:{spec['path']}", len(ds), ds.__getitem__, spec.get('cache', 1024))
+        return ShardsSource(spec['path'], spec.get('cache', 1024), spec.get('refresh_every', 0))
     if kind == 'kitti':
         from ros_ncal.data.readers.kitti import kitti_frames, read_kitti_frame
         root = Path(spec['root'])

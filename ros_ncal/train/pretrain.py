@@ -28,7 +28,8 @@ from ros_ncal.nclr.sources import MixedSource
 
 from .distributed import all_reduce_mean, cleanup_distributed, setup_distributed
 
-LOG_KEYS = ('loss', 'loss_overlap', 'loss_match', 'loss_match_l1', 'loss_pose', 'overlap_acc', 'rre_deg', 'rte_m')
+LOG_KEYS = ('loss', 'loss_overlap', 'loss_match', 'loss_match_l1', 'loss_pose', 'overlap_acc', 'rre_deg', 'rte_m',
+            'skipped')
 NCLR_MODEL_TYPE = 'NCLRNet'
 
 
@@ -114,10 +115,14 @@ def pretrain(cfg: NCLRConfig, device: str = 'auto', resume: bool = True, progres
         loss, sc = nclr_losses(out, batch, cfg.loss, cfg.network, step,
                                generator=torch.Generator().manual_seed(step))
         opt.zero_grad(set_to_none=True)
+        skipped = 1.0
         if torch.isfinite(loss):
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            if torch.isfinite(gnorm):  # a non-finite gradient skips the update (counted), never poisons weights
+                opt.step()
+                skipped = 0.0
+        sc['skipped'] = skipped
         sc = {k: float(sc.get(k, 0.0)) for k in LOG_KEYS}
         sc = all_reduce_mean(sc, info)
         scalars = sc
