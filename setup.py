@@ -1,9 +1,20 @@
 """ament_python / pip set-up for ros_ncal (see README for both worlds)."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'ros_ncal'
+
+
+def config_tree():
+    """config/ and its sub-folders (nclr/, models/, finetune/, datasets/ ...) -> share/ros_ncal/config/..."""
+    out = []
+    for root, _dirs, files in os.walk('config'):
+        picked = [os.path.join(root, f) for f in files if f.endswith(('.yaml', '.rviz'))]
+        if picked:
+            out.append((os.path.join('share', PACKAGE, root), sorted(picked)))
+    return out
 
 setup(
     name=PACKAGE,
@@ -13,8 +24,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
-        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
-    ],
+    ] + config_tree(),
     package_data={PACKAGE: ['assets/*', 'assets/**/*']},
     include_package_data=True,
     install_requires=['setuptools'],
@@ -32,6 +42,7 @@ setup(
             'segmenter = ros_ncal.nodes.segmenter:main',
             'detector = ros_ncal.nodes.detector:main',
             'kitti_player = ros_ncal.nodes.player:main',
+            'extrinsic_publisher = ros_ncal.nodes.extrinsic_publisher:main',
         ],
     },
 )
