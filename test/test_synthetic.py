@@ -39,6 +39,18 @@ def _label_agreement(sample: Sample) -> tuple[float, int]:
     return float(np.mean(sample.pixel_labels[v, u] == sample.point_labels[mask])), int(mask.sum())
 
 
+def test_every_class_occurs(small_world):
+    counts = np.zeros(len(CLASS_NAMES), np.int64)
+    for i in range(6):  # scene content only: no rendering needed
+        counts[np.unique(small_world.scene(i).label)] += 1
+    assert np.all(counts[[C.CAR, C.TRUCK, C.PERSON, C.BUILDING, C.SIDEWALK, C.POLE, C.VEGETATION, C.TRUNK]] == 6)
+    scenes = [generate_scene(small_world.cfg.scene, seed) for seed in range(40)]
+    present = set(np.concatenate([sc.label for sc in scenes]).tolist())
+    present |= {int(c) for sc in scenes for c in sc.strip_class} | {C.ROAD, C.PARKING}  # ground classes
+    assert present >= set(range(1, 20)) - {C.TERRAIN}  # terrain: the ground beyond the buildings
+    assert all(sc.label.min() >= 1 and sc.label.max() <= 19 for sc in scenes)
+
+
 def test_class_tables():
     assert len(CLASS_NAMES) == 20 and CLASS_NAMES[0] == 'unlabeled' and CLASS_NAMES[19] == 'traffic-sign'
     assert CLASS_NAMES[C.CAR] == 'car' and CLASS_NAMES[C.ROAD] == 'road' and CLASS_NAMES[C.POLE] == 'pole'
@@ -136,7 +148,7 @@ def test_sample_contract_and_ranges(small_sample):
     assert set(np.unique(s.point_labels)) >= {C.ROAD, C.SIDEWALK, C.BUILDING, C.CAR}
     assert 0 not in set(np.unique(s.point_labels))  # every return hits a labelled surface
     # Stuff carries no instance, things do.
-    things = np.isin(s.point_labels, [C.CAR, C.TRUCK, C.PERSON, C.BICYCLE, C.BICYCLIST])
+    things = np.isin(s.point_labels, C.THING_CLASSES)
     assert np.all(s.instance_ids[~things] == 0) and np.all(s.instance_ids[things] > 0)
     assert s.frame_ids == ('lidar', 'camera_optical_frame')
     assert np.allclose(s.T_cam_lidar, camera_extrinsic(load_synthetic_config(SMALL).camera))

@@ -7,7 +7,7 @@
 
 See docs/synthetic.md.
 """
-from .classes import BOX_CLASS_NAMES, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES  # noqa: F401
+from .classes import BOX_CLASS_NAMES, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES, THING_CLASSES  # noqa: F401
 from .config import (CameraConfig, LidarConfig, SceneConfig, SyntheticConfig, load_synthetic_config,  # noqa: F401
                      validate_config)
 from .scene import Scene, generate_scene  # noqa: F401

@@ -35,7 +35,11 @@ class SceneConfig:
     poles_per_100m: float = 4.0  # per side
     sign_prob: float = 0.4  # chance that a pole carries a traffic sign
     parked_car_prob: float = 0.55  # per 6.5 m parking slot
-    truck_prob: float = 0.06  # chance that an occupied parking slot holds a truck instead
+    truck_prob: float = 0.06  # chance that a parked car is a truck
+    parked_two_wheeler_prob: float = 0.06  # chance that an occupied slot holds 1-3 parked bicycles / motorcycles
+    other_vehicle_prob: float = 0.04  # chance that an occupied slot holds a caravan / trailer (other-vehicle)
+    motorcyclist_fraction: float = 0.3  # share of the riders on motorcycles (motorcyclist, no box)
+    gravel_strip_prob: float = 0.3  # chance per side that the strip before the buildings is gravel (other-ground)
     moving_cars: tuple[int, int] = (4, 12)  # in both lanes
     pedestrians: tuple[int, int] = (6, 18)  # on the sidewalks
     cyclists: tuple[int, int] = (1, 5)  # on the lanes, near the right edge

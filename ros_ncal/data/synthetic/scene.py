@@ -16,7 +16,7 @@ from .primitives import BOX, CYLINDER, ELLIPSOID
 
 # Surface materials (texture programs). The ground's material follows its semantic class.
 M_ASPHALT, M_SIDEWALK, M_GRASS, M_FACADE, M_LEAVES, M_BARK, M_METAL, M_SIGN = 0, 1, 2, 3, 4, 5, 6, 7
-M_PAINT, M_GLASS, M_RUBBER, M_CLOTH, M_SKIN, M_FENCE = 8, 9, 10, 11, 12, 13
+M_PAINT, M_GLASS, M_RUBBER, M_CLOTH, M_SKIN, M_FENCE, M_GRAVEL = 8, 9, 10, 11, 12, 13, 14
 CROSS_STREET_LENGTH_M = 80.0  # how far the sidewalks of a cross street are built out from the main street
 
 FACADE_COLORS = np.array([[0.62, 0.32, 0.24], [0.78, 0.70, 0.56], [0.60, 0.60, 0.58], [0.85, 0.82, 0.74],
@@ -42,7 +42,8 @@ class Scene:
     inst_box: (I+1, 7) float64 x y z l w h yaw at time 0 (world); inst_box_class: (I+1,) int32 (-1 = no box);
     inst_velocity: (I+1, 3) float64.
     Street layout: lane_width, parking_width, sidewalk_width (2,) and terrain_width (2,) for the sides
-    (index 0: right side y < 0, index 1: left side y > 0); cross streets (K,) at cross_x, road width
+    (index 0: right side y < 0, index 1: left side y > 0), strip_class (2,) the class of the strip
+    between sidewalk and buildings (terrain = grass or other-ground = gravel); cross streets (K,) at cross_x, road width
     cross_width (their road runs along y from the main road's parking strips outwards); sun_direction (3,) unit vector towards the sun;
     overcast: no direct sun (diffuse light only); exposure (3,) float32 per-channel camera gain.
     Ego trajectory: ego_start (x, y, yaw) and ego_speed (m/s along its heading).
@@ -68,6 +69,7 @@ class Scene:
     sidewalk_width: np.ndarray
     sidewalk_height: float
     terrain_width: np.ndarray
+    strip_class: np.ndarray
     cross_x: np.ndarray
     cross_width: np.ndarray
     sun_direction: np.ndarray
@@ -104,6 +106,8 @@ class Scene:
         ay = np.abs(y)
         side = (y > 0).astype(np.int64)
         out = np.full(np.shape(y), C.TERRAIN, np.int32)
+        strip = ay < self.road_half_width + self.sidewalk_width[side] + self.terrain_width[side]
+        out[strip] = self.strip_class[side[strip]]
         out[ay < self.road_half_width + self.sidewalk_width[side]] = C.SIDEWALK
         out[ay < self.road_half_width] = C.PARKING
         for xc, wc in zip(self.cross_x, self.cross_width):
@@ -212,20 +216,55 @@ def _add_person(b: _SceneBuilder, x, y, heading, speed):
           instance=inst, velocity=vel)
 
 
-def _add_cyclist(b: _SceneBuilder, x, y, heading, speed):
+def _add_two_wheeler(b: _SceneBuilder, x, y, heading, speed, motor: bool = False, rider: bool = True):
+    """A bicycle or motorcycle, ridden (bicyclist / motorcyclist) or parked. Only ridden bicycles get a box
+    (KITTI 'Cyclist'); motorcycles and parked two-wheelers are instances without a box."""
     rng = b.rng
     vel = (speed * np.cos(heading), speed * np.sin(heading), 0.0)
     c, s = np.cos(heading), np.sin(heading)
-    inst = b.new_instance((x, y, 0.92, 1.8, 0.62, 1.84, heading), C.BOX_CYCLIST, vel)
+    length, width = (2.0, 0.7) if motor else (1.8, 0.62)
+    box_class = C.BOX_CYCLIST if (rider and not motor) else C.NO_BOX
+    height = 1.84 if rider else (1.15 if motor else 1.0)
+    inst = b.new_instance((x, y, height / 2, length, width, height, heading), box_class, vel)
     kw = dict(yaw=heading, instance=inst, velocity=vel)
+    vehicle = C.MOTORCYCLE if motor else C.BICYCLE
     frame = _jitter(rng, CAR_COLORS[rng.integers(len(CAR_COLORS))], 0.05)
-    b.box((x, y, 0.45), (1.7, 0.08, 0.85), C.BICYCLE, M_METAL, frame, 0.5, **kw)
+    wheel_r = 0.32 if motor else 0.34
+    for ax in (0.62, -0.62) if not motor else (0.7, -0.7):
+        b.add(ELLIPSOID, (x + c * ax, y + s * ax, wheel_r), (2 * wheel_r, 0.1 if motor else 0.05, 2 * wheel_r),
+              vehicle, M_RUBBER, (0.04, 0.04, 0.04), 0.05, **kw)
+    if motor:
+        b.box((x, y, 0.65), (1.4, 0.36, 0.5), vehicle, M_PAINT, frame, 0.5, **kw)
+        b.box((x + 0.55 * c, y + 0.55 * s, 0.98), (0.1, 0.68, 0.06), vehicle, M_METAL, (0.3, 0.3, 0.3), 0.5, **kw)
+    else:
+        b.box((x, y, 0.6), (1.1, 0.06, 0.32), vehicle, M_METAL, frame, 0.5, **kw)
+    if not rider:
+        return
+    person = C.MOTORCYCLIST if motor else C.BICYCLIST
     torso = _jitter(rng, CLOTH_COLORS[rng.integers(len(CLOTH_COLORS))], 0.05)
     bx, by = x - 0.15 * c, y - 0.15 * s
-    b.box((bx, by, 0.95), (0.3, 0.34, 0.3), C.BICYCLIST, M_CLOTH, (0.15, 0.15, 0.18), 0.3, **kw)
-    b.box((bx + 0.05 * c, by + 0.05 * s, 1.35), (0.32, 0.44, 0.52), C.BICYCLIST, M_CLOTH, torso, 0.35, **kw)
-    b.add(ELLIPSOID, (bx + 0.1 * c, by + 0.1 * s, 1.7), (0.22, 0.2, 0.28), C.BICYCLIST, M_SKIN,
-          SKIN_COLORS[rng.integers(len(SKIN_COLORS))], 0.4, instance=inst, velocity=vel)
+    b.box((bx, by, 0.95), (0.3, 0.34, 0.3), person, M_CLOTH, (0.15, 0.15, 0.18), 0.3, **kw)
+    b.box((bx + 0.05 * c, by + 0.05 * s, 1.35), (0.32, 0.44, 0.52), person, M_CLOTH, torso, 0.35, **kw)
+    head = (0.08, 0.08, 0.09) if motor else SKIN_COLORS[rng.integers(len(SKIN_COLORS))]  # helmet or face
+    b.add(ELLIPSOID, (bx + 0.1 * c, by + 0.1 * s, 1.7), (0.24, 0.22, 0.28), person, M_PAINT if motor else M_SKIN,
+          head, 0.4, **kw)
+
+
+def _add_trailer(b: _SceneBuilder, x, y, heading):
+    """A parked caravan / trailer (other-vehicle, no box)."""
+    rng = b.rng
+    length, width, height = rng.uniform(4.0, 6.5), rng.uniform(2.0, 2.4), rng.uniform(2.2, 2.8)
+    inst = b.new_instance((x, y, height / 2, length, width, height, heading), C.NO_BOX)
+    c, s = np.cos(heading), np.sin(heading)
+    kw = dict(yaw=heading, instance=inst)
+    for side in (1.0, -1.0):
+        ly = side * (width / 2 - 0.15)
+        b.add(ELLIPSOID, (x - s * ly, y + c * ly, 0.35), (0.7, 0.24, 0.7), C.OTHER_VEHICLE, M_RUBBER,
+              (0.04, 0.04, 0.04), 0.05, **kw)
+    b.box((x, y, 0.45 + (height - 0.45) / 2), (length, width, height - 0.45), C.OTHER_VEHICLE, M_PAINT,
+          _jitter(rng, (0.9, 0.9, 0.86), 0.05), 0.55, **kw)
+    b.box((x + c * (length / 2 + 0.6), y + s * (length / 2 + 0.6), 0.45), (1.2, 0.1, 0.1), C.OTHER_VEHICLE,
+          M_METAL, (0.3, 0.3, 0.3), 0.5, **kw)
 
 
 def _add_tree(b: _SceneBuilder, x, y):
@@ -259,6 +298,7 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
     road_half = lane + parking
     sidewalk = np.array([_u(rng, cfg.sidewalk_width_m) for _ in range(2)])
     terrain = np.array([_u(rng, cfg.terrain_width_m) for _ in range(2)])
+    strip_class = np.where(rng.random(2) < cfg.gravel_strip_prob, C.OTHER_GROUND, C.TERRAIN).astype(np.int32)
     swh = cfg.sidewalk_height_m
     length = x1 - x0
 
@@ -364,8 +404,16 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         for sx in np.arange(x0 + 5, x1 - 5, slot):
             if rng.random() < cfg.parked_car_prob and free(sx, 3.5):
                 heading = (0.0 if side < 0 else np.pi) + rng.normal(0, 0.03)
-                _add_car(b, sx + rng.uniform(-0.5, 0.5), side * (lane + parking / 2 + rng.uniform(-0.15, 0.15)),
-                         heading, 0.0, truck=rng.random() < cfg.truck_prob)
+                py = side * (lane + parking / 2 + rng.uniform(-0.15, 0.15))
+                what = rng.random()
+                if what < cfg.parked_two_wheeler_prob:  # a row of two-wheelers across the slot
+                    for k in range(int(rng.integers(1, 4))):
+                        _add_two_wheeler(b, sx - 1.5 + 1.1 * k, py, side * np.pi / 2 + rng.normal(0, 0.15), 0.0,
+                                         motor=bool(rng.random() < 0.6), rider=False)
+                elif what < cfg.parked_two_wheeler_prob + cfg.other_vehicle_prob:
+                    _add_trailer(b, sx + rng.uniform(-0.5, 0.5), py, heading)
+                else:
+                    _add_car(b, sx + rng.uniform(-0.5, 0.5), py, heading, 0.0, truck=rng.random() < cfg.truck_prob)
 
     ego_x = _u(rng, cfg.ego_start_x_m)
     ego_speed = _u(rng, cfg.ego_speed_mps)
@@ -393,7 +441,8 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         side = 1.0 if left else -1.0
         heading = np.pi if left else 0.0
         if cyclist:
-            _add_cyclist(b, cx, side * (lane - 0.6), heading, lane_speed[left])
+            _add_two_wheeler(b, cx, side * (lane - 0.6), heading, lane_speed[left],
+                             motor=bool(rng.random() < cfg.motorcyclist_fraction))
         else:
             _add_car(b, cx, side * lane / 2 + rng.normal(0, 0.1), heading + rng.normal(0, 0.01), lane_speed[left])
     for _ in range(int(rng.integers(cfg.pedestrians[0], cfg.pedestrians[1] + 1))):
@@ -429,6 +478,6 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
         lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32), ego_start=ego,
+        terrain_width=terrain, strip_class=strip_class, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32), ego_start=ego,
         ego_speed=ego_speed,
     )

@@ -11,7 +11,8 @@ from . import classes as C
 from .noise import fbm2, hash01, value_noise2
 from .primitives import box_local
 from .raycast import GROUND, MISS
-from .scene import (M_ASPHALT, M_BARK, M_FACADE, M_FENCE, M_GLASS, M_GRASS, M_LEAVES, M_SIDEWALK, Scene)
+from .scene import (M_ASPHALT, M_BARK, M_FACADE, M_FENCE, M_GLASS, M_GRASS, M_GRAVEL, M_LEAVES, M_SIDEWALK,
+                    Scene)
 
 MARKING_HALF_WIDTH_M = 0.07
 DASH_PERIOD_M, DASH_LENGTH_M = 6.0, 3.0
@@ -51,12 +52,15 @@ def surface_properties(points: np.ndarray, normals: np.ndarray, hit: np.ndarray,
         gl = scene.ground_labels(x[g], y[g])
         labels[g] = gl
         gi = np.flatnonzero(g)
-        for cls, color, r in ((C.ROAD, (0.30, 0.30, 0.31), 0.22), (C.PARKING, (0.36, 0.35, 0.35), 0.25),
-                              (C.SIDEWALK, (0.60, 0.59, 0.56), 0.35), (C.TERRAIN, (0.30, 0.45, 0.18), 0.42)):
+        for cls, color, r, mat in ((C.ROAD, (0.30, 0.30, 0.31), 0.22, M_ASPHALT),
+                                   (C.PARKING, (0.36, 0.35, 0.35), 0.25, M_ASPHALT),
+                                   (C.SIDEWALK, (0.60, 0.59, 0.56), 0.35, M_SIDEWALK),
+                                   (C.TERRAIN, (0.30, 0.45, 0.18), 0.42, M_GRASS),
+                                   (C.OTHER_GROUND, (0.55, 0.50, 0.43), 0.3, M_GRAVEL)):
             sel = gi[gl == cls]
             albedo[sel] = color
             refl[sel] = r
-            material[sel] = M_GRASS if cls == C.TERRAIN else (M_SIDEWALK if cls == C.SIDEWALK else M_ASPHALT)
+            material[sel] = mat
         # Lane markings: dashed centre line, solid lines at the lane / parking boundary.
         ay = np.abs(y)
         dashed = (ay < MARKING_HALF_WIDTH_M) & (np.mod(x, DASH_PERIOD_M) < DASH_LENGTH_M)
@@ -83,6 +87,10 @@ def surface_properties(points: np.ndarray, normals: np.ndarray, hit: np.ndarray,
     m = material == M_GRASS
     if m.any() and detail:
         _shade(albedo, m, 0.65 + 0.6 * fbm2(x[m] * 2.0, y[m] * 2.0, 3, seed=31))
+    m = material == M_GRAVEL
+    if m.any() and detail:
+        _shade(albedo, m, 0.7 + 0.3 * fbm2(x[m] * 3.0, y[m] * 3.0, 2, seed=35) + 0.35 * (hash01(
+            np.floor(x[m] * 25), np.floor(y[m] * 25), seed=36) - 0.5))
     m = material == M_LEAVES
     if m.any():
         leaf = value_noise2(x[m] * 6.0 + z[m] * 2.3, y[m] * 6.0 - z[m] * 1.7, seed=41)
