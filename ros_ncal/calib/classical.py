@@ -49,6 +49,8 @@ class SearchLevel:
     max_iters: int = 60
     search_rotation: bool = True
     search_translation: bool = True
+    grid_range_deg: float = 0.0       # > 0: first an exhaustive rotation grid of +-range, spacing rot_step_deg
+    local_mean_sigma_px: float | None = None  # per-level override of the config's high-pass sigma
 
 
 def _default_levels() -> list[SearchLevel]:
@@ -71,13 +73,13 @@ class ClassicalCalibConfig:
                                            # (rejects the isolated range spikes of foliage); 0 = Levinson's plain jump
     smooth_tol_m: float = 0.15             # 'same surface': |range difference| <= max(tol_m, tol_rel * range)
     smooth_tol_rel: float = 0.02
-    intensity_weight: float = 0.0          # weight of |intensity jump| (intensity scaled to [0, 1]) added to X
+    intensity_weight: float = 1.0          # weight of |intensity jump| (intensity scaled to [0, 1]) added to X
     min_intensity_jump: float = 0.2
     neighbour_max_az_gap_deg: float = 1.0  # azimuth neighbours farther apart than this are not neighbours
     neighbour_max_el_gap_deg: float = 0.3
     scan_order_min_fraction: float = 0.8   # below: the cloud is not stored in scan order, rebuild rings
     elevation_bin_deg: float = 0.2         # ring bins used for clouds not stored in scan order
-    max_edge_points: int = 5000            # strongest discontinuities kept (speed)
+    max_edge_points: int = 2500            # strongest discontinuities kept (speed)
     fov_margin_px: float = 80.0            # keep points projecting this far outside the image (they may move in)
     min_edge_points: int = 100             # fewer in view -> failure
     # image edges
@@ -90,6 +92,7 @@ class ClassicalCalibConfig:
     idt_alpha: float = 1.0 / 3.0           # weight of the raw edge in the inverse distance transform
     center_edge_map: bool = True           # subtract the map's mean: a point landing anywhere scores 0 on average,
                                            # so pulling more points into the image is not rewarded by itself
+    local_mean_sigma_px: float = 20.0      # > 0: subtract a Gaussian local mean of this sigma instead
     idt_radii: int = 12                    # geometric set of Chebyshev radii approximating the transform
     # search
     levels: list[SearchLevel] = field(default_factory=_default_levels)
@@ -100,10 +103,14 @@ class ClassicalCalibConfig:
     trust_trans_m: float = 0.3
     max_correction_deg: float = 30.0       # larger corrections are rejected (diverged)
     max_correction_m: float = 2.0
-    # confidence
-    probe_rot_deg: float = 0.5
+    # confidence (see EdgeAlignmentCalibrator._estimate)
+    probe_rot_deg: float = 0.5             # Levinson grid step, and the inner radius of the probe ball
     probe_trans_m: float = 0.05
-    min_confidence: float = 0.9            # success needs at least this fraction of lower neighbours
+    probe_ball_deg: float = 3.0            # random rotation probes up to this angle
+    probe_count: int = 256
+    prominence_low: float = 1.5            # peak z-score mapped linearly: <= low -> 0, >= high -> 1
+    prominence_high: float = 3.0
+    min_confidence: float = 0.35           # success needs at least this confidence
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> 'ClassicalCalibConfig':
@@ -261,21 +268,25 @@ def inverse_distance_transform(E: np.ndarray, decay: float, alpha: float, n_radi
 
 
 def bilinear_lookup(D: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """D: (H, W); u, v: same-shape float pixel coordinates (NaN allowed) -> values, 0 outside the image."""
+    """D: (H, W); u, v: same-shape float pixel coordinates (NaN allowed) -> float32 values, 0 outside the image."""
     H, W = D.shape
     with np.errstate(invalid='ignore'):
         ok = (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
-    uu = np.where(ok, u, 0.0)
-    vv = np.where(ok, v, 0.0)
-    u0 = np.minimum(np.floor(uu).astype(np.int64), W - 2 if W > 1 else 0)
-    v0 = np.minimum(np.floor(vv).astype(np.int64), H - 2 if H > 1 else 0)
+    uu = np.where(ok, u, 0.0).astype(np.float32)
+    vv = np.where(ok, v, 0.0).astype(np.float32)
+    u0 = np.minimum(uu.astype(np.int32), max(W - 2, 0))
+    v0 = np.minimum(vv.astype(np.int32), max(H - 2, 0))
     du = uu - u0
     dv = vv - v0
-    u1 = np.minimum(u0 + 1, W - 1)
-    v1 = np.minimum(v0 + 1, H - 1)
-    val = ((1 - du) * (1 - dv) * D[v0, u0] + du * (1 - dv) * D[v0, u1]
-           + (1 - du) * dv * D[v1, u0] + du * dv * D[v1, u1])
-    return np.where(ok, val, 0.0)
+    flat = np.ascontiguousarray(D, dtype=np.float32).ravel()
+    i00 = v0 * W + u0
+    dx = 1 if W > 1 else 0
+    dy = W if H > 1 else 0
+    top = flat[i00] + du * (flat[i00 + dx] - flat[i00])
+    bot = flat[i00 + dy] + du * (flat[i00 + dy + dx] - flat[i00 + dy])
+    val = top + dv * (bot - top)
+    val[~ok] = 0.0
+    return val
 
 
 # ----------------------------------------------------------------------------- objective and search
@@ -293,6 +304,7 @@ class _Objective:
         self.K = K
         self.w = weights.astype(np.float64)
         self.wsum = float(self.w.sum())
+        self.w32 = self.w.astype(np.float32)
         self.chunk = chunk
 
     def __call__(self, P_cam: np.ndarray, deltas: np.ndarray) -> np.ndarray:
@@ -309,7 +321,7 @@ class _Objective:
             zs = np.where(front, z, 1.0)
             u = np.where(front, K[0, 0] * Q[..., 0] / zs + K[0, 1] * Q[..., 1] / zs + K[0, 2], np.nan)
             v = np.where(front, K[1, 1] * Q[..., 1] / zs + K[1, 2], np.nan)
-            out[s:s + step] = bilinear_lookup(self.D, u, v) @ self.w / self.wsum
+            out[s:s + step] = bilinear_lookup(self.D, u, v) @ self.w32 / self.wsum
         return out
 
 
@@ -327,6 +339,14 @@ def _grid_directions() -> np.ndarray:
 
 
 _GRID = _grid_directions()  # (728, 6)
+
+
+def _rotation_grid(range_deg: float, step_deg: float) -> np.ndarray:
+    """(B, 6) pure-rotation corrections on a cubic grid of rotation vectors within +-range_deg."""
+    n = int(np.floor(range_deg / step_deg))
+    a = np.radians(np.arange(-n, n + 1) * step_deg)
+    g = np.stack(np.meshgrid(a, a, a, indexing='ij'), axis=-1).reshape(-1, 3)
+    return np.concatenate([g, np.zeros_like(g)], axis=1)
 
 
 class EdgeAlignmentCalibrator:
@@ -359,9 +379,13 @@ class EdgeAlignmentCalibrator:
         ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         return (ang <= self.cfg.trust_rot_deg) & (np.linalg.norm(t_new - T0[:3, 3], axis=1) <= self.cfg.trust_trans_m)
 
-    def _edge_map(self, E: np.ndarray, decay: float) -> np.ndarray:
+    def _edge_map(self, E: np.ndarray, decay: float, local_mean_sigma_px: float | None = None) -> np.ndarray:
         D = inverse_distance_transform(E, decay, self.cfg.idt_alpha, self.cfg.idt_radii)
-        if self.cfg.center_edge_map:
+        sigma = self.cfg.local_mean_sigma_px if local_mean_sigma_px is None else local_mean_sigma_px
+        if sigma > 0:
+            # high-pass: subtract the local mean, so drifting into textured regions earns nothing by itself
+            D = D - ndimage.gaussian_filter(D, sigma * self.cfg.image_scale, mode='nearest')
+        elif self.cfg.center_edge_map:
             D = D - np.float32(D.mean())
         return D
 
@@ -408,11 +432,21 @@ class EdgeAlignmentCalibrator:
         J_init = None
         history = []
         for lv in cfg.levels:
-            obj = _Objective(self._edge_map(E, lv.decay), K, weights)
+            sigma = cfg.local_mean_sigma_px if lv.local_mean_sigma_px is None else lv.local_mean_sigma_px
+            obj = _Objective(self._edge_map(E, lv.decay, sigma), K, weights)
             P_cur = P_l @ T[:3, :3].T + T[:3, 3]
             J = float(obj(P_cur, np.zeros((1, 6)))[0])
             if J_init is None:
                 J_init = J
+            if lv.grid_range_deg > 0 and lv.search_rotation:
+                cands = _rotation_grid(lv.grid_range_deg, lv.rot_step_deg)
+                cands = cands[self._inside_trust(cands, T, T0)]
+                scores = obj(P_cur, cands)
+                b = int(np.argmax(scores))
+                if scores[b] > J + cfg.min_improvement:
+                    T = _apply(cands[b], T)
+                    P_cur = P_l @ T[:3, :3].T + T[:3, 3]
+                    J = float(scores[b])
             mask = np.array([lv.search_rotation] * 3 + [lv.search_translation] * 3, dtype=float)
             steps = np.array([np.radians(lv.rot_step_deg)] * 3 + [lv.trans_step_m] * 3)
             min_steps = np.array([np.radians(lv.min_rot_step_deg)] * 3 + [lv.min_trans_step_m] * 3)
@@ -433,14 +467,26 @@ class EdgeAlignmentCalibrator:
                 else:
                     steps = steps * 0.5
             history.append({'decay': lv.decay, 'iters': it, 'objective': J})
-        # confidence: Levinson's fraction of lower grid neighbours, on the finest map
+        # confidence. Levinson's criterion (the fraction of the 3^6 - 1 grid neighbours at the probe step
+        # scoring lower) is ~1 at any local maximum the search ends in, so it cannot flag a wrong one;
+        # it is kept in extras. The confidence compares the estimate with random rotations within
+        # probe_ball_deg: the fraction scoring lower times the peak's prominence (z-score) mapped to [0, 1].
         probe = np.array([np.radians(cfg.probe_rot_deg)] * 3 + [cfg.probe_trans_m] * 3)
-        scores = obj(P_cur, _GRID * probe)
-        confidence = float(np.mean(scores < J))
+        levinson = float(np.mean(obj(P_cur, _GRID * probe) < J))
+        prng = np.random.default_rng(cfg.seed + 1)
+        axes = prng.normal(size=(cfg.probe_count, 3))
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+        ball = axes * np.radians(prng.uniform(cfg.probe_rot_deg, cfg.probe_ball_deg, size=(cfg.probe_count, 1)))
+        sb = obj(P_cur, np.concatenate([ball, np.zeros_like(ball)], axis=1))
+        frac_lower = float(np.mean(sb < J))
+        prominence = float((J - np.median(sb)) / (np.std(sb) + 1e-12))
+        ramp = np.clip((prominence - cfg.prominence_low) / (cfg.prominence_high - cfg.prominence_low), 0.0, 1.0)
+        confidence = float(frac_lower * ramp)
         rre, rte = pose_error(T, T0)
         extras = {'objective_init': J_init, 'objective': J, 'n_edge_points': n_edge, 'edge_contrast': contrast,
                   'ordering': order_mode, 'correction_deg': rre, 'correction_m': rte, 'levels': history,
-                  'runtime_s': time.perf_counter() - t_start}
+                  'levinson_fraction': levinson, 'ball_fraction_lower': frac_lower,
+                  'prominence': prominence, 'runtime_s': time.perf_counter() - t_start}
         if rre > cfg.max_correction_deg or rte > cfg.max_correction_m:
             return CalibResult.failure(T0, f'diverged: correction {rre:.1f} deg / {rte:.2f} m exceeds the limit',
                                        **extras)
