@@ -72,6 +72,7 @@ def run(args) -> int:
     finally:
         if writer is not None:
             writer.close()
-    where = ', '.join(x for x in (args.out and f'previews in {args.out}', args.shards and f'shards in {args.shards}') if x)
+    where = ', '.join(x for x in (args.out and f'previews in {args.out}',
+                                  args.shards and f'shards in {args.shards}') if x)
     print(f'{args.frames} frame(s) in {time.perf_counter() - t0:.1f} s; {where}')
     return 0

@@ -43,7 +43,7 @@ class SceneConfig:
     moving_cars: tuple[int, int] = (4, 12)  # in both lanes
     pedestrians: tuple[int, int] = (6, 18)  # on the sidewalks
     cyclists: tuple[int, int] = (1, 5)  # on the lanes, near the right edge
-    near_ego_fraction: float = 0.6  # share of moving cars, pedestrians, cyclists placed 20 m behind to 70 m ahead of the ego start
+    near_ego_fraction: float = 0.6  # share of moving things placed 20 m behind to 70 m ahead of the ego start
     sun_elevation_deg: tuple[float, float] = (25.0, 65.0)
     sun_azimuth_deg: tuple[float, float] = (0.0, 360.0)
     overcast_prob: float = 0.2  # chance of an overcast scene: no direct sun, no shadows, brighter diffuse sky light

@@ -35,17 +35,18 @@ class Scene:
     kind: (P,) int8 BOX / ELLIPSOID / CYLINDER.
     center: (P, 3) float64 world position at time 0; velocity: (P, 3) m/s (moving things).
     size: (P, 3) float64 full extents: box l, w, h; ellipsoid 2*radii; cylinder 2r, 2r, h.
-    yaw: (P,) float64 rotation about z (boxes only).
+    yaw: (P,) float64 rotation about z (boxes and ellipsoids).
     label: (P,) int32 semantic class (classes.CLASS_NAMES); instance: (P,) int32, 0 = stuff.
     material: (P,) int32 texture program; albedo: (P, 3) float32 base colour in [0, 1];
     reflectivity: (P,) float32 LiDAR reflectivity in [0, 1]; tex_seed: (P,) int64.
     inst_box: (I+1, 7) float64 x y z l w h yaw at time 0 (world); inst_box_class: (I+1,) int32 (-1 = no box);
     inst_velocity: (I+1, 3) float64.
     Street layout: lane_width, parking_width, sidewalk_width (2,) and terrain_width (2,) for the sides
-    (index 0: right side y < 0, index 1: left side y > 0), strip_class (2,) the class of the strip
-    between sidewalk and buildings (terrain = grass or other-ground = gravel); cross streets (K,) at cross_x, road width
-    cross_width (their road runs along y from the main road's parking strips outwards); sun_direction (3,) unit vector towards the sun;
-    overcast: no direct sun (diffuse light only); exposure (3,) float32 per-channel camera gain.
+    (index 0: right side y < 0, index 1: left side y > 0); strip_class (2,): the class of the strip
+    between sidewalk and buildings (terrain = grass, or other-ground = gravel); cross streets (K,) at
+    cross_x with road width cross_width (their road runs along y, outwards from the parking strips).
+    Light: sun_direction (3,) unit vector towards the sun; overcast: no direct sun (diffuse light only);
+    exposure (3,) float32 per-channel camera gain.
     Ego trajectory: ego_start (x, y, yaw) and ego_speed (m/s along its heading).
     """
 
@@ -478,6 +479,7 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
         lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, strip_class=strip_class, cross_x=cross_x, cross_width=cross_w, sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32), ego_start=ego,
-        ego_speed=ego_speed,
+        terrain_width=terrain, strip_class=strip_class, cross_x=cross_x, cross_width=cross_w,
+        sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32),
+        ego_start=ego, ego_speed=ego_speed,
     )
