@@ -96,7 +96,6 @@ def test_none_backend_overlays_but_never_publishes_tf(kitti_frames):
         assert rot < 1e-6 and trans < 1e-6
         # only the test's own nominal ever appeared on /tf_static
         assert len(logs['tf_static']) == 1
-        diag = [d for d in status.diag_values('calibrator') if d.get('frames_processed') == '3']
         assert g.wait_for(lambda: any(d.get('frames_processed') == '3' for d in status.diag_values('calibrator')), 5)
         diag = [d for d in status.diag_values('calibrator') if d.get('frames_processed') == '3'][-1]
         assert float(diag['confidence']) == 0.0 and diag['tf_published'] == '0'

@@ -9,6 +9,7 @@ import pytest
 from node_harness import (CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener,
                           synthetic_frame)
 from PIL import Image as PILImage
+from rclpy.parameter import Parameter
 
 from ros_ncal.data.shards import ShardDataset
 from ros_ncal.geometry import T_to_xyz_quat, invert, make_T, rotvec_to_matrix
@@ -249,3 +250,50 @@ def test_collector_rejects_bad_parameters():
             g.make(CollectorNode, {'min_motion_m': 1.0})
         with pytest.raises(ValueError, match='extrinsic'):
             g.make(CollectorNode, {'extrinsic.source': 'param'})
+
+
+def test_collector_on_the_nuscenes_sample_with_its_sensor_config(tmp_path, shared_data):
+    """Real nuScenes CAM_FRONT JPEG (CompressedImage) + LIDAR_TOP cloud, names from config/sensors_nuscenes.yaml."""
+    from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2
+
+    from ros_ncal.data.readers.nuscenes import load_info, read_nuscenes_points
+    from ros_ncal.ros.conversions import intrinsics_to_camera_info_msg, make_header, points_to_cloud_msg
+    from ros_ncal.ros.qos import reliable_qos
+    from ros_ncal.runner.suite import config_dir
+    root = shared_data / 'nuscenes'
+    rec = load_info(next(root.glob('*.pkl')))['data_list'][0]
+    cam = rec['images']['CAM_FRONT']
+    jpeg = (root / 'samples' / 'CAM_FRONT' / cam['img_path'].split('/')[-1]).read_bytes()
+    pts = read_nuscenes_points(next((root / 'samples' / 'LIDAR_TOP').glob('*.pcd.bin')), 5, 1 / 255)
+    K = np.asarray(cam['cam2img'], dtype=np.float64)[:3, :3]
+    T = np.asarray(cam['lidar2cam'], dtype=np.float64)
+    rgb = np.asarray(PILImage.open(io.BytesIO(jpeg)).convert('RGB'))
+    H, W = rgb.shape[:2]
+    t_lidar, t_cam = 1532402927647951000, 1532402927612460000
+    out = tmp_path / 'ds'
+    cli = ['--ros-args', '--params-file', str(config_dir() / 'collector.yaml'),
+           '--params-file', str(config_dir() / 'sensors_nuscenes.yaml')]
+    with RosGraph() as g:
+        node = g.add(CollectorNode(context=g.context, cli_args=cli,
+                                   parameter_overrides=[Parameter('output_dir', value=str(out))]))
+        assert node.cfg.input.image_transport == 'compressed' and node.cfg.input.lidar_frame == 'LIDAR_TOP'
+        q = reliable_qos(10)
+        p_img = g.helper.create_publisher(CompressedImage, '/CAM_FRONT/image_rect_compressed', q)
+        p_info = g.helper.create_publisher(CameraInfo, '/CAM_FRONT/camera_info', q)
+        p_pts = g.helper.create_publisher(PointCloud2, '/LIDAR_TOP', q)
+        pub = SensorPublisher(g.helper)
+        assert pub.wait_matched(pubs=[p_img, p_info, p_pts])
+        pub.send_tf_static(T, lidar_frame='LIDAR_TOP', camera_frame='CAM_FRONT')
+        assert g.wait_for(lambda: node.input.frames.lookup('CAM_FRONT', 'LIDAR_TOP') is not None, 10)
+        for stamp in (t_cam, t_cam + 83_000_000):      # 12 Hz camera around the 20 Hz LiDAR sweep
+            p_info.publish(intrinsics_to_camera_info_msg(CameraIntrinsics(K=K, width=W, height=H), 'CAM_FRONT', stamp))
+            p_img.publish(CompressedImage(header=make_header('CAM_FRONT', stamp), format='jpeg', data=jpeg))
+            if stamp == t_cam:
+                p_pts.publish(points_to_cloud_msg(pts, 'LIDAR_TOP', t_lidar))
+            time.sleep(0.05)
+        assert g.wait_for(lambda: node.written == 1, 60), node.status()
+    s = ShardDataset(out)[0]
+    assert s.frame_ids == ('LIDAR_TOP', 'CAM_FRONT') and s.stamp_ns == t_lidar and s.image_stamp_ns == t_cam
+    np.testing.assert_array_equal(s.image, rgb)
+    np.testing.assert_allclose(s.T_cam_lidar, T, atol=1e-6)
+    assert s.num_points == len(pts)

@@ -651,7 +651,7 @@ class SensorInput:
         self._lock = threading.Lock()  # pairer + camera info
         self.intrinsics: CameraIntrinsics | None = None
         self._infos: deque = deque(maxlen=20)   # (stamp_ns, CameraIntrinsics) of recent CameraInfos
-        self.counts = Counter()  # received per stream, pairs
+        self.counts = Counter()  # received per stream, pairs (guarded by _lock)
         qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
         if cfg.image_transport == 'compressed':
             self._sub_img = node.create_subscription(CompressedImage, cfg.compressed_image_topic,
@@ -691,8 +691,12 @@ class SensorInput:
         """Stop taking transforms (the calibrator freezes its nominal before publishing its own)."""
         self._tf_freeze = True
 
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
     def _on_info(self, msg) -> None:
-        self.counts['camera_info'] += 1
+        self._count('camera_info')
         self._guard(self._take_info, msg)
 
     def _take_info(self, msg) -> None:
@@ -719,11 +723,11 @@ class SensorInput:
             return self.intrinsics
 
     def _on_image(self, msg) -> None:
-        self.counts['image'] += 1
+        self._count('image')
         self._guard(self._take_image, msg, False)
 
     def _on_compressed(self, msg) -> None:
-        self.counts['image'] += 1
+        self._count('image')
         self._guard(self._take_image, msg, True)
 
     def _check_frame(self, frame_id: str, expected: str, what: str) -> str:
@@ -759,11 +763,12 @@ class SensorInput:
         ns = self._check_stamp(msg.header.stamp)
         item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame)
         with self._lock:
+            self.counts['image_accepted'] += 1
             pairs = self.pairer.push_camera(ns, item)
         self._emit(pairs)
 
     def _on_cloud(self, msg) -> None:
-        self.counts['points'] += 1
+        self._count('points')
         self._guard(self._take_cloud, msg)
 
     def _take_cloud(self, msg) -> None:
@@ -787,6 +792,7 @@ class SensorInput:
         ns = self._check_stamp(msg.header.stamp)
         item = CloudFrame(points=np.ascontiguousarray(pts), stamp_ns=ns, frame_id=frame, n_nonfinite=n_bad)
         with self._lock:
+            self.counts['points_accepted'] += 1
             pairs = self.pairer.push_lidar(ns, item)
         self._emit(pairs)
 
@@ -801,7 +807,7 @@ class SensorInput:
     def _emit(self, pairs) -> None:
         self._sync_pairer_drops()
         for p in pairs:
-            self.counts['pairs'] += 1
+            self._count('pairs')
             try:
                 intr = self.intrinsics_for(p.camera_stamp_ns)
                 if intr is None:
@@ -822,10 +828,13 @@ class SensorInput:
     def _sync_pairer_drops(self) -> None:
         with self._lock:
             counts = self.pairer.drop_counts
-            pending = self.pairer.pending
         self.drops.set_external('pair_overflow', counts.get('overflow', 0))
         self.drops.set_external('pair_unmatched', counts.get('too_far', 0))
-        self.pending = pending
+
+    def received(self) -> dict[str, int]:
+        """Messages received per stream and pairs formed."""
+        with self._lock:
+            return dict(self.counts)
 
     def queue_sizes(self) -> dict[str, int]:
         with self._lock:

@@ -446,7 +446,7 @@ class CalibratorNode(Node):
                             'state': self.drift['state']},
                   'skipped': dict(self.skipped)}
         st['dropped'] = self.drops.snapshot()
-        st['received'] = dict(self.input.counts)
+        st['received'] = self.input.received()
         st['queues'] = {**self.input.queue_sizes(), 'calib_pending': self.calib_worker.pending,
                         'calib_busy': int(self.calib_worker.busy), 'overlay_pending': self.overlay_worker.pending}
         return st

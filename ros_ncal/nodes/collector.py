@@ -254,7 +254,7 @@ class CollectorNode(Node):
                   'disk_mb': round(self._disk_bytes / 1e6, 3), 'last_write_ms': round(self.last_write_ms, 2),
                   'skipped': dict(self.skipped)}
         st['dropped'] = self.drops.snapshot()
-        st['received'] = dict(self.input.counts)
+        st['received'] = self.input.received()
         st['queues'] = {**self.input.queue_sizes(), 'writer_pending': self.worker.pending,
                         'writer_busy': int(self.worker.busy)}
         st['output_dir'] = self.cfg.output_dir
