@@ -18,6 +18,7 @@ from .primitives import BOX, CYLINDER, ELLIPSOID
 M_ASPHALT, M_SIDEWALK, M_GRASS, M_FACADE, M_LEAVES, M_BARK, M_METAL, M_SIGN = 0, 1, 2, 3, 4, 5, 6, 7
 M_PAINT, M_GLASS, M_RUBBER, M_CLOTH, M_SKIN, M_FENCE, M_GRAVEL = 8, 9, 10, 11, 12, 13, 14
 CROSS_STREET_LENGTH_M = 80.0  # how far the sidewalks of a cross street are built out from the main street
+PARKING_SLOT_M = 6.5  # length of one parking slot along the street
 
 FACADE_COLORS = np.array([[0.62, 0.32, 0.24], [0.78, 0.70, 0.56], [0.60, 0.60, 0.58], [0.85, 0.82, 0.74],
                           [0.55, 0.42, 0.33], [0.72, 0.58, 0.42], [0.45, 0.47, 0.52]], np.float32)
@@ -289,22 +290,38 @@ def _near_ego_x(rng: np.random.Generator, cfg: SceneConfig, ego_x: float) -> flo
     return float(rng.uniform(x0 + 10, x1 - 10))
 
 
-def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
-    """A new street scene drawn from ``cfg`` with ``seed`` (pure function: same inputs, same scene)."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5CE1E]))
-    b = _SceneBuilder(rng)
+@dataclass
+class _Layout:
+    """Street cross-section and cross streets of one scene (see Scene for the fields' meaning)."""
+    x0: float
+    x1: float
+    lane: float
+    parking: float
+    sidewalk: np.ndarray
+    terrain: np.ndarray
+    strip_class: np.ndarray
+    cross_x: np.ndarray
+    cross_w: np.ndarray
+    spans: list[tuple[float, float]]  # x spans of the street sides taken by cross streets and their sidewalks
+    cross_sidewalk: list[float]
+
+    @property
+    def road_half(self) -> float:
+        return self.lane + self.parking
+
+    def free(self, x: float, margin: float = 1.0) -> bool:
+        """True when x is at least ``margin`` away from every cross street span."""
+        return all(not (xa - margin < x < xb + margin) for xa, xb in self.spans)
+
+
+def _draw_layout(rng: np.random.Generator, cfg: SceneConfig) -> _Layout:
     x0, x1 = cfg.x_range_m
     lane = _u(rng, cfg.lane_width_m)
     parking = _u(rng, cfg.parking_width_m)
-    road_half = lane + parking
     sidewalk = np.array([_u(rng, cfg.sidewalk_width_m) for _ in range(2)])
     terrain = np.array([_u(rng, cfg.terrain_width_m) for _ in range(2)])
     strip_class = np.where(rng.random(2) < cfg.gravel_strip_prob, C.OTHER_GROUND, C.TERRAIN).astype(np.int32)
-    swh = cfg.sidewalk_height_m
-    length = x1 - x0
-
-    # Cross streets: spans [xa, xb] of the main street's sides taken by a crossing road and its sidewalks.
-    cross_x, cross_w, spans = [], [], []
+    cross_x, cross_w = [], []
     x = x0 + rng.uniform(20.0, 80.0)
     while cfg.cross_streets_per_100m > 0 and x < x1 - 30.0:
         x += rng.exponential(100.0 / cfg.cross_streets_per_100m)
@@ -314,120 +331,125 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         cross_x.append(x)
         cross_w.append(wc)
         x += wc + 30.0
-    cross_x, cross_w = np.array(cross_x), np.array(cross_w)
     cross_sw = [_u(rng, cfg.sidewalk_width_m) for _ in cross_x]
     spans = [(xc - wc / 2 - sw_c, xc + wc / 2 + sw_c) for xc, wc, sw_c in zip(cross_x, cross_w, cross_sw)]
+    return _Layout(x0, x1, lane, parking, sidewalk, terrain, strip_class, np.array(cross_x), np.array(cross_w),
+                   spans, cross_sw)
 
-    def free(x, margin=1.0):
-        return all(not (xa - margin < x < xb + margin) for xa, xb in spans)
 
-    for side_index, side in enumerate((-1.0, 1.0)):
-        sw, tw = sidewalk[side_index], terrain[side_index]
-        curb = road_half
-        facade = road_half + sw + tw
-        # Raised sidewalks along the street, interrupted by the cross streets, which get their own.
-        sidewalk_color = _jitter(rng, (0.62, 0.61, 0.58), 0.04)
-        edges = [x0] + [e for span in spans for e in span] + [x1]
-        for xa, xb in zip(edges[0::2], edges[1::2]):
-            if xb > xa:
-                b.box(((xa + xb) / 2, side * (curb + sw / 2), swh / 2), (xb - xa, sw, swh), C.SIDEWALK, M_SIDEWALK,
-                      sidewalk_color, 0.35)
-        for xc, wc, sw_c in zip(cross_x, cross_w, cross_sw):
-            for sx in (-1.0, 1.0):
-                b.box((xc + sx * (wc / 2 + sw_c / 2), side * (curb + CROSS_STREET_LENGTH_M / 2), swh / 2),
-                      (sw_c, CROSS_STREET_LENGTH_M, swh), C.SIDEWALK, M_SIDEWALK, sidewalk_color, 0.35)
-        # Buildings with occasional open lots (fenced or not), none across a cross street.
-        x = x0
-        while x < x1:
-            blocked = [(xa, xb) for xa, xb in spans if xa < x + 4.0 and x < xb]
-            if blocked:
-                x = blocked[0][1] + 0.5
+def _build_side(b: _SceneBuilder, cfg: SceneConfig, L: _Layout, side_index: int) -> None:
+    """Sidewalks, buildings, open lots, trees, hedges, poles and parked vehicles of one street side."""
+    rng = b.rng
+    side = (-1.0, 1.0)[side_index]
+    sw, tw = L.sidewalk[side_index], L.terrain[side_index]
+    swh = cfg.sidewalk_height_m
+    curb = L.road_half
+    facade = curb + sw + tw
+    length = L.x1 - L.x0
+    # Raised sidewalks along the street, interrupted by the cross streets, which get their own.
+    sidewalk_color = _jitter(rng, (0.62, 0.61, 0.58), 0.04)
+    edges = [L.x0] + [e for span in L.spans for e in span] + [L.x1]
+    for xa, xb in zip(edges[0::2], edges[1::2]):
+        if xb > xa:
+            b.box(((xa + xb) / 2, side * (curb + sw / 2), swh / 2), (xb - xa, sw, swh), C.SIDEWALK, M_SIDEWALK,
+                  sidewalk_color, 0.35)
+    for xc, wc, sw_c in zip(L.cross_x, L.cross_w, L.cross_sidewalk):
+        for sx in (-1.0, 1.0):
+            b.box((xc + sx * (wc / 2 + sw_c / 2), side * (curb + CROSS_STREET_LENGTH_M / 2), swh / 2),
+                  (sw_c, CROSS_STREET_LENGTH_M, swh), C.SIDEWALK, M_SIDEWALK, sidewalk_color, 0.35)
+    # Buildings with occasional open lots (fenced or not), none across a cross street.
+    x = L.x0
+    while x < L.x1:
+        blocked = [(xa, xb) for xa, xb in L.spans if xa < x + 4.0 and x < xb]
+        if blocked:
+            x = blocked[0][1] + 0.5
+            continue
+        bl = _u(rng, cfg.building_length_m)
+        ahead = [xa for xa, _ in L.spans if xa > x]
+        if ahead and x + bl > ahead[0] - 0.5:
+            bl = ahead[0] - 0.5 - x
+        depth = _u(rng, cfg.building_depth_m)
+        height = _u(rng, cfg.building_height_m)
+        setback = rng.uniform(0.0, 1.5)
+        yc = side * (facade + setback + depth / 2)
+        b.box((x + bl / 2, yc, height / 2), (bl, depth, height), C.BUILDING, M_FACADE,
+              _jitter(rng, FACADE_COLORS[rng.integers(len(FACADE_COLORS))], 0.04), float(rng.uniform(0.2, 0.4)))
+        x += bl
+        if rng.random() < cfg.building_gap_prob:
+            gap = _u(rng, cfg.building_gap_m)
+            ahead = [xa for xa, _ in L.spans if xa >= x]
+            if ahead:
+                gap = min(gap, ahead[0] - x)
+            if gap < 1.0:
                 continue
-            bl = _u(rng, cfg.building_length_m)
-            ahead = [xa for xa, _ in spans if xa > x]
-            if ahead and x + bl > ahead[0] - 0.5:
-                bl = ahead[0] - 0.5 - x
-            depth = _u(rng, cfg.building_depth_m)
-            height = _u(rng, cfg.building_height_m)
-            setback = rng.uniform(0.0, 1.5)
-            yc = side * (facade + setback + depth / 2)
-            b.box((x + bl / 2, yc, height / 2), (bl, depth, height), C.BUILDING, M_FACADE,
-                  _jitter(rng, FACADE_COLORS[rng.integers(len(FACADE_COLORS))], 0.04), float(rng.uniform(0.2, 0.4)))
-            x += bl
-            if rng.random() < cfg.building_gap_prob:
-                gap = _u(rng, cfg.building_gap_m)
-                ahead = [xa for xa, _ in spans if xa >= x]
-                if ahead:
-                    gap = min(gap, ahead[0] - x)
-                if gap < 1.0:
-                    continue
-                if rng.random() < cfg.fence_prob:
-                    fh = rng.uniform(1.0, 2.0)
-                    b.box((x + gap / 2, side * (facade + 0.1), fh / 2), (gap, 0.08, fh), C.FENCE, M_FENCE,
-                          _jitter(rng, (0.45, 0.42, 0.38), 0.08), 0.35)
-                if rng.random() < 0.6:
-                    _add_tree(b, x + gap / 2, side * (facade + rng.uniform(2.0, 5.0)))
-                x += gap
-        # Trees: on the grass strip when there is one, otherwise in sidewalk pits near the curb.
-        for _ in range(rng.poisson(cfg.trees_per_100m * length / 100)):
-            tx = rng.uniform(x0, x1)
-            if not free(tx, 3.0):
+            if rng.random() < cfg.fence_prob:
+                fh = rng.uniform(1.0, 2.0)
+                b.box((x + gap / 2, side * (facade + 0.1), fh / 2), (gap, 0.08, fh), C.FENCE, M_FENCE,
+                      _jitter(rng, (0.45, 0.42, 0.38), 0.08), 0.35)
+            if rng.random() < 0.6:
+                _add_tree(b, x + gap / 2, side * (facade + rng.uniform(2.0, 5.0)))
+            x += gap
+    # Trees: on the grass strip when there is one, otherwise in sidewalk pits near the curb.
+    for _ in range(rng.poisson(cfg.trees_per_100m * length / 100)):
+        tx = rng.uniform(L.x0, L.x1)
+        if not L.free(tx, 3.0):
+            continue
+        ty = curb + sw + tw / 2 if tw > 2.0 else curb + 0.9
+        _add_tree(b, tx, side * ty)
+    if tw >= 1.2:
+        for _ in range(rng.poisson(cfg.hedges_per_100m * length / 100)):
+            hl = rng.uniform(3.0, 12.0)
+            hh = rng.uniform(0.7, 1.6)
+            hw = min(rng.uniform(0.6, 1.2), tw - 0.2)
+            hx = rng.uniform(L.x0, L.x1)
+            if not L.free(hx, hl / 2):
                 continue
-            ty = curb + sw + tw / 2 if tw > 2.0 else curb + 0.9
-            _add_tree(b, tx, side * ty)
-        if tw >= 1.2:
-            for _ in range(rng.poisson(cfg.hedges_per_100m * length / 100)):
-                hl = rng.uniform(3.0, 12.0)
-                hh = rng.uniform(0.7, 1.6)
-                hw = min(rng.uniform(0.6, 1.2), tw - 0.2)
-                hx = rng.uniform(x0, x1)
-                if not free(hx, hl / 2):
-                    continue
-                b.box((hx, side * (curb + sw + tw / 2), hh / 2), (hl, hw, hh), C.VEGETATION,
-                      M_LEAVES, _jitter(rng, (0.18, 0.36, 0.14), 0.05), 0.45)
-        # Poles near the curb, some with a traffic sign facing the traffic.
-        for _ in range(rng.poisson(cfg.poles_per_100m * length / 100)):
-            px = rng.uniform(x0, x1)
-            if not free(px):
-                continue
-            py = side * (curb + 0.45)
-            ph = rng.uniform(3.5, 8.0)
-            pr = rng.uniform(0.05, 0.11)
-            b.add(CYLINDER, (px, py, ph / 2), (2 * pr, 2 * pr, ph), C.POLE, M_METAL,
-                  _jitter(rng, (0.5, 0.5, 0.52), 0.08), 0.5)
-            if rng.random() < cfg.sign_prob:
-                sz = rng.uniform(0.5, 0.8)
-                sc = [(0.8, 0.1, 0.1), (0.1, 0.25, 0.7), (0.95, 0.8, 0.1), (0.95, 0.95, 0.95)][rng.integers(4)]
-                b.box((px + side * (pr + 0.03), py, min(ph - 0.3, rng.uniform(2.2, 3.0))),
-                      (0.04, sz, sz), C.TRAFFIC_SIGN, M_SIGN, sc, 0.95)
-        # Parked cars (and the odd truck) in the parking strip, nose in either direction.
-        slot = 6.5
-        for sx in np.arange(x0 + 5, x1 - 5, slot):
-            if rng.random() < cfg.parked_car_prob and free(sx, 3.5):
-                heading = (0.0 if side < 0 else np.pi) + rng.normal(0, 0.03)
-                py = side * (lane + parking / 2 + rng.uniform(-0.15, 0.15))
-                what = rng.random()
-                if what < cfg.parked_two_wheeler_prob:  # a row of two-wheelers across the slot
-                    for k in range(int(rng.integers(1, 4))):
-                        _add_two_wheeler(b, sx - 1.5 + 1.1 * k, py, side * np.pi / 2 + rng.normal(0, 0.15), 0.0,
-                                         motor=bool(rng.random() < 0.6), rider=False)
-                elif what < cfg.parked_two_wheeler_prob + cfg.other_vehicle_prob:
-                    _add_trailer(b, sx + rng.uniform(-0.5, 0.5), py, heading)
-                else:
-                    _add_car(b, sx + rng.uniform(-0.5, 0.5), py, heading, 0.0, truck=rng.random() < cfg.truck_prob)
+            b.box((hx, side * (curb + sw + tw / 2), hh / 2), (hl, hw, hh), C.VEGETATION,
+                  M_LEAVES, _jitter(rng, (0.18, 0.36, 0.14), 0.05), 0.45)
+    # Poles near the curb, some with a traffic sign facing the traffic.
+    for _ in range(rng.poisson(cfg.poles_per_100m * length / 100)):
+        px = rng.uniform(L.x0, L.x1)
+        if not L.free(px):
+            continue
+        py = side * (curb + 0.45)
+        ph = rng.uniform(3.5, 8.0)
+        pr = rng.uniform(0.05, 0.11)
+        b.add(CYLINDER, (px, py, ph / 2), (2 * pr, 2 * pr, ph), C.POLE, M_METAL,
+              _jitter(rng, (0.5, 0.5, 0.52), 0.08), 0.5)
+        if rng.random() < cfg.sign_prob:
+            sz = rng.uniform(0.5, 0.8)
+            sc = [(0.8, 0.1, 0.1), (0.1, 0.25, 0.7), (0.95, 0.8, 0.1), (0.95, 0.95, 0.95)][rng.integers(4)]
+            b.box((px + side * (pr + 0.03), py, min(ph - 0.3, rng.uniform(2.2, 3.0))),
+                  (0.04, sz, sz), C.TRAFFIC_SIGN, M_SIGN, sc, 0.95)
+    # Parking slots: cars (some trucks), rows of two-wheelers or caravans, nose with the traffic.
+    for sx in np.arange(L.x0 + 5, L.x1 - 5, PARKING_SLOT_M):
+        if not (rng.random() < cfg.parked_car_prob and L.free(sx, 3.5)):
+            continue
+        heading = (0.0 if side < 0 else np.pi) + rng.normal(0, 0.03)
+        py = side * (L.lane + L.parking / 2 + rng.uniform(-0.15, 0.15))
+        what = rng.random()
+        if what < cfg.parked_two_wheeler_prob:  # a row of two-wheelers across the slot
+            for k in range(int(rng.integers(1, 4))):
+                _add_two_wheeler(b, sx - 1.5 + 1.1 * k, py, side * np.pi / 2 + rng.normal(0, 0.15), 0.0,
+                                 motor=bool(rng.random() < 0.6), rider=False)
+        elif what < cfg.parked_two_wheeler_prob + cfg.other_vehicle_prob:
+            _add_trailer(b, sx + rng.uniform(-0.5, 0.5), py, heading)
+        else:
+            _add_car(b, sx + rng.uniform(-0.5, 0.5), py, heading, 0.0, truck=rng.random() < cfg.truck_prob)
 
-    ego_x = _u(rng, cfg.ego_start_x_m)
-    ego_speed = _u(rng, cfg.ego_speed_mps)
-    ego = np.array([ego_x, -lane / 2 + rng.uniform(-1, 1) * cfg.ego_lateral_jitter_m,
-                    np.deg2rad(rng.uniform(-1, 1) * cfg.ego_yaw_jitter_deg)])
-    # Lane traffic: every vehicle in a lane drives at that lane's speed (the right lane at the ego's), so
-    # nothing ever drives through anything else, the ego included. Cyclists ride near the lane edge.
+
+def _add_traffic(b: _SceneBuilder, cfg: SceneConfig, L: _Layout, ego_x: float, ego_speed: float) -> None:
+    """Moving cars and riders in both lanes, pedestrians on the sidewalks.
+
+    Every vehicle of a lane drives at that lane's speed (the ego lane at the ego's), so nothing ever
+    drives through anything else, the ego included. Riders keep near the lane edge.
+    """
+    rng = b.rng
     lane_speed = {False: ego_speed, True: _u(rng, cfg.oncoming_speed_mps)}
     n_cars = int(rng.integers(cfg.moving_cars[0], cfg.moving_cars[1] + 1))
     n_cyclists = int(rng.integers(cfg.cyclists[0], cfg.cyclists[1] + 1))
     placed: list[tuple[float, bool]] = []
     for k in range(n_cars + n_cyclists):
-        cyclist = k >= n_cars
         for _try in range(20):
             left = bool(rng.random() < 0.5)
             cx = _near_ego_x(rng, cfg, ego_x)
@@ -441,18 +463,32 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         placed.append((cx, left))
         side = 1.0 if left else -1.0
         heading = np.pi if left else 0.0
-        if cyclist:
-            _add_two_wheeler(b, cx, side * (lane - 0.6), heading, lane_speed[left],
+        if k >= n_cars:
+            _add_two_wheeler(b, cx, side * (L.lane - 0.6), heading, lane_speed[left],
                              motor=bool(rng.random() < cfg.motorcyclist_fraction))
         else:
-            _add_car(b, cx, side * lane / 2 + rng.normal(0, 0.1), heading + rng.normal(0, 0.01), lane_speed[left])
+            _add_car(b, cx, side * L.lane / 2 + rng.normal(0, 0.1), heading + rng.normal(0, 0.01), lane_speed[left])
     for _ in range(int(rng.integers(cfg.pedestrians[0], cfg.pedestrians[1] + 1))):
         side_index = int(rng.integers(2))
         side = (-1.0, 1.0)[side_index]
-        py = side * (road_half + rng.uniform(0.6, sidewalk[side_index] - 0.4))
+        py = side * (L.road_half + rng.uniform(0.6, L.sidewalk[side_index] - 0.4))
         walking = rng.random() < 0.7
         heading = (0.0 if rng.random() < 0.5 else np.pi) if walking else rng.uniform(-np.pi, np.pi)
         _add_person(b, _near_ego_x(rng, cfg, ego_x), py, heading, rng.uniform(0.8, 1.6) if walking else 0.0)
+
+
+def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
+    """A new street scene drawn from ``cfg`` with ``seed`` (pure function: same inputs, same scene)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5CE1E]))
+    b = _SceneBuilder(rng)
+    L = _draw_layout(rng, cfg)
+    for side_index in (0, 1):
+        _build_side(b, cfg, L, side_index)
+    ego_x = _u(rng, cfg.ego_start_x_m)
+    ego_speed = _u(rng, cfg.ego_speed_mps)
+    ego = np.array([ego_x, -L.lane / 2 + rng.uniform(-1, 1) * cfg.ego_lateral_jitter_m,
+                    np.deg2rad(rng.uniform(-1, 1) * cfg.ego_yaw_jitter_deg)])
+    _add_traffic(b, cfg, L, ego_x, ego_speed)
 
     elev = np.deg2rad(_u(rng, cfg.sun_elevation_deg))
     azim = np.deg2rad(_u(rng, cfg.sun_azimuth_deg))
@@ -478,8 +514,8 @@ def generate_scene(cfg: SceneConfig, seed: int) -> Scene:
         inst_box=np.array([i[0] for i in inst], np.float64).reshape(-1, 7),
         inst_box_class=np.array([i[1] for i in inst], np.int32),
         inst_velocity=np.array([i[2] for i in inst], np.float64).reshape(-1, 3),
-        lane_width=lane, parking_width=parking, sidewalk_width=sidewalk, sidewalk_height=swh,
-        terrain_width=terrain, strip_class=strip_class, cross_x=cross_x, cross_width=cross_w,
+        lane_width=L.lane, parking_width=L.parking, sidewalk_width=L.sidewalk, sidewalk_height=cfg.sidewalk_height_m,
+        terrain_width=L.terrain, strip_class=L.strip_class, cross_x=L.cross_x, cross_width=L.cross_w,
         sun_direction=sun, overcast=overcast, exposure=exposure.astype(np.float32),
         ego_start=ego, ego_speed=ego_speed,
     )
