@@ -297,3 +297,40 @@ def test_collector_on_the_nuscenes_sample_with_its_sensor_config(tmp_path, share
     np.testing.assert_array_equal(s.image, rgb)
     np.testing.assert_allclose(s.T_cam_lidar, T, atol=1e-6)
     assert s.num_points == len(pts)
+
+
+def test_collector_min_motion_from_tf_and_disk_budget(tmp_path):
+    from tf2_msgs.msg import TFMessage
+
+    from ros_ncal.ros.conversions import matrix_to_transform_stamped
+    from ros_ncal.ros.qos import reliable_qos
+    frames = _frames(4, seed=6)
+    ext = {'extrinsic.T_cam_lidar': list(T_CAM_LIDAR_AXES.ravel())}
+    with RosGraph() as g:
+        node = g.make(CollectorNode, {**ext, 'output_dir': str(tmp_path / 'motion'), 'min_motion_m': 1.0,
+                                      'input.tf_topic': True})
+        pub = SensorPublisher(g.helper)
+        tf_pub = g.helper.create_publisher(TFMessage, '/tf', reliable_qos(10))
+        assert pub.wait_matched(pubs=[pub.image, pub.info, pub.points, tf_pub])
+        pub.send_frame(STAMP0, *frames[0])
+        assert g.wait_for(lambda: node.skipped.get('no_odometry') == 1, 10), node.status()
+        for i, x in enumerate([0.0, 0.5, 1.2], start=1):
+            stamp = STAMP0 + i * 100_000_000
+            tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
+                make_T(np.eye(3), np.array([x, 0.0, 0.0])), 'odom', LIDAR_FRAME, stamp)]))
+            assert g.wait_for(lambda: node.input.frames.lookup('odom', LIDAR_FRAME) is not None and
+                              abs(node.input.frames.lookup('odom', LIDAR_FRAME)[0, 3] - x) < 1e-9, 10)
+            pub.send_frame(stamp, *frames[i])
+            assert g.wait_for(lambda: node.input.received().get('pairs', 0) == i + 1, 10)
+        assert g.wait_for(lambda: node.written == 2, 60), node.status()
+        assert node.skipped['min_motion'] == 1
+    assert [s.stamp_ns for s in ShardDataset(tmp_path / 'motion')] == [STAMP0 + 100_000_000, STAMP0 + 300_000_000]
+    with RosGraph() as g:
+        node = g.make(CollectorNode, {**ext, 'output_dir': str(tmp_path / 'budget'), 'disk_budget_mb': 0.001})
+        pub = SensorPublisher(g.helper)
+        assert pub.wait_matched()
+        pub.send_frame(STAMP0, *frames[0])
+        assert g.wait_for(lambda: node.state == 'full', 60), node.status()
+        pub.send_frame(STAMP0 + 100_000_000, *frames[1])
+        assert g.wait_for(lambda: node.skipped.get('not_recording_full') == 1, 10)
+        assert node.written == 1 and 'disk_budget_mb' in node.status()['detail']
