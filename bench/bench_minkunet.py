@@ -85,7 +85,8 @@ def main() -> int:
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"| MinkUNet{depth} | {width} | {vs} m | {r['points']} | {r['voxels']} | {r['params_M']:.1f} M | "
-              f"{r['fwd_s']:.2f} s | {r['fwd_bwd_s']:.2f} s | {r['fwd_bwd_cpu_s']:.2f} s | {r['peak_rss_MB']:.0f} MB |", flush=True)
+              f"{r['fwd_s']:.2f} s | {r['fwd_bwd_s']:.2f} s | {r['fwd_bwd_cpu_s']:.2f} s | "
+              f"{r['peak_rss_MB']:.0f} MB |", flush=True)
     return 0
 
 

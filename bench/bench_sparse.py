@@ -156,7 +156,8 @@ def main() -> int:
         w.grad = None
     c_sparse = CPU_TIMES[-1]
     t_dense = timed(dense_fwd_bwd, max(1, args.reps // 2))
-    print(f'crop {crop_box} ({int(np.prod(crop_box))} cells, {int(inside.sum())} active): sparse {t_crop_sparse * 1e3:.1f} ms '
+    print(f'crop {crop_box} ({int(np.prod(crop_box))} cells, {int(inside.sum())} active): '
+          f'sparse {t_crop_sparse * 1e3:.1f} ms '
           f'[{c_sparse * 1e3:.1f} CPU], dense conv3d {t_dense * 1e3:.1f} ms [{CPU_TIMES[-1] * 1e3:.1f} CPU]; '
           f'ratio dense/sparse = {t_dense / t_crop_sparse:.1f} wall, {CPU_TIMES[-1] / c_sparse:.1f} CPU')
     return 0

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ros_ncal.models.sparse import (SparseBatchNorm, SparseDownConv3d, SparseTensor, SparseUpConv3d, SubMConv3d,
-                                    build_submanifold_map, devoxelize, get_engine, pack_keys, unpack_keys,
-                                    voxelize)
+                                    devoxelize, get_engine, pack_keys, unpack_keys, voxelize)
 from ros_ncal.models.sparse.engines import EngineUnavailableError
 
 GRID = 8

@@ -1,8 +1,8 @@
 """Default engine: pure PyTorch gather - matmul - index_add_ per kernel offset (CPU and CUDA).
 
 A custom autograd Function computes the backward pass over the same kernel map (the input gradient is a
-transposed pass, the weight gradient one matmul per offset). On CPU the result is deterministic; on CUDA ``index_add_`` accumulates with atomics (run-to-run
-differences at float rounding level).
+transposed pass, the weight gradient one matmul per offset). On CPU the result is deterministic; on CUDA
+``index_add_`` accumulates with atomics (run-to-run differences at float rounding level).
 """
 from __future__ import annotations
 
