@@ -151,6 +151,27 @@ def test_minkunet_on_real_kitti_crop(kitti_dir):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
 
 
+def test_convert_sync_batchnorm_keeps_names_and_outputs():
+    from ros_ncal.models import convert_sync_batchnorm
+    from ros_ncal.models.sparse import SparseBatchNorm, SparseSyncBatchNorm
+    torch.manual_seed(3)
+    net = MinkUNet(out_dim=4, depth=14, width=0.125, voxel_size=0.4).eval()
+    pts = [random_cloud(300, 12)]
+    with torch.no_grad():
+        before = net(pts)[0]
+    keys = list(net.state_dict())
+    net = convert_sync_batchnorm(net)
+    assert not any(type(m) is SparseBatchNorm for m in net.modules())
+    assert any(isinstance(m, SparseSyncBatchNorm) for m in net.modules())
+    assert list(net.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(net(pts)[0], before)
+    net.train()
+    assert net(pts)[0].shape == (300, 4)  # not distributed: plain batch statistics
+    img = convert_sync_batchnorm(ResNetFPN(depth=18, base_channels=8, out_dim=4))
+    assert isinstance(img.backbone.bn1, torch.nn.SyncBatchNorm)
+
+
 def test_minkunet_runs_under_cpu_autocast():
     net = MinkUNet(out_dim=8, depth=14, width=0.125, voxel_size=0.4)
     with torch.autocast('cpu', dtype=torch.bfloat16):

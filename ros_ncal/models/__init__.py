@@ -4,4 +4,4 @@ from .checkpoint import (CHECKPOINT_SCHEMA_VERSION, CheckpointError, LoadReport,
 from .minkunet import MinkUNet, MinkUNetOutput  # noqa: F401
 from .registry import build_model, load_model_config, register, registered_models  # noqa: F401
 from .resnet import ResNet, ResNetFPN  # noqa: F401
-from .sparse import SparseTensor, devoxelize, get_engine, voxelize  # noqa: F401
+from .sparse import SparseTensor, convert_sync_batchnorm, devoxelize, get_engine, voxelize  # noqa: F401

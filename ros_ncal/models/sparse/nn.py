@@ -94,6 +94,45 @@ class SparseBatchNorm(nn.BatchNorm1d):
         return x.replace_feats(y)
 
 
+class SparseSyncBatchNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm over voxel features for DDP on GPUs (statistics over all ranks' voxels). Same parameter
+    names as SparseBatchNorm; outside distributed training it behaves like SparseBatchNorm."""
+
+    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        f = x.feats
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if self.training and f.shape[0] < 2 and not distributed:
+            y = F.batch_norm(f, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        else:
+            y = super().forward(f)
+        return x.replace_feats(y)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace SparseBatchNorm by SparseSyncBatchNorm and dense BatchNorm by nn.SyncBatchNorm, in place where
+    possible; state_dict names and values are kept. (torch's nn.SyncBatchNorm.convert_sync_batchnorm would turn
+    SparseBatchNorm into a plain SyncBatchNorm that cannot take a SparseTensor.)"""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    if isinstance(module, _BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        cls = SparseSyncBatchNorm if isinstance(module, SparseBatchNorm) else nn.SyncBatchNorm
+        new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                  process_group)
+        if module.affine:
+            with torch.no_grad():
+                new.weight = module.weight
+                new.bias = module.bias
+        new.running_mean = module.running_mean
+        new.running_var = module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        new_child = convert_sync_batchnorm(child, process_group)
+        if new_child is not child:
+            module.add_module(name, new_child)
+    return module
+
+
 class SparseReLU(nn.Module):
     def __init__(self, inplace: bool = True):
         super().__init__()
