@@ -153,10 +153,6 @@ def declare_config(node, cls, prefix: str = ''):
     return cfg
 
 
-def config_to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 # ----------------------------------------------------------------------------- drops and warnings
 
 
@@ -195,21 +191,6 @@ class DropCounter:
     def total(self) -> int:
         with self._lock:
             return int(sum(self._counts.values()))
-
-
-class Throttle:
-    """True at most once per ``period_s`` per key (throttled log messages)."""
-
-    def __init__(self, period_s: float = 5.0):
-        self.period_s = period_s
-        self._last: dict[str, float] = {}
-
-    def __call__(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e18) >= self.period_s:
-            self._last[key] = now
-            return True
-        return False
 
 
 # ----------------------------------------------------------------------------- worker

@@ -372,8 +372,7 @@ class CalibratorNode(Node):
         d = self.cfg.drift
         with self._lock:
             if fused is None or conf < d.min_confidence:
-                self.drift.update(state='OK' if self.drift['state'] == 'OK' else self.drift['state'])
-                return
+                return                      # not judged: keep the last verdict
             rot, trans = pose_error(fused.T, nominal)
             exceed = rot > d.tolerance_deg or trans > d.tolerance_m
             exceed2 = rot > 2 * d.tolerance_deg or trans > 2 * d.tolerance_m
