@@ -100,6 +100,9 @@ def test_minkunet_input_feature_modes_and_errors():
         MinkUNet(width=0.125)([torch.zeros(10, 3)])
     with pytest.raises(ValueError, match='empty'):
         MinkUNet(width=0.125)([torch.zeros(0, 4)])
+    # float64 clouds (straight from numpy) run through a float32 network
+    out64 = MinkUNet(width=0.125, out_dim=3)([random_cloud(50, 6).double()])[0]
+    assert out64.dtype == torch.float32 and out64.shape == (50, 3)
 
 
 def procedural_scene(seed, n=1500):
@@ -189,6 +192,8 @@ def test_resnet_fpn_output_shapes(depth, stride, hw):
     assert out.shape == (2, 12, math.ceil(hw[0] / stride), math.ceil(hw[1] / stride))
     out.mean().backward()
     assert net.backbone.conv1.weight.grad is not None
+    with pytest.raises(ValueError, match='float'):
+        net(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
 
 
 def test_resnet_parameter_names_and_counts_match_torchvision_layout():

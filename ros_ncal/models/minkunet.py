@@ -146,12 +146,13 @@ class MinkUNet(nn.Module):
     def point_features(self, points: torch.Tensor) -> torch.Tensor:
         """points: (N, C>=3) [x, y, z, intensity, ...] -> (N, in_channels) input features."""
         cols = INPUT_FEATURES[self.input_features]
+        dtype = self.head.weight.dtype  # float64 clouds (from numpy) feed a float32 network
         if not cols:
-            return points.new_ones(points.shape[0], 1)
+            return points.new_ones(points.shape[0], 1, dtype=dtype)
         if points.shape[1] <= max(cols):
             raise ValueError(f'input_features={self.input_features!r} needs point columns {cols}, '
                              f'but points have {points.shape[1]} columns')
-        return points[:, list(cols)]
+        return points[:, list(cols)].to(dtype)
 
     def voxelize(self, points: torch.Tensor, batch_idx: torch.Tensor,
                  batch_size: Optional[int] = None) -> Tuple[SparseTensor, torch.Tensor]:

@@ -143,6 +143,8 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.conv1.in_channels:
             raise ValueError(f'images must be (B, {self.conv1.in_channels}, H, W), got {tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise ValueError(f'images must be float and normalised (mean/std), got {x.dtype}')
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c2 = self.layer1(x)
         c3 = self.layer2(c2)
