@@ -142,6 +142,20 @@ def test_key_packing_roundtrip_and_order():
     assert torch.equal(coords[order_keys], coords[lex]), 'key order must equal lexicographic (b, x, y, z) order'
 
 
+def test_repeated_runs_are_bitwise_identical_on_cpu():
+    coords, feats = random_sparse_grid(seed=8)
+    feats = feats.float()
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(SubMConv3d(3, 8), SparseDownConv3d(8, 8), SubMConv3d(8, 8), SparseUpConv3d(8, 4))
+    results = []
+    for _ in range(2):
+        f = feats.clone().requires_grad_(True)
+        out = layers(SparseTensor(coords, f)).feats
+        out.square().sum().backward()
+        results.append((out.detach(), f.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 def test_unsorted_input_coordinates_give_same_result():
     coords, feats = random_sparse_grid(seed=5)
     perm = torch.randperm(coords.shape[0], generator=torch.Generator().manual_seed(1))
