@@ -270,3 +270,26 @@ def test_reset_service_clears_the_fused_estimate():
         fut = client.call_async(Trigger.Request())
         assert g.wait_for(fut.done, 10) and fut.result().message == 'cleared 2 fused frames'
         assert node.filter.count == 0 and node.fused is None and node.status()['confidence'] == 0.0
+
+
+def test_nclr_backend_from_a_checkpoint_runs_in_the_node(kitti_frames, tmp_path):
+    """The 'nclr' backend built from a checkpoint file (untrained tiny network: the estimate fails, which the
+    node must report without publishing anything on /tf_static)."""
+    import torch
+
+    from ros_ncal.nclr.config import NCLRConfig
+    from ros_ncal.nclr.network import NCLRNet
+    from ros_ncal.runner.suite import config_dir
+    from ros_ncal.train.pretrain import save_nclr
+    cfg = NCLRConfig.from_yaml(config_dir() / 'nclr' / 'tiny_test.yaml')
+    torch.manual_seed(0)
+    ckpt = save_nclr(NCLRNet(cfg.network), cfg, tmp_path / 'nclr_tiny.pt')
+    T_true = kitti_frames[0][3]
+    with RosGraph() as g:
+        node = g.make(CalibratorNode, {'backend': 'nclr', 'checkpoint': str(ckpt), 'fallback_backend': '',
+                                       'device': 'cpu', 'diagnostics_period_s': 0.1})
+        assert node.backend_spec == 'nclr' and type(node.backend).__name__ == 'NCLRCalibrator'
+        logs, status = _run_kitti(g, node, kitti_frames[:1], _wrong(T_true), 1)
+        st = status.latest
+        assert st['frame_message'].startswith('nclr:') and st['tf_published'] == 0 and len(logs['tf_static']) == 1
+        assert st['processing_time_ms'] > 0 and 'backend_error' not in st['dropped']
