@@ -69,8 +69,11 @@ def _run_kitti(g, node, frames, nominal, n_frames):
         pts, img, K, _ = frames[i % len(frames)]
         pub.send_frame(STAMP0 + i * PERIOD, pts, img, K)
         assert g.wait_for(lambda: node.n_calibrated >= i + 1 and node.n_overlays >= i + 1, 30), node.status()
+    assert g.wait_for(lambda: node.calib_worker.idle() and node.overlay_worker.idle(), 60)
     assert g.wait_for(lambda: len(logs['extrinsic']) >= n_frames and len(logs['overlay']) >= n_frames, 10)
-    assert g.wait_for(lambda: status.latest is not None and status.latest['calibrated'] == n_frames, 10)
+    assert g.wait_for(lambda: len(logs['tf_static']) == 1 + node.n_tf_published, 10)
+    assert g.wait_for(lambda: status.latest is not None and status.latest['calibrated'] == n_frames and
+                      status.latest['tf_published'] == node.n_tf_published, 10)
     return logs, status
 
 
