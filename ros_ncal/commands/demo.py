@@ -1,8 +1,20 @@
-"""`ncal demo`: the end-to-end ROS demo, as a list of steps others can extend.
+"""`ncal demo`: replay shipped bags through the calibration suite and show what a user looks at.
 
-Stage 1 (this file): KITTI frames -> rosbag2 mcap -> the 'demo' suite (extrinsic_publisher) on a
-live graph via the plain-venv runner -> replay with the bag player -> a listener saves overlay
-PNGs and compares the published extrinsic with the recorded one (summary printed + JSON).
+Scenarios (config/demo.yaml, docs/demo.md):
+
+* ``kitti``: real KITTI frames (the largest group sharing one calibration) written into an mcap bag,
+  replayed twice: with the recorded (correct) extrinsic on ``/tf_static``, and with a nominal
+  perturbed by 2 deg / 10 cm, so the calibrator has something to correct.
+* ``synthetic``: a synthetic drive (consecutive 10 Hz frames) whose ``/tf_static`` is wrong by
+  5 deg / 30 cm; the truth lies beside the bag in ``*.truth.json`` (cached under ``--out``).
+* ``publisher``: the stage-1 demo (the recorded extrinsic republished by extrinsic_publisher).
+
+Each run starts the ``demo_full`` suite in-process (calibrator with the chosen backend + collector
+recording the same stream), replays the bag frame by frame (lockstep: the next frame once the
+calibrator answered the previous one; ``--pace realtime`` plays at the bag rate instead), listens
+to ``/tf_static``, ``/calibrator/extrinsic``, ``/calibrator/overlay``, ``/diagnostics`` and the
+nodes' status, then prints a table (nominal vs published vs ground truth) and saves overlays
+BEFORE / AFTER, a comparison PNG, a convergence plot, diagnostics JSON and summary.json.
 Network safety (ros_ncal.rosenv) is applied before rclpy is imported.
 """
 from __future__ import annotations
@@ -12,188 +24,386 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 NAME = 'demo'
-HELP = 'end-to-end demo: KITTI -> rosbag2 -> node suite on a live ROS graph -> overlays + summary'
+HELP = 'end-to-end demo: bags (KITTI, synthetic drive with a wrong extrinsic) -> calibrator suite -> summary + overlays'
 
-DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', Path(__file__).resolve().parents[2].parent / 'shared' / 'data'))
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
+NCLR_ASSET = REPO / 'ros_ncal' / 'assets' / 'nclr_calib.pt'
+SCENARIOS = ('kitti', 'synthetic')
+BACKENDS = ('auto', 'nclr', 'nclr+classical', 'classical', 'none')
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI), help='KITTI object split folder (velodyne/, image_2/, calib/)')
-    parser.add_argument('--out', default='out/demo', help='output directory (bag, overlays, summary.json)')
-    parser.add_argument('--repeat', type=int, default=2, help='times the KITTI frames are written into the bag')
-    parser.add_argument('--hz', type=float, default=5.0, help='frame rate of the bag')
-    parser.add_argument('--rate', type=float, default=1.0, help='playback rate (0 = as fast as possible)')
-    parser.add_argument('--extrinsic-source', choices=('tf_static', 'kitti_calib'), default='tf_static',
-                        help='extrinsic_publisher source: the recorded /tf_static, or the last frame\'s calib file')
-    parser.add_argument('--keep-overlays', type=int, default=8, help='overlay PNGs to save')
-    parser.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for outputs after playback')
+# ----------------------------------------------------------------------------------------- config
+@dataclass
+class KittiRunConfig:
+    name: str = 'kitti_recorded'
+    error_deg: float = 0.0
+    error_m: float = 0.0
+    error_seed: int = 0
 
 
 @dataclass
-class DemoState:
-    args: object
-    out: Path
-    t0: float = field(default_factory=time.monotonic)
-    bag_dir: Path | None = None
-    bag_counts: dict = field(default_factory=dict)
-    recorded: list = field(default_factory=list)  # StampedTransform from the bag's /tf_static
-    runner: object = None
-    listener: object = None
-    player_stats: object = None
-    summary: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
+class KittiScenarioConfig:
+    frames: list = field(default_factory=list)
+    passes: int = 3
+    hz: float = 10.0
+    runs: list = field(default_factory=lambda: [KittiRunConfig()])
 
 
-def step_write_bag(st: DemoState) -> None:
-    from ros_ncal.bag import read_messages
-    from ros_ncal.bag.kitti import write_kitti_bag
-    from ros_ncal.msgcodec import transform_stamped_to_matrix
-    bag_out = st.out / 'kitti_demo'
-    if bag_out.exists():
-        shutil.rmtree(bag_out)
-    st.bag_dir, st.bag_counts = write_kitti_bag(st.args.kitti_dir, st.out / 'kitti_demo.mcap',
-                                                repeat=st.args.repeat, hz=st.args.hz)
-    for m in read_messages(st.bag_dir, topics=['/tf_static']):
-        st.recorded.extend(transform_stamped_to_matrix(t) for t in m.msg.transforms)
-    print(f'[demo] wrote {st.bag_dir}: {st.bag_counts}', flush=True)
+@dataclass
+class SyntheticScenarioConfig:
+    name: str = 'synthetic_5deg_30cm'
+    config: str = ''
+    drive_seed: int = 3
+    n_frames: int = 20
+    passes: int = 1
+    error_deg: float = 5.0
+    error_m: float = 0.3
+    error_seed: int = 0
 
 
-def step_start_suite(st: DemoState) -> None:
-    from ros_ncal.data.kitti_files import kitti_frame_ids
-    from ros_ncal.ros.listener import OutputListener
-    from ros_ncal.ros.suite_runner import SuiteRunner
-    from ros_ncal.runner.suite import resolve_invocations, suite_specs
-    invs = resolve_invocations(suite_specs('demo'))
-    for inv in invs:
-        if inv.spec.name == 'extrinsic_publisher':
-            inv.params['extrinsic_source'] = st.args.extrinsic_source
-            inv.params['sensor_qos_reliable'] = True  # a replay must not lose frames ...
-            inv.params['sensor_qos_depth'] = 20        # ... not even at --rate 0 (KEEP_LAST queues)
-            if st.args.extrinsic_source == 'kitti_calib':
-                last = kitti_frame_ids(st.args.kitti_dir)[-1]
-                inv.params['kitti_calib_file'] = str(Path(st.args.kitti_dir) / 'calib' / f'{last}.txt')
-    st.runner = SuiteRunner(invs).start()
-    st.listener = OutputListener('/extrinsic_publisher/extrinsic', '/extrinsic_publisher/overlay',
-                                 keep_overlays=st.args.keep_overlays, context=st.runner.context)
-    st.runner.add_node(st.listener)
-    st.runner.spin_in_thread()
-    print(f'[demo] started {st.runner.report.started} + listener', flush=True)
+@dataclass
+class DemoConfig:
+    """The ``demo`` section of config/demo.yaml."""
+    scenarios: list = field(default_factory=lambda: list(SCENARIOS))
+    backend: str = 'auto'
+    pace: str = 'lockstep'
+    rate: float = 1.0
+    frame_timeout_s: float = 90.0
+    collector_enabled: bool = True
+    collector_max_samples: int = 6
+    kitti: KittiScenarioConfig = field(default_factory=KittiScenarioConfig)
+    synthetic: SyntheticScenarioConfig = field(default_factory=SyntheticScenarioConfig)
+    calibrator_params: dict = field(default_factory=dict)
+    collector_params: dict = field(default_factory=dict)
+
+    def validate(self) -> 'DemoConfig':
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad:
+            raise ValueError(f'demo config: unknown scenario(s) {bad}; known: {list(SCENARIOS)}')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'demo config: backend must be one of {list(BACKENDS)}, got {self.backend!r}')
+        if self.pace not in ('lockstep', 'realtime'):
+            raise ValueError(f"demo config: pace must be 'lockstep' or 'realtime', got {self.pace!r}")
+        if self.kitti.passes < 1 or self.synthetic.passes < 1:
+            raise ValueError('demo config: passes must be >= 1')
+        if self.synthetic.n_frames < 1:
+            raise ValueError(f'demo config: synthetic.n_frames must be >= 1, got {self.synthetic.n_frames}')
+        return self
 
 
-def step_play(st: DemoState) -> None:
-    import rclpy
-
-    from ros_ncal.ros.player import BagPlayer, PlayerConfig
-    node = rclpy.create_node('ncal_player', context=st.runner.context)
-    st.runner.add_node(node)
-    player = BagPlayer(node, st.bag_dir, PlayerConfig(rate=st.args.rate, wait_for_subscribers_s=10.0))
-    st.player_stats = player.play()
-    print(f'[demo] played {st.player_stats.published} in {st.player_stats.wall_s:.2f} s', flush=True)
+def _build(cls, data: dict, where: str):
+    data = dict(data or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f'{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}')
+    return cls(**data)
 
 
-def step_collect(st: DemoState) -> None:
-    expected = st.bag_counts.get('/kitti/velo/points', 0)
-    deadline = time.monotonic() + st.args.timeout
-    while time.monotonic() < deadline and st.listener.n_overlays < expected:
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the last diagnostics / latched messages land
+def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
+    """config/demo.yaml -> (DemoConfig, path of the YAML, which also holds the classical section)."""
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'demo config not found: {path}')
+    raw = (yaml.safe_load(path.read_text()) or {}).get('demo', {}) or {}
+    raw = dict(raw)
+    kitti = dict(raw.pop('kitti', {}) or {})
+    kitti['runs'] = [_build(KittiRunConfig, r, f'{path}: demo.kitti.runs') for r in kitti.get('runs', [{}])]
+    raw['kitti'] = _build(KittiScenarioConfig, kitti, f'{path}: demo.kitti')
+    raw['synthetic'] = _build(SyntheticScenarioConfig, raw.pop('synthetic', {}), f'{path}: demo.synthetic')
+    return _build(DemoConfig, raw, f'{path}: demo').validate(), path
 
 
-def step_report(st: DemoState) -> None:
+# ---------------------------------------------------------------------------------------- options
+def add_arguments(parser) -> None:
+    parser.add_argument('--scenario', choices=('all', *SCENARIOS, 'publisher'), default='all',
+                        help="which bags to replay (all = the config's scenarios; publisher = the stage-1 "
+                             'extrinsic_publisher demo)')
+    parser.add_argument('--backend', choices=BACKENDS, default=None,
+                        help='calibrator backend (default from the config: auto = nclr+classical when '
+                             f'{NCLR_ASSET.relative_to(REPO)} exists, else classical)')
+    parser.add_argument('--config', default=str(REPO / 'config' / 'demo.yaml'), help='demo config YAML')
+    parser.add_argument('--out', default='out/demo', help='output directory (bags are cached in OUT/bags)')
+    parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI), help='KITTI object split (velodyne/, image_2/, calib/)')
+    parser.add_argument('--kitti-frames', nargs='+', default=None, help='KITTI frame ids (one calibration)')
+    parser.add_argument('--kitti-passes', type=int, default=None, help='replays of the KITTI bag per run')
+    parser.add_argument('--synthetic-config', default=None, help='synthetic world YAML (default config/synthetic.yaml)')
+    parser.add_argument('--frames', type=int, default=None, help='frames of the synthetic drive')
+    parser.add_argument('--synthetic-passes', type=int, default=None, help='replays of the synthetic bag')
+    parser.add_argument('--drive-seed', type=int, default=None, help='synthetic scene seed')
+    parser.add_argument('--error-deg', type=float, default=None, help='synthetic nominal rotation error (deg)')
+    parser.add_argument('--error-m', type=float, default=None, help='synthetic nominal translation error (m)')
+    parser.add_argument('--error-seed', type=int, default=None, help='seed of the error axis / direction')
+    parser.add_argument('--pace', choices=('lockstep', 'realtime'), default=None,
+                        help='lockstep: next frame once the calibrator answered; realtime: the bag rate x --rate')
+    parser.add_argument('--rate', type=float, default=None,
+                        help='realtime pace factor (publisher scenario: playback rate, 0 = as fast as possible)')
+    parser.add_argument('--frame-timeout', type=float, default=None, help='lockstep: seconds to wait per frame')
+    parser.add_argument('--no-collector', action='store_true', help='do not run the collector node')
+    parser.add_argument('--rebuild', action='store_true', help='render the synthetic bag again even if cached')
+    pub = parser.add_argument_group('publisher scenario (stage 1)')
+    pub.add_argument('--repeat', type=int, default=2, help='times the KITTI frames are written into the bag')
+    pub.add_argument('--hz', type=float, default=5.0, help='frame rate of the bag')
+    pub.add_argument('--extrinsic-source', choices=('tf_static', 'kitti_calib'), default='tf_static',
+                     help="extrinsic_publisher source: the recorded /tf_static, or the last frame's calib file")
+    pub.add_argument('--keep-overlays', type=int, default=8, help='overlay PNGs to save')
+    pub.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for outputs after playback')
+
+
+def apply_overrides(cfg: DemoConfig, args) -> DemoConfig:
+    if args.scenario in SCENARIOS:
+        cfg.scenarios = [args.scenario]
+    for attr, value in (('backend', args.backend), ('pace', args.pace), ('frame_timeout_s', args.frame_timeout)):
+        if value is not None:
+            setattr(cfg, attr, value)
+    if args.rate is not None:
+        cfg.rate = args.rate
+    if args.no_collector:
+        cfg.collector_enabled = False
+    if args.kitti_frames:
+        cfg.kitti.frames = list(args.kitti_frames)
+    if args.kitti_passes is not None:
+        cfg.kitti.passes = args.kitti_passes
+    s = cfg.synthetic
+    for attr, value in (('config', args.synthetic_config), ('n_frames', args.frames), ('passes', args.synthetic_passes),
+                        ('drive_seed', args.drive_seed), ('error_deg', args.error_deg), ('error_m', args.error_m),
+                        ('error_seed', args.error_seed)):
+        if value is not None:
+            setattr(s, attr, value)
+    if args.error_deg is not None or args.error_m is not None:
+        s.name = f'synthetic_{s.error_deg:g}deg_{s.error_m * 100:g}cm'
+    return cfg.validate()
+
+
+def resolve_backend(requested: str) -> tuple[str, str, str]:
+    """'auto' | spec -> (calibrator 'backend' parameter, 'refine' parameter, note for the user)."""
+    have = NCLR_ASSET.is_file()
+    if requested == 'auto':
+        if have:
+            return 'nclr', 'classical', f'backend auto: NCLR checkpoint {NCLR_ASSET} found -> nclr+classical'
+        return 'classical', 'none', (f'backend auto: NCLR checkpoint {NCLR_ASSET.relative_to(REPO)} not found -> '
+                                     'FALLING BACK to the classical (edge alignment) backend')
+    if requested.startswith('nclr') and not have:
+        return requested, 'none', (f'backend {requested}: NCLR checkpoint {NCLR_ASSET.relative_to(REPO)} not found; '
+                                   "the calibrator node falls back to 'classical' (see its backend_note)")
+    return requested, 'none', f'backend {requested}'
+
+
+# -------------------------------------------------------------------------------------- scenarios
+@dataclass
+class RunSpec:
+    """One bag replayed through the suite."""
+    name: str
+    scenario: str
+    bag_dir: Path
+    truth: dict
+    passes: int
+    bag_note: str = ''
+
+
+def prepare_kitti(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
+    from ros_ncal.bag.perturbed import write_kitti_bag_with_error
+    runs = []
+    for r in cfg.kitti.runs:
+        t = time.monotonic()
+        bag_dir, counts, truth = write_kitti_bag_with_error(args.kitti_dir, bags / r.name, cfg.kitti.frames or None,
+                                                            r.error_deg, r.error_m, r.error_seed, hz=cfg.kitti.hz)
+        log(f'wrote {bag_dir} ({len(truth["frames"])} KITTI frames {truth["frames"]}, nominal off by '
+            f'{truth["error_deg"]:.2f} deg / {truth["error_m"] * 100:.1f} cm) in {time.monotonic() - t:.1f} s')
+        runs.append(RunSpec(r.name, 'kitti', bag_dir, truth, cfg.kitti.passes))
+    return runs
+
+
+def prepare_synthetic(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
+    from ros_ncal.bag.synthetic import SyntheticBagSpec, write_synthetic_bag
+    s = cfg.synthetic
+    spec = SyntheticBagSpec(config=s.config, drive_seed=s.drive_seed, n_frames=s.n_frames, error_deg=s.error_deg,
+                            error_m=s.error_m, error_seed=s.error_seed)
+    t = time.monotonic()
+    log(f'synthetic drive: {s.n_frames} frames, seed {s.drive_seed}, nominal off by {s.error_deg} deg / '
+        f'{s.error_m * 100:.0f} cm (rendering ~1 s per frame unless cached) ...')
+    bag_dir, counts, truth = write_synthetic_bag(bags, spec, name=s.name, reuse=not args.rebuild,
+                                                 log=log)
+    note = 'reused cached bag' if truth.get('reused') else f'rendered in {time.monotonic() - t:.1f} s'
+    log(f'{bag_dir}: {counts} ({note})')
+    return [RunSpec(s.name, 'synthetic', bag_dir, truth, s.passes, note)]
+
+
+def last_frame_arrays(bag_dir: Path):
+    """(points (N, 4), image (H, W, 3), K (3, 3)) of the bag's last frame."""
+    from ros_ncal.bag import BagTopics, read_messages
+    from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, image_to_rgb
+    tp = BagTopics()
+    last = {}
+    for m in read_messages(bag_dir, topics=[tp.points, tp.image, tp.camera_info]):
+        last[m.topic] = m.msg
+    return (cloud_to_xyzi(last[tp.points]).points, image_to_rgb(last[tp.image]),
+            camera_info_to_intrinsics(last[tp.camera_info]).K)
+
+
+def run_one(spec: RunSpec, cfg: DemoConfig, cfg_path: Path, backend: tuple[str, str, str], out: Path, log) -> dict:
     import numpy as np
     from PIL import Image
 
-    from ros_ncal.geometry import T_to_xyz_quat, pose_error
-    ov_dir = st.out / 'overlays'
-    if ov_dir.exists():
-        shutil.rmtree(ov_dir)
-    ov_dir.mkdir(parents=True)
-    with st.listener.lock:
-        overlays = list(st.listener.overlays)
-        published = list(st.listener.extrinsics)
-        tf_received = list(st.listener.tf_static)
-        n_overlays = st.listener.n_overlays
-        diagnostics = dict(st.listener.diagnostics)
-    saved = []
-    for i, (stamp, rgb) in enumerate(overlays):
-        path = ov_dir / f'overlay_{i:02d}_{stamp}.png'
-        Image.fromarray(rgb).save(path)
-        saved.append(str(path))
-
-    def describe(st_t):
-        xyz, q = T_to_xyz_quat(st_t.T_parent_child)
-        return {'parent': st_t.parent_frame, 'child': st_t.child_frame, 'stamp_ns': st_t.stamp_ns,
-                'xyz': np.round(xyz, 6).tolist(), 'quat_xyzw': np.round(q, 6).tolist()}
-
-    distinct = []
-    for r in st.recorded:
-        if not any(np.allclose(r.T_parent_child, d.T_parent_child, atol=1e-9) for d in distinct):
-            distinct.append(r)
-    comparisons = []
-    for p in published:
-        errs = [pose_error(p.T_parent_child, r.T_parent_child) for r in distinct]
-        best = int(np.argmin([e[0] + e[1] for e in errs])) if errs else -1
-        comparisons.append({'published': describe(p), 'closest_recorded': best,
-                            'rotation_error_deg': float(errs[best][0]) if errs else None,
-                            'translation_error_m': float(errs[best][1]) if errs else None})
-    st.summary = {
-        'bag': str(st.bag_dir), 'bag_counts': st.bag_counts,
-        'played': st.player_stats.published if st.player_stats else {},
-        'play_wall_s': round(st.player_stats.wall_s, 3) if st.player_stats else None,
-        'suite_nodes': st.runner.report.started, 'extrinsic_source': st.args.extrinsic_source,
-        'recorded_extrinsics': [describe(d) for d in distinct],
-        'published_extrinsics': comparisons,
-        'tf_static_received': len(tf_received),
-        'overlays_received': n_overlays, 'overlays_expected': st.bag_counts.get('/kitti/velo/points', 0),
-        'overlay_files': saved, 'diagnostics': diagnostics, 'timings_s': st.timings,
+    from ros_ncal.geometry import invert, pose_error
+    from ros_ncal.ros.demo_io import GraphRun, run_graph
+    from ros_ncal.viz.demo_report import pose_entry, save_before_after, save_convergence_plot
+    run_dir = out / spec.name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    T_true = np.asarray(spec.truth['T_cam_lidar_true'], dtype=np.float64)
+    T_nominal = np.asarray(spec.truth['T_cam_lidar_nominal'], dtype=np.float64)
+    cal_params = {**cfg.calibrator_params, 'backend': backend[0], 'refine': backend[1], 'fallback_backend': 'classical',
+                  'classical_config': str(cfg_path.resolve())}
+    col_params = None
+    if cfg.collector_enabled:
+        col_params = {**cfg.collector_params, 'output_dir': str((run_dir / 'dataset').resolve()),
+                      'max_samples': int(cfg.collector_max_samples)}
+    log(f'--- {spec.name}: {spec.bag_dir.name} x {spec.passes} pass(es), pace {cfg.pace}, '
+        f'nominal {pose_error(T_nominal, T_true)[0]:.2f} deg / {pose_error(T_nominal, T_true)[1] * 100:.1f} cm off')
+    res = run_graph(GraphRun(bag_dir=spec.bag_dir, calibrator_params=cal_params, collector_params=col_params,
+                             passes=spec.passes, pace=cfg.pace, rate=cfg.rate, frame_timeout_s=cfg.frame_timeout_s),
+                    log=lambda m: log(f'{spec.name}: {m}'))
+    estimates = [invert(r.T_lidar_cam) for r in res.extrinsics]
+    final = estimates[-1] if estimates else None
+    st = res.calibrator_status
+    # The calibrator's own /tf_static publications: transforms that are not the bag's nominal.
+    T_lidar_cam_nominal = invert(T_nominal)
+    ours = [t for t in res.tf_static if not np.allclose(t.T_parent_child, T_lidar_cam_nominal, atol=1e-7)]
+    tf_pub = invert(ours[-1].T_parent_child) if ours and st.get('tf_published', 0) > 0 else None
+    errs = [pose_error(T, T_true) for T in estimates]
+    images = save_before_after(*_frame_for_images(spec), T_nominal, final if final is not None else T_nominal,
+                               T_true, run_dir, title=f'{spec.name}: {backend_used(st)}')
+    images['convergence'] = save_convergence_plot([e[0] for e in errs], [e[1] * 100 for e in errs], res.confidences,
+                                                  run_dir / 'convergence.png',
+                                                  f'{spec.name}: ~/extrinsic vs ground truth ({backend_used(st)})')
+    for which, item in (('node_overlay_first', res.first_overlay), ('node_overlay_last', res.last_overlay)):
+        if item is not None:
+            Image.fromarray(item[1]).save(run_dir / f'{which}.png')
+            images[which] = str(run_dir / f'{which}.png')
+    diag_path = run_dir / 'diagnostics.json'
+    diag_path.write_text(json.dumps({'diagnostics': res.diagnostics, 'calibrator_status': st,
+                                     'collector_status': res.collector_status}, indent=2))
+    dropped = st.get('dropped', {}) or {}
+    answer = np.asarray(res.answer_ms, dtype=np.float64)
+    before, after = pose_entry(T_nominal, T_true), pose_entry(final, T_true)
+    summary = {
+        'name': spec.name, 'scenario': spec.scenario, 'bag': str(spec.bag_dir), 'bag_note': spec.bag_note,
+        'truth_file': str(spec.bag_dir.parent / f'{spec.bag_dir.name}.truth.json'),
+        'frames_in_bag': len(spec.truth.get('stamps_ns', [])), 'passes': spec.passes,
+        'backend': backend_used(st), 'backend_note': st.get('backend_note', ''),
+        'nodes': res.started, 'truth': pose_entry(T_true, T_true), 'nominal': before, 'estimate': after,
+        'tf_static_published': pose_entry(tf_pub, T_true), 'tf_static_publications': int(st.get('tf_published', 0)),
+        'improved': None if after is None else {
+            'rotation': after['rot_err_deg'] < before['rot_err_deg'],
+            'translation': after['trans_err_cm'] < before['trans_err_cm']},
+        'confidence': float(res.confidences[-1]) if res.confidences else 0.0,
+        'rot_std_deg': st.get('rot_std_deg'), 'trans_std_m': st.get('trans_std_m'),
+        'frames': {'published': res.frames_published, 'answered': res.frames_answered,
+                   'received': int(st.get('pairs', 0)), 'calibrated': int(st.get('calibrated', 0)),
+                   'fused': int(st.get('fused_frames', 0)), 'dropped': int(sum(dropped.values())),
+                   'dropped_by_reason': dropped, 'skipped': st.get('skipped', {}), 'overlays': res.n_overlays},
+        'latency_ms': {'calibration_p50': float(np.median(answer)) if answer.size else None,
+                       'calibration_max': float(answer.max()) if answer.size else None,
+                       'node_calibration_last': (st.get('latency_ms') or {}).get('calibration'),
+                       'node_overlay_last': (st.get('latency_ms') or {}).get('overlay'),
+                       'backend_processing_last': st.get('processing_time_ms')},
+        'drift': st.get('drift'),
+        'trajectory': [{'rot_err_deg': round(e[0], 4), 'trans_err_cm': round(e[1] * 100, 3),
+                        'confidence': round(c, 4)} for e, c in zip(errs, res.confidences)],
+        'collector': {'dir': str(run_dir / 'dataset') if cfg.collector_enabled else None,
+                      'written': res.collector_status.get('written'), 'state': res.collector_status.get('state'),
+                      'dropped': res.collector_status.get('dropped')},
+        'images': images, 'diagnostics_file': str(diag_path), 'wall_s': res.wall_s,
     }
-    (st.out / 'summary.json').write_text(json.dumps(st.summary, indent=2))
+    (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    return summary
 
 
-STEPS = [('write_bag', step_write_bag), ('start_suite', step_start_suite), ('play', step_play),
-         ('collect', step_collect), ('report', step_report)]
+def backend_used(status: dict) -> str:
+    return str(status.get('backend') or '?')
 
 
-def print_summary(s: dict) -> None:
+def _frame_for_images(spec: RunSpec):
+    points, image, K = last_frame_arrays(spec.bag_dir)
+    return image, points, K
+
+
+def print_report(summary: dict) -> None:
+    from ros_ncal.viz.demo_report import format_summary_table
     print('\n=== ncal demo summary ===')
-    print(f'bag: {s["bag"]}  {s["bag_counts"]}')
-    print(f'played: {s["played"]} in {s["play_wall_s"]} s')
-    print(f'nodes: {s["suite_nodes"]} (extrinsic source: {s["extrinsic_source"]})')
-    print(f'/tf_static transforms received: {s["tf_static_received"]}')
-    for i, r in enumerate(s['recorded_extrinsics']):
-        print(f'recorded extrinsic {i}: {r["parent"]} -> {r["child"]} xyz {r["xyz"]} quat {r["quat_xyzw"]}')
-    for c in s['published_extrinsics']:
-        print(f'published ~/extrinsic xyz {c["published"]["xyz"]}: vs recorded {c["closest_recorded"]}: '
-              f'{c["rotation_error_deg"]:.2e} deg, {c["translation_error_m"]:.2e} m')
-    print(f'overlays: {s["overlays_received"]}/{s["overlays_expected"]} received; saved {len(s["overlay_files"])} '
-          f'PNG(s) in {Path(s["overlay_files"][0]).parent if s["overlay_files"] else "-"}')
-    print(f'timings (s): {s["timings_s"]}')
+    print(summary['backend_note'])
+    for r in summary['runs']:
+        if r['backend_note']:
+            print(f'{r["name"]}: calibrator note: {r["backend_note"]}')
+    print('errors vs ground truth (rotation deg, translation cm); before = nominal on /tf_static of the bag,\n'
+          'after = last ~/extrinsic of the calibrator, calibrator /tf_static = its last gated publication')
+    print(format_summary_table(summary['runs']))
+    for r in summary['runs']:
+        imp = r['improved']
+        verdict = ('no estimate' if imp is None else
+                   f'rotation {"improved" if imp["rotation"] else "NOT improved"}, '
+                   f'translation {"improved" if imp["translation"] else "NOT improved"}')
+        print(f'{r["name"]}: backend {r["backend"]}; {verdict}; /tf_static publications {r["tf_static_publications"]}; '
+              f'drift {r["drift"]}; collector wrote {r["collector"]["written"]}; {r["wall_s"]} s')
+        print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
+              f'convergence.png node_overlay_*.png)')
+    print(f'timings (s): {summary["timings_s"]}')
 
 
 def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()  # before any rclpy import
-    st = DemoState(args=args, out=Path(args.out))
-    st.out.mkdir(parents=True, exist_ok=True)
+    if args.scenario == 'publisher':
+        from ._demo_publisher import run_publisher_demo
+        if args.rate is None:
+            args.rate = 1.0
+        return run_publisher_demo(args)
+    t_start = time.monotonic()
     try:
-        for name, step in STEPS:
-            t = time.monotonic()
-            step(st)
-            st.timings[name] = round(time.monotonic() - t, 3)
-        st.summary['timings_s'] = st.timings
-        (st.out / 'summary.json').write_text(json.dumps(st.summary, indent=2))
+        cfg, cfg_path = load_demo_config(args.config)
+        cfg = apply_overrides(cfg, args)
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal demo: {exc}', file=sys.stderr)
         return 2
-    finally:
-        if st.runner is not None:
-            st.runner.stop()
-    print_summary(st.summary)
-    print(f'summary JSON: {st.out / "summary.json"}')
-    ok = st.summary.get('overlays_received', 0) > 0 and bool(st.summary.get('published_extrinsics'))
+    out = Path(args.out)
+    bags = out / 'bags'
+    bags.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(f'[demo {time.monotonic() - t_start:6.1f}s] {msg}', flush=True)
+    backend = resolve_backend(cfg.backend)
+    log(backend[2])
+    timings, runs = {}, []
+    try:
+        specs = []
+        for scenario in cfg.scenarios:
+            t = time.monotonic()
+            specs += prepare_kitti(cfg, args, bags, log) if scenario == 'kitti' else prepare_synthetic(cfg, args, bags, log)
+            timings[f'bags_{scenario}'] = round(time.monotonic() - t, 2)
+        for spec in specs:
+            t = time.monotonic()
+            runs.append(run_one(spec, cfg, cfg_path, backend, out, log))
+            timings[f'run_{spec.name}'] = round(time.monotonic() - t, 2)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f'ncal demo: {exc}', file=sys.stderr)
+        return 2
+    timings['total'] = round(time.monotonic() - t_start, 2)
+    load = os.getloadavg() if hasattr(os, 'getloadavg') else None
+    summary = {'backend_requested': cfg.backend, 'backend_note': backend[2], 'nclr_checkpoint': str(NCLR_ASSET),
+               'nclr_checkpoint_present': NCLR_ASSET.is_file(), 'config': str(cfg_path), 'demo_config': asdict(cfg),
+               'runs': runs, 'timings_s': timings,
+               'machine': {'cpus': os.cpu_count(), 'loadavg': [round(x, 2) for x in load] if load else None}}
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    print_report(summary)
+    print(f'summary JSON: {out / "summary.json"}')
+    ok = all(r['estimate'] is not None and r['frames']['overlays'] > 0 for r in runs)
     return 0 if ok else 1

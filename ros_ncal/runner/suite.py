@@ -79,6 +79,8 @@ NODES: dict[str, NodeSpec] = {spec.name: spec for spec in (
 SUITES: dict[str, tuple[str, ...]] = {
     'default': ('extrinsic_publisher', 'collector', 'calibrator', 'segmenter', 'detector'),
     'demo': ('extrinsic_publisher',),
+    # `ncal demo`: online calibration of a replayed bag, plus a collector recording the same stream
+    'demo_full': ('calibrator', 'collector'),
 }
 
 

@@ -1,0 +1,338 @@
+"""ROS side of ``ncal demo``: a frame-by-frame bag player and a listener for the calibrator's outputs.
+
+* :class:`FramePlayer` loads a sensor bag written by :mod:`ros_ncal.bag` (one PointCloud2, Image and
+  CameraInfo per frame, ``/tf_static`` latched) and publishes it frame by frame, optionally shifting
+  the header stamps (so a bag replayed several times keeps moving forward in time).
+* :class:`DemoListener` records what a user looks at: ``/tf_static``, the calibrator's ``~/extrinsic``
+  (PoseWithCovarianceStamped, T_lidar_cam), ``~/confidence``, ``~/overlay`` (first and latest image),
+  ``~/status`` JSON, the collector's ``~/status`` JSON and ``/diagnostics``; :meth:`wait_extrinsic`
+  blocks until the calibrator answered a given LiDAR stamp (lockstep replay).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, String
+from tf2_msgs.msg import TFMessage
+
+from ros_ncal.bag import BagTopics, read_messages
+from ros_ncal.geometry import T_from_xyz_quat
+from ros_ncal.msgcodec import image_to_rgb, stamp_to_ns, transform_stamped_to_matrix
+
+from .generic import to_rclpy
+from .qos import TF_STATIC_QOS, reliable_qos
+
+
+@dataclass
+class BagFrameMsgs:
+    """One frame of a sensor bag as rosbags message objects (points, image, camera_info)."""
+    stamp_ns: int
+    msgs: dict[str, tuple[str, object]] = field(default_factory=dict)   # topic -> (msgtype, msg)
+
+
+def load_bag_frames(bag_dir: str | Path, topics: BagTopics) -> tuple[list[tuple[str, object]], list[BagFrameMsgs]]:
+    """-> (/tf_static messages [(msgtype, msg)], frames in log order). A frame starts at each cloud."""
+    tf_static, frames = [], []
+    for m in read_messages(bag_dir):
+        if m.topic == topics.tf_static:
+            tf_static.append((m.msgtype, m.msg))
+        elif m.topic == topics.points:
+            frames.append(BagFrameMsgs(stamp_ns=stamp_to_ns(m.msg.header.stamp), msgs={m.topic: (m.msgtype, m.msg)}))
+        elif m.topic in (topics.image, topics.camera_info) and frames:
+            frames[-1].msgs[m.topic] = (m.msgtype, m.msg)
+    if not frames:
+        raise ValueError(f'{bag_dir}: no {topics.points} messages')
+    return tf_static, frames
+
+
+def _shift_stamp(msg, offset_ns: int) -> None:
+    if offset_ns:
+        from ros_ncal.msgcodec.time import ns_to_sec_nanosec
+        sec, nsec = ns_to_sec_nanosec(stamp_to_ns(msg.header.stamp) + offset_ns)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+
+
+class FramePlayer:
+    """Publishes a sensor bag frame by frame on ``node`` (RELIABLE publishers, /tf_static latched)."""
+
+    def __init__(self, node, bag_dir: str | Path, topics: BagTopics | None = None, queue_depth: int = 10):
+        self.node = node
+        self.topics = topics or BagTopics()
+        self.tf_static, self.frames = load_bag_frames(bag_dir, self.topics)
+        first = self.frames[0].msgs
+        self._pubs = {}
+        for topic, (msgtype, _) in first.items():
+            self._pubs[topic] = node.create_publisher(to_rclpy_class(msgtype), topic, reliable_qos(queue_depth))
+        self._tf_pub = node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS) if self.tf_static else None
+        self.published = 0
+
+    @property
+    def duration_ns(self) -> int:
+        """Bag length + one frame period (the offset that makes a replay continue the first one)."""
+        stamps = [f.stamp_ns for f in self.frames]
+        period = int(np.median(np.diff(stamps))) if len(stamps) > 1 else 100_000_000
+        return stamps[-1] - stamps[0] + period
+
+    def publish_tf_static(self) -> None:
+        for msgtype, msg in self.tf_static:
+            self._tf_pub.publish(to_rclpy(msg, msgtype))
+
+    def wait_for_subscribers(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in self._pubs.values()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def publish_frame(self, index: int, stamp_offset_ns: int = 0) -> int:
+        """Publish frame ``index`` (image and camera_info first, the cloud last) -> its LiDAR stamp."""
+        frame = self.frames[index]
+        order = sorted(frame.msgs, key=lambda t: t == self.topics.points)
+        for topic in order:
+            msgtype, msg = frame.msgs[topic]
+            out = to_rclpy(msg, msgtype)
+            _shift_stamp(out, stamp_offset_ns)
+            self._pubs[topic].publish(out)
+        self.published += 1
+        return frame.stamp_ns + stamp_offset_ns
+
+
+def to_rclpy_class(msgtype: str):
+    from .generic import rclpy_message_class
+    return rclpy_message_class(msgtype)
+
+
+@dataclass
+class ExtrinsicRecord:
+    """One ``~/extrinsic`` message: LiDAR stamp, T_lidar_cam (4, 4), the covariance diagonal (6,)."""
+    stamp_ns: int
+    T_lidar_cam: np.ndarray
+    cov_diag: np.ndarray
+    received_mono: float
+
+
+class DemoListener(Node):
+    """Records the calibrator's and collector's outputs (see module docstring); thread-safe getters."""
+
+    def __init__(self, calibrator: str = '/calibrator', collector: str = '/collector',
+                 node_name: str = 'ncal_demo_listener', **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.lock = threading.Condition()
+        self.tf_static: list = []                  # [(arrival index, StampedTransform)]
+        self.extrinsics: list[ExtrinsicRecord] = []
+        self.confidences: list[float] = []
+        self.first_overlay = None                 # (stamp_ns, (H, W, 3) uint8)
+        self.last_overlay = None
+        self.n_overlays = 0
+        self.calibrator_status: dict = {}
+        self.collector_status: dict = {}
+        self.diagnostics: dict[str, dict] = {}     # status name -> {'level', 'message', 'values'}
+        self.n_diagnostics = 0
+        self._tf_count = 0
+        self.create_subscription(TFMessage, '/tf_static', self._on_tf, TF_STATIC_QOS)
+        self.create_subscription(PoseWithCovarianceStamped, f'{calibrator}/extrinsic', self._on_extrinsic,
+                                 reliable_qos(100))
+        self.create_subscription(Float32, f'{calibrator}/confidence', self._on_confidence, reliable_qos(100))
+        self.create_subscription(Image, f'{calibrator}/overlay', self._on_overlay, reliable_qos(5))
+        self.create_subscription(String, f'{calibrator}/status', self._on_cal_status, 10)
+        self.create_subscription(String, f'{collector}/status', self._on_col_status, 10)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        with self.lock:
+            for t in msg.transforms:
+                self._tf_count += 1
+                self.tf_static.append((self._tf_count, transform_stamped_to_matrix(t)))
+            self.lock.notify_all()
+
+    def _on_extrinsic(self, msg: PoseWithCovarianceStamped) -> None:
+        p = msg.pose.pose
+        T = T_from_xyz_quat(np.array([p.position.x, p.position.y, p.position.z]),
+                            np.array([p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w]))
+        cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+        rec = ExtrinsicRecord(stamp_to_ns(msg.header.stamp), T, np.diag(cov).copy(), time.monotonic())
+        with self.lock:
+            self.extrinsics.append(rec)
+            self.lock.notify_all()
+
+    def _on_confidence(self, msg: Float32) -> None:
+        with self.lock:
+            self.confidences.append(float(msg.data))
+
+    def _on_overlay(self, msg: Image) -> None:
+        item = (stamp_to_ns(msg.header.stamp), image_to_rgb(msg))
+        with self.lock:
+            self.n_overlays += 1
+            if self.first_overlay is None:
+                self.first_overlay = item
+            self.last_overlay = item
+            self.lock.notify_all()
+
+    def _on_cal_status(self, msg: String) -> None:
+        with self.lock:
+            self.calibrator_status = json.loads(msg.data)
+            self.lock.notify_all()
+
+    def _on_col_status(self, msg: String) -> None:
+        with self.lock:
+            self.collector_status = json.loads(msg.data)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.n_diagnostics += 1
+            for s in msg.status:
+                self.diagnostics[s.name] = {'level': int.from_bytes(s.level, 'little') if isinstance(s.level, bytes)
+                                            else int(s.level), 'message': s.message,
+                                            'values': {kv.key: kv.value for kv in s.values}}
+            self.lock.notify_all()
+
+    def wait_extrinsic(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Block until a ``~/extrinsic`` with header stamp ``stamp_ns`` arrived (True) or timeout (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while not any(r.stamp_ns == stamp_ns for r in self.extrinsics[-5:]):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(timeout=min(left, 0.2))
+        return True
+
+    def wait_status(self, predicate, timeout_s: float) -> bool:
+        """Block until ``predicate(calibrator_status)`` holds (True) or timeout (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while not predicate(self.calibrator_status):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(timeout=min(left, 0.2))
+        return True
+
+
+@dataclass
+class GraphRun:
+    """One replay of a bag through the demo suite (calibrator + optional collector) on a live graph.
+
+    calibrator_params / collector_params: ROS parameter overrides (dotted names, e.g. 'input.reliable');
+    collector_params None = no collector. pace: 'lockstep' (publish a frame, wait for the calibrator's
+    ~/extrinsic with its stamp, up to frame_timeout_s) or 'realtime' (the bag's frame rate x rate,
+    the calibrator drops what it cannot keep up with). passes: replays of the bag, stamps shifted so
+    time keeps moving forward.
+    """
+    bag_dir: Path
+    calibrator_params: dict
+    collector_params: dict | None = None
+    topics: BagTopics = field(default_factory=BagTopics)
+    passes: int = 1
+    pace: str = 'lockstep'
+    rate: float = 1.0
+    frame_timeout_s: float = 60.0
+    settle_s: float = 5.0
+    suite: str = 'demo_full'
+
+
+@dataclass
+class GraphRunResult:
+    started: list[str]
+    frames_published: int
+    frames_answered: int
+    answer_ms: list[float]                 # publish -> ~/extrinsic of that frame (lockstep)
+    extrinsics: list[ExtrinsicRecord]
+    confidences: list[float]
+    tf_static: list                        # StampedTransform in arrival order (bag's and calibrator's)
+    first_overlay: tuple | None
+    last_overlay: tuple | None
+    n_overlays: int
+    calibrator_status: dict
+    collector_status: dict
+    diagnostics: dict
+    wall_s: float
+
+
+def run_graph(run: GraphRun, log=print) -> GraphRunResult:
+    """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`), replay, collect."""
+    import rclpy
+
+    from ros_ncal.runner.suite import resolve_invocations, suite_specs
+
+    from .suite_runner import SuiteRunner
+    if run.pace not in ('lockstep', 'realtime'):
+        raise ValueError(f"pace must be 'lockstep' or 'realtime', got {run.pace!r}")
+    if run.passes < 1:
+        raise ValueError(f'passes must be >= 1, got {run.passes}')
+    if run.pace == 'realtime' and run.rate <= 0:
+        raise ValueError(f'realtime pace needs rate > 0, got {run.rate}')
+    t0 = time.monotonic()
+    invs = resolve_invocations(suite_specs(run.suite),
+                               {'collector': 'true' if run.collector_params is not None else 'false',
+                                'calibrator': 'true', 'extrinsic_publisher': 'false'})
+    for inv in invs:
+        if inv.spec.name == 'calibrator':
+            inv.params.update(run.calibrator_params)
+        elif inv.spec.name == 'collector':
+            inv.params.update(run.collector_params or {})
+    runner = SuiteRunner(invs).start()
+    answered, answer_ms, published = 0, [], 0
+    try:
+        listener = DemoListener(context=runner.context)
+        runner.add_node(listener)
+        pnode = rclpy.create_node('ncal_demo_player', context=runner.context)
+        runner.add_node(pnode)
+        player = FramePlayer(pnode, run.bag_dir, run.topics, queue_depth=10)
+        runner.spin_in_thread()
+        if not player.wait_for_subscribers(15.0):
+            log('warning: not every sensor topic has a subscriber after 15 s; playing anyway')
+        player.publish_tf_static()
+        deadline = time.monotonic() + 5.0
+        with listener.lock:   # the nominal must reach the graph before the first frame
+            while not listener.tf_static and time.monotonic() < deadline:
+                listener.lock.wait(timeout=0.1)
+        time.sleep(0.2)
+        period_s = player.duration_ns / 1e9 / len(player.frames)
+        for p in range(run.passes):
+            for i in range(len(player.frames)):
+                t_pub = time.monotonic()
+                stamp = player.publish_frame(i, p * player.duration_ns)
+                published += 1
+                if run.pace == 'lockstep':
+                    if listener.wait_extrinsic(stamp, run.frame_timeout_s):
+                        answered += 1
+                        answer_ms.append((time.monotonic() - t_pub) * 1e3)
+                    else:
+                        log(f'no ~/extrinsic for frame {i} (pass {p + 1}) within {run.frame_timeout_s} s')
+                else:
+                    time.sleep(max(0.0, period_s / run.rate - (time.monotonic() - t_pub)))
+            log(f'pass {p + 1}/{run.passes}: {published} frames published, '
+                f'{len(listener.extrinsics)} estimates received')
+        if run.pace == 'realtime':   # let the last calibration finish
+            listener.wait_status(lambda s: s.get('queues', {}).get('calib_busy', 1) == 0 and s.get('queues', {}).get('calib_pending', 1) == 0,
+                                 run.frame_timeout_s)
+        n_est = len(listener.extrinsics)
+        listener.wait_status(lambda s: s.get('calibrated', -1) >= n_est, run.settle_s)
+        # one more status period so /diagnostics and the collector status describe the end state
+        seen = listener.n_diagnostics
+        deadline = time.monotonic() + run.settle_s
+        while listener.n_diagnostics < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with listener.lock:
+            result = GraphRunResult(
+                started=list(runner.report.started), frames_published=published, frames_answered=answered,
+                answer_ms=answer_ms, extrinsics=list(listener.extrinsics), confidences=list(listener.confidences),
+                tf_static=[t for _, t in listener.tf_static], first_overlay=listener.first_overlay,
+                last_overlay=listener.last_overlay, n_overlays=listener.n_overlays,
+                calibrator_status=dict(listener.calibrator_status), collector_status=dict(listener.collector_status),
+                diagnostics=dict(listener.diagnostics), wall_s=0.0)
+    finally:
+        runner.stop()
+    result.wall_s = round(time.monotonic() - t0, 2)
+    return result

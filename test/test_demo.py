@@ -1,0 +1,129 @@
+"""`ncal demo`: the synthetic drive bag (wrong nominal, truth beside it), the KITTI bags with a chosen
+nominal error, and short end-to-end runs through the calibrator suite on a live graph."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ros_ncal.bag import BagTopics, read_messages
+from ros_ncal.bag.perturbed import frames_sharing_calibration, read_truth, wrong_extrinsic, write_kitti_bag_with_error
+from ros_ncal.bag.synthetic import SyntheticBagSpec, write_synthetic_bag
+from ros_ncal.cli import main as ncal
+from ros_ncal.geometry import invert, make_T, pose_error, rotvec_to_matrix
+from ros_ncal.msgcodec import transform_stamped_to_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = str(REPO / 'config' / 'synthetic_small.yaml')
+
+
+def _bag_nominals(bag_dir: Path) -> list[np.ndarray]:
+    """T_cam_lidar of every /tf_static transform in the bag."""
+    out = []
+    for m in read_messages(bag_dir, topics=['/tf_static']):
+        out += [invert(transform_stamped_to_matrix(t).T_parent_child) for t in m.msg.transforms]
+    return out
+
+
+def test_wrong_extrinsic_has_exact_error_sizes():
+    T = make_T(rotvec_to_matrix([0.3, -1.2, 0.4]), [0.2, -0.1, 1.5])
+    for deg, m, seed in ((5.0, 0.3, 0), (2.0, 0.1, 1), (0.0, 0.0, 4)):
+        W = wrong_extrinsic(T, deg, m, seed)
+        rot, trans = pose_error(W, T)
+        assert rot == pytest.approx(deg, abs=1e-9) and trans == pytest.approx(m, abs=1e-12)
+    np.testing.assert_allclose(wrong_extrinsic(T, 5, 0.3, 7), wrong_extrinsic(T, 5, 0.3, 7))
+    assert not np.allclose(wrong_extrinsic(T, 5, 0.3, 7), wrong_extrinsic(T, 5, 0.3, 8))
+    with pytest.raises(ValueError, match='>= 0'):
+        wrong_extrinsic(T, -1.0, 0.0, 0)
+
+
+def test_synthetic_bag_wrong_nominal_truth_beside_and_cache(tmp_path):
+    spec = SyntheticBagSpec(config=SMALL, n_frames=3, drive_seed=5, error_deg=5.0, error_m=0.3)
+    bag, counts, truth = write_synthetic_bag(tmp_path, spec, name='drive')
+    tp = BagTopics()
+    assert counts[tp.points] == counts[tp.image] == counts[tp.camera_info] == 3 and counts['/tf_static'] == 1
+    assert not truth['reused'] and (tmp_path / 'drive.truth.json').is_file()
+    T_true, T_nom = np.array(truth['T_cam_lidar_true']), np.array(truth['T_cam_lidar_nominal'])
+    rot, trans = pose_error(T_nom, T_true)
+    assert rot == pytest.approx(5.0, abs=1e-6) and trans == pytest.approx(0.3, abs=1e-9)
+    (nominal,) = _bag_nominals(bag)          # the bag carries the WRONG nominal, never the truth
+    np.testing.assert_allclose(nominal, T_nom, atol=1e-9)
+    assert pose_error(nominal, T_true)[0] > 4.9
+    stamps = [m.stamp_ns for m in read_messages(bag, topics=[tp.points])]
+    assert stamps == truth['stamps_ns'] and all(s > 0 for s in stamps) and np.all(np.diff(stamps) == 100_000_000)
+    frame_ids = {m.msg.header.frame_id for m in read_messages(bag, topics=[tp.points, tp.image])}
+    assert frame_ids == {tp.lidar_frame, tp.camera_frame}
+    mtime = (bag / 'drive.mcap').stat().st_mtime_ns
+    _, _, again = write_synthetic_bag(tmp_path, spec, name='drive')
+    assert again['reused'] and (bag / 'drive.mcap').stat().st_mtime_ns == mtime
+    _, _, other = write_synthetic_bag(tmp_path, SyntheticBagSpec(config=SMALL, n_frames=3, drive_seed=5, error_deg=3.0),
+                                      name='drive')
+    assert not other['reused'] and pose_error(np.array(other['T_cam_lidar_nominal']), T_true)[0] == pytest.approx(3.0)
+
+
+def test_kitti_bag_with_error_uses_one_calibration(tmp_path, kitti_dir):
+    ids = frames_sharing_calibration(kitti_dir)
+    assert len(ids) >= 2 and '000000' not in ids     # 000000 comes from another calibration day
+    bag, counts, truth = write_kitti_bag_with_error(kitti_dir, tmp_path / 'k', ids[:2], 2.0, 0.1, error_seed=1)
+    assert counts['/kitti/velo/points'] == 2 and read_truth(bag)['frames'] == ids[:2]
+    (nominal,) = _bag_nominals(bag)
+    rot, trans = pose_error(nominal, np.array(truth['T_cam_lidar_true']))
+    assert rot == pytest.approx(2.0, abs=1e-6) and trans == pytest.approx(0.1, abs=1e-9)
+    with pytest.raises(ValueError, match='another calibration'):
+        write_kitti_bag_with_error(kitti_dir, tmp_path / 'mixed', ['000000', ids[0]])
+
+
+def _check_run(run: dict) -> None:
+    for key in ('nominal', 'estimate', 'truth', 'tf_static_published', 'confidence', 'frames', 'latency_ms',
+                'backend', 'images', 'diagnostics_file', 'collector', 'trajectory'):
+        assert key in run, key
+    for name in ('before', 'after', 'truth', 'comparison', 'convergence', 'node_overlay_first', 'node_overlay_last'):
+        img = np.asarray(Image.open(run['images'][name]))
+        assert img.ndim == 3 and img.shape[2] == 3 and img.std() > 1.0, name
+    diag = json.loads(Path(run['diagnostics_file']).read_text())
+    assert 'calibrator' in diag['diagnostics'] and diag['calibrator_status']['calibrated'] == run['frames']['calibrated']
+
+
+def test_demo_synthetic_and_kitti_short(tmp_path, kitti_dir, capsys):
+    out = tmp_path / 'demo'
+    rc = ncal(['demo', '--scenario', 'synthetic', '--synthetic-config', SMALL, '--frames', '4', '--backend', 'none',
+               '--out', str(out), '--frame-timeout', '20'])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert 'ncal demo summary' in printed and 'nominal (before)' in printed
+    s = json.loads((out / 'summary.json').read_text())
+    assert [r['name'] for r in s['runs']] == ['synthetic_5deg_30cm'] and s['backend_requested'] == 'none'
+    run = s['runs'][0]
+    _check_run(run)
+    assert run['backend'] == 'none' and run['frames_in_bag'] == 4
+    assert run['frames']['published'] == run['frames']['answered'] == run['frames']['calibrated'] == 4
+    assert run['frames']['received'] == 4 and run['frames']['dropped'] == 0
+    assert run['nominal']['rot_err_deg'] == pytest.approx(5.0, abs=1e-3)
+    assert run['nominal']['trans_err_cm'] == pytest.approx(30.0, abs=1e-2)
+    # 'none' keeps the nominal: the summary must say so rather than claim a correction
+    assert run['estimate']['rot_err_deg'] == pytest.approx(5.0, abs=1e-3)
+    assert run['improved'] == {'rotation': False, 'translation': False}
+    assert run['tf_static_published'] is None and run['tf_static_publications'] == 0
+    assert run['collector']['written'] == 4
+    assert len(list((out / 'synthetic_5deg_30cm' / 'dataset').glob('*.tar'))) >= 1
+    before = np.asarray(Image.open(run['images']['before']))
+    truth = np.asarray(Image.open(run['images']['truth']))
+    assert before.shape == truth.shape and np.abs(before.astype(int) - truth.astype(int)).mean() > 1.0
+
+    rc = ncal(['demo', '--scenario', 'kitti', '--kitti-dir', str(kitti_dir), '--kitti-passes', '1',
+               '--backend', 'none', '--no-collector', '--out', str(out)])
+    assert rc == 0, capsys.readouterr().out
+    s = json.loads((out / 'summary.json').read_text())
+    runs = {r['name']: r for r in s['runs']}
+    assert set(runs) == {'kitti_recorded', 'kitti_perturbed'}
+    assert runs['kitti_recorded']['nominal']['rot_err_deg'] == pytest.approx(0.0, abs=1e-4)
+    assert runs['kitti_perturbed']['nominal']['rot_err_deg'] == pytest.approx(2.0, abs=1e-3)
+    assert runs['kitti_perturbed']['nominal']['trans_err_cm'] == pytest.approx(10.0, abs=1e-2)
+    for r in runs.values():
+        _check_run(r)
+        assert r['frames']['calibrated'] == r['frames_in_bag'] and r['collector']['written'] is None
+    # the synthetic bag of the first call is still cached next to the KITTI ones
+    assert (out / 'bags' / 'synthetic_5deg_30cm.truth.json').is_file()
