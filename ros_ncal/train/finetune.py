@@ -61,6 +61,7 @@ class FinetuneConfig:
     output_dir: str = 'runs/finetune'
     run_name: str | None = None   # default: <task>_<fraction>_<pretrained|scratch>[_probe]_s<seed>
     device: str = 'auto'          # auto | cpu | cuda | cuda:N
+    num_threads: int = 0          # torch intra-op CPU threads; 0 leaves torch's default (see docs/downstream.md)
 
     def resolved_run_name(self) -> str:
         if self.run_name:
@@ -109,20 +110,51 @@ def config_from_dict(data: dict, where: str = 'config') -> FinetuneConfig:
     return cfg
 
 
-def load_finetune_config(path: str | Path, overrides: dict | None = None) -> FinetuneConfig:
-    """Read a config/finetune/*.yaml; ``overrides`` (nested dict) replace keys after reading."""
+def _merge(base: dict, upd: dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_dict(path: str | Path, _depth: int = 0) -> dict:
+    """A fine-tuning YAML as a dict; a ``base: other.yaml`` key (relative to the file) is merged under it."""
     import yaml
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'fine-tuning config not found: {path}')
+    if _depth > 8:
+        raise ValueError(f'{path}: base configs nested too deep (a cycle?)')
     with open(path) as f:
         data = yaml.safe_load(f) or {}
-    for k, v in (overrides or {}).items():
-        if isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = {**data[k], **v}
-        else:
-            data[k] = v
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a mapping at the top level')
+    base = data.pop('base', None)
+    if base:
+        data = _merge(read_config_dict(path.parent / base, _depth + 1), data)
+    return data
+
+
+def load_finetune_config(path: str | Path, overrides: dict | None = None) -> FinetuneConfig:
+    """Read a config/finetune/*.yaml (with its ``base``); ``overrides`` (nested dict) are merged on top."""
+    data = _merge(read_config_dict(path), overrides or {})
     return config_from_dict(data, str(path))
+
+
+def parse_set_options(items) -> dict:
+    """['optim.steps=50', 'data.max_points=5000'] -> nested dict with YAML-parsed values."""
+    import yaml
+    out: dict = {}
+    for item in items or []:
+        if '=' not in item:
+            raise ValueError(f'--set expects key.path=value, got {item!r}')
+        key, value = item.split('=', 1)
+        node = out
+        parts = key.strip().split('.')
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
 
 
 def validate_config(cfg: FinetuneConfig) -> FinetuneConfig:
@@ -257,6 +289,8 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
     """
     validate_config(cfg)
     t0 = time.time()
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = resolve_device(cfg.device)

@@ -1,0 +1,56 @@
+"""`ncal eval`: evaluate a fine-tuned downstream model (seg: mIoU, det: AP_R40 BEV/3D, panoptic: PQ)."""
+from __future__ import annotations
+
+import json
+import sys
+
+NAME = 'eval'
+HELP = 'evaluate a fine-tuned seg | det | panoptic checkpoint on held-out samples (docs/downstream.md)'
+TASKS = ('seg', 'det', 'panoptic')
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('task', choices=TASKS, help='task of the checkpoint')
+    parser.add_argument('checkpoint', help='checkpoint written by `ncal finetune`')
+    parser.add_argument('--config', default=None,
+                        help='fine-tuning YAML whose data section to use (default: the one stored in the checkpoint)')
+    parser.add_argument('--eval-indices', type=int, nargs=2, default=None, metavar=('START', 'STOP'),
+                        help='held-out sample indices [START, STOP)')
+    parser.add_argument('--shards', default=None, help='evaluate on a shard dataset directory instead')
+    parser.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
+    parser.add_argument('--out', default=None, help='write the metrics as JSON here')
+    parser.add_argument('--per-class', action='store_true', help='print per-class values too')
+
+
+def run(args) -> int:
+    import torch
+    from ros_ncal.models.checkpoint import CheckpointError
+    from ros_ncal.train.downstream_data import load_task_samples
+    from ros_ncal.train.finetune import config_from_dict, load_finetune_config, load_finetuned, resolve_device
+    try:
+        device = resolve_device(args.device)
+        model, task, payload = load_finetuned(args.checkpoint, map_location='cpu')
+        if task.name != args.task:
+            print(f'ncal eval: {args.checkpoint} holds a {task.name!r} model, not {args.task!r}', file=sys.stderr)
+            return 2
+        cfg = (load_finetune_config(args.config) if args.config
+               else config_from_dict(payload['config']['finetune'], f'{args.checkpoint} (stored config)'))
+        data = cfg.data
+        if args.shards:
+            data.source, data.shards, data.eval_shards = 'shards', args.shards, None
+        if args.eval_indices:
+            data.eval_indices = tuple(args.eval_indices)
+        samples = load_task_samples(data, 'eval')
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
+        print(f'ncal eval: {exc}', file=sys.stderr)
+        return 2
+    model.to(device)
+    with torch.no_grad():
+        metrics = task.evaluate(model, samples, device, cfg.eval_batch_size)
+    shown = metrics if args.per_class else {k: v for k, v in metrics.items() if k not in ('per_class', 'IoU')}
+    print(json.dumps(shown, indent=2, default=str))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump({'checkpoint': args.checkpoint, 'task': task.name, 'num_samples': len(samples),
+                       'metrics': metrics}, f, indent=2, default=str)
+    return 0

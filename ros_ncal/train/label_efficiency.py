@@ -1,0 +1,185 @@
+"""Label-efficiency experiment: pretrained vs from-scratch fine-tuning at several label fractions and seeds.
+
+The paper's claim (paper.md): pretraining helps most when labels are few. For each task, fraction and
+seed, two runs with the same budget (steps, batch, schedule), the same labelled scenes (``label_seed``)
+and the same backbone architecture (the pretrained checkpoint's) differ only in the backbone's
+initial weights. Results are appended to ``results.jsonl`` as each run finishes (a crash keeps the
+finished runs), then summarised in ``label_efficiency.md`` (mean +- std over seeds, gain) and
+``label_efficiency.png``.
+
+    python -m ros_ncal.train.label_efficiency --pretrained runs/pretrain/backbone.pt \
+        --tasks seg det panoptic --fractions 0.01 0.1 --seeds 0 1 2 --steps 100 --out runs/label_efficiency
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .downstream_data import load_task_samples
+from .finetune import (FinetuneConfig, _backbone_config_in, finetune, load_finetune_config,
+                       parse_set_options)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIGS = {'seg': 'config/finetune/seg_1pct.yaml', 'det': 'config/finetune/det_1pct.yaml',
+                   'panoptic': 'config/finetune/panoptic_1pct.yaml'}
+METRIC_OF_TASK = {'seg': 'mIoU', 'det': 'mAP_bev', 'panoptic': 'PQ'}
+
+
+def _data_key(cfg: FinetuneConfig) -> str:
+    from dataclasses import asdict
+    return json.dumps(asdict(cfg.data), sort_keys=True, default=str)
+
+
+def run_sweep(pretrained: str, tasks=('seg', 'det', 'panoptic'), fractions=(0.01, 0.1), seeds=(0, 1, 2),
+              out_dir: str | Path = 'runs/label_efficiency', steps: int | None = None,
+              config_paths: dict | None = None, overrides: dict | None = None, linear_probe: bool = False,
+              log: Callable[[str], None] = print) -> list[dict]:
+    """Run the grid; returns one row per run and writes results.jsonl, label_efficiency.md / .png."""
+    from ros_ncal.models.checkpoint import load_checkpoint
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = load_checkpoint(pretrained)
+    backbone_cfg = _backbone_config_in(payload)
+    if backbone_cfg is None:
+        raise ValueError(f'{pretrained}: the checkpoint stores no backbone config; cannot build the same '
+                         'architecture for the from-scratch runs')
+    results_path = out / 'results.jsonl'
+    rows: list[dict] = []
+    cache: dict = {}
+    for task in tasks:
+        path = (config_paths or {}).get(task) or str(REPO / DEFAULT_CONFIGS[task])
+        base = load_finetune_config(path, copy.deepcopy(overrides or {}))
+        if base.task != task:
+            raise ValueError(f'{path} is a {base.task!r} config, not {task!r}')
+        base.backbone = dict(backbone_cfg)
+        base.backbone_from_checkpoint = False
+        base.linear_probe = linear_probe
+        if steps is not None:
+            base.optim.steps = int(steps)
+        key = _data_key(base)
+        if key not in cache:
+            t0 = time.time()
+            cache[key] = (load_task_samples(base.data, 'train'), load_task_samples(base.data, 'eval'))
+            log(f'loaded {len(cache[key][0])} train / {len(cache[key][1])} eval samples in {time.time() - t0:.0f} s')
+        train, evals = cache[key]
+        for frac in fractions:
+            for seed in seeds:
+                for init in ('scratch', 'pretrained'):
+                    cfg = copy.deepcopy(base)
+                    cfg.label_fraction = float(frac)
+                    cfg.seed = int(seed)
+                    cfg.pretrained = pretrained if init == 'pretrained' else None
+                    cfg.output_dir = str(out / 'runs')
+                    cfg.run_name = None
+                    log(f'--- {task} {frac * 100:g} % {init} seed {seed} ({cfg.optim.steps} steps)')
+                    res = finetune(cfg, train, evals, log=log)
+                    metric = METRIC_OF_TASK[task]
+                    row = {'task': task, 'fraction': float(frac), 'init': init, 'seed': int(seed),
+                           'metric': metric, 'value': res.metrics.get(metric), 'steps': cfg.optim.steps,
+                           'labelled_samples': res.num_labelled_samples, 'first_loss': res.losses[0],
+                           'final_loss': res.losses[-1], 'seconds': round(res.seconds, 1),
+                           'linear_probe': linear_probe, 'checkpoint': res.checkpoint, 'summary': res.summary_path}
+                    if task == 'det':
+                        row['mAP_3d'] = res.metrics.get('mAP_3d')
+                    if task == 'panoptic':
+                        row['mIoU'] = res.metrics.get('mIoU')
+                    rows.append(row)
+                    with open(results_path, 'a') as f:
+                        f.write(json.dumps(row, default=str) + '\n')
+    write_report(rows, out, pretrained)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Group by (task, fraction): mean / std over seeds for scratch and pretrained, and the gain."""
+    groups: dict = {}
+    for r in rows:
+        v = r['value']
+        groups.setdefault((r['task'], r['fraction'], r['metric']), {}).setdefault(r['init'], []).append(
+            float('nan') if v is None else float(v))
+    table = []
+    for (task, frac, metric), g in sorted(groups.items()):
+        s, p = np.asarray(g.get('scratch', []), float), np.asarray(g.get('pretrained', []), float)
+        entry = {'task': task, 'fraction': frac, 'metric': metric, 'n_seeds': int(max(len(s), len(p))),
+                 'scratch_mean': float(np.nanmean(s)) if len(s) else float('nan'),
+                 'scratch_std': float(np.nanstd(s)) if len(s) else float('nan'),
+                 'pretrained_mean': float(np.nanmean(p)) if len(p) else float('nan'),
+                 'pretrained_std': float(np.nanstd(p)) if len(p) else float('nan')}
+        entry['gain'] = entry['pretrained_mean'] - entry['scratch_mean']
+        table.append(entry)
+    return table
+
+
+def write_report(rows: list[dict], out: Path, pretrained: str) -> tuple[Path, Path | None]:
+    """label_efficiency.md (markdown table, values in %) and label_efficiency.png (if matplotlib works)."""
+    table = summarise(rows)
+    steps = sorted({r['steps'] for r in rows})
+    lines = ['# Label efficiency: pretrained vs from scratch', '',
+             f'Pretrained backbone: `{pretrained}`; steps per run: {steps}; seeds per cell: '
+             f'{sorted({r["seed"] for r in rows})}; linear probe: {any(r.get("linear_probe") for r in rows)}.',
+             'Values in %, mean +- std over seeds (same labelled scenes, same budget for both inits).', '',
+             '| task | labels | metric | scratch | pretrained | gain |', '|---|---|---|---|---|---|']
+    for e in table:
+        lines.append(f"| {e['task']} | {e['fraction'] * 100:g} % | {e['metric']} | "
+                     f"{100 * e['scratch_mean']:.2f} +- {100 * e['scratch_std']:.2f} | "
+                     f"{100 * e['pretrained_mean']:.2f} +- {100 * e['pretrained_std']:.2f} | "
+                     f"{100 * e['gain']:+.2f} |")
+    md = out / 'label_efficiency.md'
+    md.write_text('\n'.join(lines) + '\n')
+    png = out / 'label_efficiency.png'
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        tasks = sorted({e['task'] for e in table})
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            es = [e for e in table if e['task'] == task]
+            x = [e['fraction'] * 100 for e in es]
+            for init, color in (('scratch', 'tab:gray'), ('pretrained', 'tab:blue')):
+                ax.errorbar(x, [100 * e[f'{init}_mean'] for e in es], yerr=[100 * e[f'{init}_std'] for e in es],
+                            marker='o', capsize=3, label=init, color=color)
+            ax.set_xscale('log')
+            ax.set_xlabel('labelled scenes (%)')
+            ax.set_ylabel(f"{es[0]['metric']} (%)")
+            ax.set_title(task)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+    except Exception as exc:  # the table is the result; a plot failure must not lose it
+        print(f'label_efficiency: plot not written ({exc})', file=sys.stderr)
+        png = None
+    return md, png
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--pretrained', required=True, help='pretrained backbone checkpoint')
+    p.add_argument('--tasks', nargs='+', default=['seg', 'det', 'panoptic'], choices=sorted(METRIC_OF_TASK))
+    p.add_argument('--fractions', nargs='+', type=float, default=[0.01, 0.1])
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    p.add_argument('--steps', type=int, default=None, help='steps per run (default: the configs)')
+    p.add_argument('--out', default='runs/label_efficiency')
+    p.add_argument('--linear-probe', action='store_true')
+    p.add_argument('--config', action='append', default=[], metavar='TASK=YAML',
+                   help='config per task (default config/finetune/<task>_1pct.yaml; the fraction is overridden)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='config override (repeatable)')
+    args = p.parse_args(argv)
+    paths = dict(item.split('=', 1) for item in args.config)
+    rows = run_sweep(args.pretrained, args.tasks, args.fractions, args.seeds, args.out, args.steps, paths,
+                     parse_set_options(args.set), args.linear_probe, log=lambda m: print(m, flush=True))
+    print((Path(args.out) / 'label_efficiency.md').read_text())
+    return 0 if rows else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
