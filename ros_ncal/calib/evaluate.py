@@ -152,7 +152,7 @@ def run_trials(samples: list[Sample], trials: list[Trial], calibrators: dict[str
     """Run every calibrator on every trial -> one record per (trial, calibrator).
 
     Record keys: sample, trial, calibrator, init_rre_deg, init_rte_cm, rre_deg, rte_cm, confidence,
-    success_flag (the calibrator's own), runtime_s, message. A calibrator that raises is recorded as a
+    success_flag (the calibrator's own), runtime_s, message, extras (the scalar entries of CalibResult.extras). A calibrator that raises is recorded as a
     failure returning T_init (message 'raised ...'); the evaluation goes on.
     """
     records = []
@@ -172,14 +172,17 @@ def run_trials(samples: list[Sample], trials: list[Trial], calibrators: dict[str
             records.append({'sample': tr.sample_index, 'trial': tr.trial, 'calibrator': name,
                             'init_rre_deg': init_rre, 'init_rte_cm': 100.0 * init_rte,
                             'rre_deg': rre, 'rte_cm': 100.0 * rte, 'confidence': res.confidence,
-                            'success_flag': res.success, 'runtime_s': dt, 'message': res.message})
+                            'success_flag': res.success, 'runtime_s': dt, 'message': res.message,
+                            'extras': {k: v for k, v in res.extras.items()
+                                       if isinstance(v, (bool, int, float, str, np.floating, np.integer))}})
         if progress:
             print(f'  trial {n + 1}/{len(trials)} done', flush=True)
     return records
 
 
 def summarize(records: list[dict[str, Any]], success_rre_deg: float, success_rte_m: float) -> dict[str, dict]:
-    """Per calibrator: n, median/mean RRE (deg) and RTE (cm), success rate, mean runtime, mean confidence."""
+    """Per calibrator: n, median/mean RRE (deg) and RTE (cm), success rate (both thresholds), rotation-only
+    success rate, the calibrator's self-reported success rate, mean confidence, mean runtime."""
     out: dict[str, dict] = {}
     names = list(dict.fromkeys(r['calibrator'] for r in records))
     for name in names:
@@ -190,6 +193,7 @@ def summarize(records: list[dict[str, Any]], success_rre_deg: float, success_rte
         out[name] = {'n': len(rs), 'rre_median_deg': float(np.median(rre)), 'rre_mean_deg': float(np.mean(rre)),
                      'rte_median_cm': float(np.median(rte)), 'rte_mean_cm': float(np.mean(rte)),
                      'success_rate': float(np.mean(ok)),
+                     'rot_success_rate': float(np.mean(rre < success_rre_deg)),
                      'self_reported_success_rate': float(np.mean([r['success_flag'] for r in rs])),
                      'confidence_mean': float(np.mean([r['confidence'] for r in rs])),
                      'runtime_mean_s': float(np.mean([r['runtime_s'] for r in rs]))}
@@ -223,10 +227,11 @@ class EvalReport:
     def table_rows(self) -> list[list[str]]:
         rows = [['calibrator', 'n', 'RRE med (deg)', 'RRE mean (deg)', 'RTE med (cm)', 'RTE mean (cm)',
                  f'success (<{self.config["success_rre_deg"]:g} deg, <{100 * self.config["success_rte_m"]:g} cm)',
-                 'conf mean', 'runtime (s/frame)']]
+                 f'RRE <{self.config["success_rre_deg"]:g} deg', 'conf mean', 'runtime (s/frame)']]
         for name, s in self.summary.items():
             rows.append([name, str(s['n']), f'{s["rre_median_deg"]:.2f}', f'{s["rre_mean_deg"]:.2f}',
                          f'{s["rte_median_cm"]:.1f}', f'{s["rte_mean_cm"]:.1f}', f'{100 * s["success_rate"]:.0f} %',
+                         f'{100 * s["rot_success_rate"]:.0f} %',
                          f'{s["confidence_mean"]:.2f}', f'{s["runtime_mean_s"]:.3f}'])
         return rows
 

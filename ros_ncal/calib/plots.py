@@ -37,6 +37,8 @@ def plot_error_vs_perturbation(report: EvalReport, path: str | Path) -> Path:
             rs = [r for r in recs if r['calibrator'] == name]
             x = np.array([r[key_x] for r in rs]) * scale_x
             y = np.array([r[key_y] for r in rs])
+            if report.sweep_records:
+                x, y = np.maximum(x, 1e-3), np.maximum(y, 1e-3)   # log axes
             col = colors[c % len(colors)]
             if report.sweep_records:
                 xs = np.unique(x)
@@ -58,7 +60,12 @@ def plot_error_vs_perturbation(report: EvalReport, path: str | Path) -> Path:
         unit = 'deg' if label == 'rotation' else 'cm'
         ax.set_xlabel(f'initial {label} error ({unit})')
         ax.set_ylabel(f'final {label} error ({unit})')
-        ax.set_yscale('symlog', linthresh=0.1 if label == 'rotation' else 1.0)
+        if report.sweep_records:                  # sizes span decades: log axes
+            ax.set_yscale('log')
+            ax.set_xscale('log')
+        else:
+            ax.set_ylim(bottom=0)
+            ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f'Calibration error vs initial perturbation, {title}, {report.n_samples} samples')
