@@ -52,6 +52,7 @@ class KittiScenarioConfig:
     frames: list = field(default_factory=list)
     passes: int = 3
     hz: float = 10.0
+    classical: str = 'rotation_only'
     runs: list = field(default_factory=lambda: [KittiRunConfig()])
 
 
@@ -65,6 +66,7 @@ class SyntheticScenarioConfig:
     error_deg: float = 5.0
     error_m: float = 0.3
     error_seed: int = 0
+    classical: str = 'six_dof'
 
 
 @dataclass
@@ -81,6 +83,7 @@ class DemoConfig:
     synthetic: SyntheticScenarioConfig = field(default_factory=SyntheticScenarioConfig)
     calibrator_params: dict = field(default_factory=dict)
     collector_params: dict = field(default_factory=dict)
+    classical_configs: dict = field(default_factory=dict)
 
     def validate(self) -> 'DemoConfig':
         bad = [s for s in self.scenarios if s not in SCENARIOS]
@@ -92,6 +95,10 @@ class DemoConfig:
             raise ValueError(f"demo config: pace must be 'lockstep' or 'realtime', got {self.pace!r}")
         if self.kitti.passes < 1 or self.synthetic.passes < 1:
             raise ValueError('demo config: passes must be >= 1')
+        for where, name in (('kitti', self.kitti.classical), ('synthetic', self.synthetic.classical)):
+            if name not in self.classical_configs:
+                raise ValueError(f'demo config: {where}.classical {name!r} is not a key of classical_configs '
+                                 f'{sorted(self.classical_configs)}')
         if self.synthetic.n_frames < 1:
             raise ValueError(f'demo config: synthetic.n_frames must be >= 1, got {self.synthetic.n_frames}')
         return self
@@ -107,13 +114,14 @@ def _build(cls, data: dict, where: str):
 
 
 def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
-    """config/demo.yaml -> (DemoConfig, path of the YAML, which also holds the classical section)."""
+    """config/demo.yaml -> (DemoConfig, path of the YAML)."""
     import yaml
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'demo config not found: {path}')
-    raw = (yaml.safe_load(path.read_text()) or {}).get('demo', {}) or {}
-    raw = dict(raw)
+    data = yaml.safe_load(path.read_text()) or {}
+    raw = dict(data.get('demo', {}) or {})
+    raw['classical_configs'] = dict(data.get('classical_configs', {}) or {})
     kitti = dict(raw.pop('kitti', {}) or {})
     kitti['runs'] = [_build(KittiRunConfig, r, f'{path}: demo.kitti.runs') for r in kitti.get('runs', [{}])]
     raw['kitti'] = _build(KittiScenarioConfig, kitti, f'{path}: demo.kitti')
@@ -205,6 +213,7 @@ class RunSpec:
     bag_dir: Path
     truth: dict
     passes: int
+    classical: str = 'rotation_only'
     bag_note: str = ''
 
 
@@ -217,7 +226,7 @@ def prepare_kitti(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
                                                             r.error_deg, r.error_m, r.error_seed, hz=cfg.kitti.hz)
         log(f'wrote {bag_dir} ({len(truth["frames"])} KITTI frames {truth["frames"]}, nominal off by '
             f'{truth["error_deg"]:.2f} deg / {truth["error_m"] * 100:.1f} cm) in {time.monotonic() - t:.1f} s')
-        runs.append(RunSpec(r.name, 'kitti', bag_dir, truth, cfg.kitti.passes))
+        runs.append(RunSpec(r.name, 'kitti', bag_dir, truth, cfg.kitti.passes, cfg.kitti.classical))
     return runs
 
 
@@ -233,7 +242,7 @@ def prepare_synthetic(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
                                                  log=log)
     note = 'reused cached bag' if truth.get('reused') else f'rendered in {time.monotonic() - t:.1f} s'
     log(f'{bag_dir}: {counts} ({note})')
-    return [RunSpec(s.name, 'synthetic', bag_dir, truth, s.passes, note)]
+    return [RunSpec(s.name, 'synthetic', bag_dir, truth, s.passes, s.classical, note)]
 
 
 def last_frame_arrays(bag_dir: Path):
@@ -248,7 +257,7 @@ def last_frame_arrays(bag_dir: Path):
             camera_info_to_intrinsics(last[tp.camera_info]).K)
 
 
-def run_one(spec: RunSpec, cfg: DemoConfig, cfg_path: Path, backend: tuple[str, str, str], out: Path, log) -> dict:
+def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], out: Path, log) -> dict:
     import numpy as np
     from PIL import Image
 
@@ -261,8 +270,11 @@ def run_one(spec: RunSpec, cfg: DemoConfig, cfg_path: Path, backend: tuple[str, 
     run_dir.mkdir(parents=True)
     T_true = np.asarray(spec.truth['T_cam_lidar_true'], dtype=np.float64)
     T_nominal = np.asarray(spec.truth['T_cam_lidar_nominal'], dtype=np.float64)
+    import yaml
+    classical_yaml = run_dir / 'classical.yaml'   # the node reads a YAML with a 'classical' section
+    classical_yaml.write_text(yaml.safe_dump({'classical': cfg.classical_configs[spec.classical] or {}}))
     cal_params = {**cfg.calibrator_params, 'backend': backend[0], 'refine': backend[1], 'fallback_backend': 'classical',
-                  'classical_config': str(cfg_path.resolve())}
+                  'classical_config': str(classical_yaml.resolve())}
     col_params = None
     if cfg.collector_enabled:
         col_params = {**cfg.collector_params, 'output_dir': str((run_dir / 'dataset').resolve()),
@@ -299,7 +311,7 @@ def run_one(spec: RunSpec, cfg: DemoConfig, cfg_path: Path, backend: tuple[str, 
         'name': spec.name, 'scenario': spec.scenario, 'bag': str(spec.bag_dir), 'bag_note': spec.bag_note,
         'truth_file': str(spec.bag_dir.parent / f'{spec.bag_dir.name}.truth.json'),
         'frames_in_bag': len(spec.truth.get('stamps_ns', [])), 'passes': spec.passes,
-        'backend': backend_used(st), 'backend_note': st.get('backend_note', ''),
+        'backend': backend_used(st), 'backend_note': st.get('backend_note', ''), 'classical_config': spec.classical,
         'nodes': res.started, 'truth': pose_entry(T_true, T_true), 'nominal': before, 'estimate': after,
         'tf_static_published': pose_entry(tf_pub, T_true), 'tf_static_publications': int(st.get('tf_published', 0)),
         'improved': None if after is None else {
@@ -352,7 +364,7 @@ def print_report(summary: dict) -> None:
         verdict = ('no estimate' if imp is None else
                    f'rotation {"improved" if imp["rotation"] else "NOT improved"}, '
                    f'translation {"improved" if imp["translation"] else "NOT improved"}')
-        print(f'{r["name"]}: backend {r["backend"]}; {verdict}; /tf_static publications {r["tf_static_publications"]}; '
+        print(f'{r["name"]}: backend {r["backend"]} (classical config {r["classical_config"]}); {verdict}; /tf_static publications {r["tf_static_publications"]}; '
               f'drift {r["drift"]}; collector wrote {r["collector"]["written"]}; {r["wall_s"]} s')
         print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
               f'convergence.png node_overlay_*.png)')
@@ -391,7 +403,7 @@ def run(args) -> int:
             timings[f'bags_{scenario}'] = round(time.monotonic() - t, 2)
         for spec in specs:
             t = time.monotonic()
-            runs.append(run_one(spec, cfg, cfg_path, backend, out, log))
+            runs.append(run_one(spec, cfg, backend, out, log))
             timings[f'run_{spec.name}'] = round(time.monotonic() - t, 2)
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal demo: {exc}', file=sys.stderr)

@@ -40,10 +40,12 @@ def _label(img: np.ndarray, text: str, color=(255, 255, 255)) -> np.ndarray:
 
 def save_before_after(image: np.ndarray, points: np.ndarray, K: np.ndarray, T_before: np.ndarray,
                       T_after: np.ndarray, T_true: np.ndarray, out_dir: str | Path, title: str = '',
-                      radius: int = 1) -> dict[str, str]:
+                      radius: int | None = None) -> dict[str, str]:
     """Project ``points`` (N, 3+) LiDAR with the nominal (before), the final estimate (after) and the truth
     onto ``image`` (H, W, 3) uint8 -> before.png, after.png, truth.png and comparison.png (stacked, labelled).
-    Returns {name: path}."""
+    radius: drawn point half-size (None: 1 for images >= 800 px wide, else 0). Returns {name: path}."""
+    if radius is None:
+        radius = 1 if image.shape[1] >= 800 else 0
     from PIL import Image
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
