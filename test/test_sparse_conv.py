@@ -252,3 +252,18 @@ def test_spconv_engine_parity_single_thread():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_out, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_minkunet_with_spconv_engine_matches_torch_engine():
+    """Optional engine inside the whole network (eval, single-threaded); skipped without spconv."""
+    pytest.importorskip('spconv.pytorch')
+    from ros_ncal.models import MinkUNet
+    torch.manual_seed(0)
+    ref = MinkUNet(out_dim=8, width=0.25, voxel_size=0.3, depth=14).eval()
+    alt = MinkUNet(out_dim=8, width=0.25, voxel_size=0.3, depth=14, engine='spconv').eval()
+    alt.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(2)
+    clouds = [torch.cat([torch.randn(1500, 3, generator=g) * 5, torch.rand(1500, 1, generator=g)], 1),
+              torch.cat([torch.randn(400, 3, generator=g) * 5 - 3, torch.rand(400, 1, generator=g)], 1)]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat(alt(clouds)), torch.cat(ref(clouds)), rtol=1e-4, atol=1e-5)
