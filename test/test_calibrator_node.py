@@ -155,12 +155,15 @@ class _OffsetCalibrator:
         return CalibResult(self.dT @ self.nominal, 0.9, True, 'fixed offset')
 
 
-@pytest.mark.parametrize('offset_deg, level', [(1.5, 'WARN'), (3.0, 'ERROR')])
-def test_drift_alarm_after_hold_time(offset_deg, level):
+@pytest.mark.parametrize('offset_deg, level, loop', [(1.5, 'WARN', False), (3.0, 'ERROR', False),
+                                                      (3.0, 'ERROR', True)])
+def test_drift_alarm_after_hold_time(offset_deg, level, loop):
+    """loop: frames 0.6 s apart whose stamps restart every 3 frames (a looped bag): pairing restarts and the
+    hold time (2 s) counts the sensor time seen, not the raw stamps (which never get 2 s apart)."""
     name = f'test_offset_{str(offset_deg).replace(".", "_")}'
     register_calibrator(name, lambda **_: _OffsetCalibrator(offset_deg), overwrite=True)
     params = {'backend': name, 'extrinsic.T_cam_lidar': list(T_CAM_LIDAR_AXES.ravel()), 'drift.tolerance_deg': 1.0,
-              'drift.hold_s': 0.35, 'diagnostics_period_s': 0.1, 'fusion.min_frames': 1,
+              'drift.hold_s': 2.0 if loop else 0.35, 'diagnostics_period_s': 0.1, 'fusion.min_frames': 1,
               'tf.min_confidence': 0.95, 'overlay.enabled': False}
     rng = np.random.default_rng(3)
     with RosGraph() as g:
@@ -170,11 +173,12 @@ def test_drift_alarm_after_hold_time(offset_deg, level):
         assert pub.wait_matched()
         states = []
         for i in range(7):
-            pub.send_frame(STAMP0 + i * PERIOD, *synthetic_frame(rng))
+            pub.send_frame(STAMP0 + (6 * (i % 3) if loop else i) * PERIOD, *synthetic_frame(rng))
             assert g.wait_for(lambda: node.n_calibrated >= i + 1, 10), node.status()
             states.append(node.drift['state'])
-        # LiDAR time 0.0 .. 0.6 s: drifting from the first frame, the alarm waits for 0.35 s of it
+        # sensor time 0.0 .. 0.6 s (loop: 0.0 .. 3.6 s): drifting from the first frame, the alarm waits for the hold
         assert states[:3] == ['OK'] * 3 and states[4:] == [level] * 3, states
+        assert node.input.received().get('time_jumps_back', 0) == (2 if loop else 0)
         assert abs(node.drift['rot_deg'] - offset_deg) < 1e-6
         assert node.n_tf_published == 0                         # 0.9 < tf.min_confidence
         want = {'WARN': 1, 'ERROR': 2}[level]

@@ -632,6 +632,7 @@ class SensorInput:
         self._lock = threading.Lock()  # pairer + camera info
         self.intrinsics: CameraIntrinsics | None = None
         self._infos: deque = deque(maxlen=20)   # (stamp_ns, CameraIntrinsics) of recent CameraInfos
+        self._newest: dict[str, int] = {}         # newest accepted stamp per stream (since the last time jump)
         self.counts = Counter()  # received per stream, pairs (guarded by _lock)
         qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
         if cfg.image_transport == 'compressed':
@@ -745,6 +746,7 @@ class SensorInput:
         item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame)
         with self._lock:
             self.counts['image_accepted'] += 1
+            self._restart_pairing_on_jump_back('camera', ns)
             pairs = self.pairer.push_camera(ns, item)
         self._emit(pairs)
 
@@ -774,8 +776,28 @@ class SensorInput:
         item = CloudFrame(points=np.ascontiguousarray(pts), stamp_ns=ns, frame_id=frame, n_nonfinite=n_bad)
         with self._lock:
             self.counts['points_accepted'] += 1
+            self._restart_pairing_on_jump_back('lidar', ns)
             pairs = self.pairer.push_lidar(ns, item)
         self._emit(pairs)
+
+    def _restart_pairing_on_jump_back(self, stream: str, ns: int) -> None:
+        """A stream whose stamp steps back by more than max(1 s, 2 x pair tolerance) (a looped bag, a
+        restarted driver) restarts the pairer, which assumes non-decreasing stamps; what was waiting is
+        counted as pair_unmatched. Call with ``_lock`` held."""
+        newest = self._newest.get(stream)
+        jump = max(10**9, 2 * self.pairer.tolerance_ns)
+        if newest is not None and ns < newest - jump:
+            old = self.pairer
+            cams, lidars = old.pending
+            fresh = ApproximateTimePairer(old.tolerance_ns, old.max_queue)
+            fresh.dropped = old.dropped
+            fresh.dropped['camera']['too_far'] += cams
+            fresh.dropped['lidar']['too_far'] += lidars
+            fresh.n_pairs = old.n_pairs
+            self.pairer = fresh
+            self._newest = {}
+            self.counts['time_jumps_back'] += 1
+        self._newest[stream] = ns if newest is None or stream not in self._newest else max(self._newest[stream], ns)
 
     def nominal_extrinsic(self, lidar_frame: str, camera_frame: str) -> np.ndarray | None:
         """T_cam_lidar from the parameters or the TF graph (per extrinsic.source), None when unknown."""

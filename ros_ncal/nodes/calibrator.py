@@ -240,6 +240,7 @@ class CalibratorNode(Node):
         self.processing_ms = 0.0
         self.latency_ms = {'calibration': 0.0, 'overlay': 0.0}
         self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
+        self._sensor_clock = {'now': 0, 'last_stamp': None, 'last_dt': 0}
         self._last_calib_stamp: int | None = None
 
         self._sensor_group = ReentrantCallbackGroup()
@@ -371,6 +372,7 @@ class CalibratorNode(Node):
     def _update_drift(self, fused, conf: float, nominal: np.ndarray, stamp_ns: int) -> None:
         d = self.cfg.drift
         with self._lock:
+            now = self._advance_sensor_clock(stamp_ns)
             if fused is None or conf < d.min_confidence:
                 return                      # not judged: keep the last verdict
             rot, trans = pose_error(fused.T, nominal)
@@ -378,15 +380,30 @@ class CalibratorNode(Node):
             exceed2 = rot > 2 * d.tolerance_deg or trans > 2 * d.tolerance_m
             since = self.drift['since_ns']
             if exceed and since is None:
-                since = stamp_ns
+                since = now
             elif not exceed:
                 since = None
-            held = since is not None and stamp_ns - since >= d.hold_s * 1e9
+            held = since is not None and now - since >= d.hold_s * 1e9
             state = ('ERROR' if exceed2 else 'WARN') if held else 'OK'
             if state != self.drift['state'] and state != 'OK':
                 self.get_logger().warning(f'extrinsic drift {rot:.2f} deg / {trans:.3f} m from nominal '
-                                          f'for {(stamp_ns - since) / 1e9:.1f} s ({state})')
+                                          f'for {(now - since) / 1e9:.1f} s ({state})')
             self.drift = {'rot_deg': rot, 'trans_m': trans, 'state': state, 'since_ns': since}
+
+    def _advance_sensor_clock(self, stamp_ns: int) -> int:
+        """Sensor time seen by the calibration (ns), accumulated over calibrated frames: a step back in the
+        stamps (a looped bag) or a gap over 60 s counts as the previous frame interval, so the drift hold time
+        means the same in live use, bag replays at any rate and looped replays."""
+        last = self._sensor_clock['last_stamp']
+        if last is not None:
+            dt = stamp_ns - last
+            if 0 < dt <= 60 * 10**9:
+                self._sensor_clock['last_dt'] = dt
+            else:
+                dt = self._sensor_clock['last_dt']
+            self._sensor_clock['now'] += dt
+        self._sensor_clock['last_stamp'] = stamp_ns
+        return self._sensor_clock['now']
 
     def _maybe_publish_tf(self, fused, conf: float, nominal: np.ndarray, pair: PairedInput) -> None:
         t = self.cfg.tf
