@@ -96,6 +96,8 @@ def test_minkunet_input_feature_modes_and_errors():
         MinkUNet(in_channels=1, input_features='xyz_intensity')
     with pytest.raises(ValueError, match='depth'):
         MinkUNet(depth=50)
+    with pytest.raises(ValueError, match='pooling'):
+        MinkUNet(pooling='max')
     with pytest.raises(ValueError, match='columns'):
         MinkUNet(width=0.125)([torch.zeros(10, 3)])
     with pytest.raises(ValueError, match='empty'):

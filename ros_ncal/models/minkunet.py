@@ -16,6 +16,7 @@ from torch import nn
 from .registry import register
 from .sparse import (SparseBatchNorm, SparseDownConv3d, SparseReLU, SparseTensor, SparseUpConv3d,
                      SubMConv3d, batch_points, cat_feats, voxelize)
+from .sparse.voxelize import POOLING_MODES
 
 # Residual blocks per stage (4 encoder stages then 4 decoder stages).
 DEPTH_BLOCKS: Dict[int, Tuple[int, ...]] = {
@@ -113,6 +114,10 @@ class MinkUNet(nn.Module):
             raise ValueError(f'width must be positive, got {width}')
         if not voxel_size > 0:
             raise ValueError(f'voxel_size must be positive, got {voxel_size}')
+        if pooling not in POOLING_MODES:
+            raise ValueError(f'pooling must be one of {POOLING_MODES}, got {pooling!r}')
+        if int(out_dim) < 1:
+            raise ValueError(f'out_dim must be positive, got {out_dim}')
         self.in_channels, self.out_dim, self.depth, self.width = int(in_channels), int(out_dim), depth, float(width)
         self.voxel_size, self.input_features, self.pooling, self.engine = (
             float(voxel_size), input_features, pooling, engine)
