@@ -250,6 +250,12 @@ def test_collector_rejects_bad_parameters():
             g.make(CollectorNode, {'min_motion_m': 1.0})
         with pytest.raises(ValueError, match='extrinsic'):
             g.make(CollectorNode, {'extrinsic.source': 'param'})
+        with pytest.raises(ValueError, match='input.qos_depth'):
+            g.make(CollectorNode, {'input.qos_depth': 0})               # below the declared range
+        with pytest.raises(ValueError, match='autostart'):
+            g.make(CollectorNode, {'autostart': 'yes'})                 # wrong type
+        with pytest.raises(ValueError, match='pair_tolerance_s'):
+            g.make(CollectorNode, {'input.pair_tolerance_s': 5.0})      # above the declared range
 
 
 def test_collector_on_the_nuscenes_sample_with_its_sensor_config(tmp_path, shared_data):

@@ -110,6 +110,7 @@ def declare_config(node, cls, prefix: str = ''):
     (type, ``choices``, ``min``/``max``) the instance's ``validate()`` runs when it has one.
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import ParameterException
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
@@ -137,7 +138,10 @@ def declare_config(node, cls, prefix: str = ''):
                     to_value=float(meta['max'] if meta.get('max') is not None else 1e300), step=0.0)]
             ros_default = float(default)
             _int_override_to_float(node, name)
-        value = node.declare_parameter(name, ros_default, d).value
+        try:
+            value = node.declare_parameter(name, ros_default, d).value
+        except ParameterException as exc:   # out of the declared range, wrong type
+            raise ValueError(f'parameter {name!r}: {exc}') from None
         value = _coerce(name, kind, default if value is None and not kind.endswith('_list') else value)
         if meta.get('choices') and value not in meta['choices']:
             raise ValueError(f'parameter {name!r}: {value!r} is not one of {list(meta["choices"])}')
