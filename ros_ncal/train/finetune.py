@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .downstream_data import AugmentConfig, DataConfig, augment, labelled_subset, load_task_samples
+from .downstream_data import (AugmentConfig, DataConfig, augment, labelled_subset, load_task_samples,
+                              select_labelled_scenes)
 from .downstream_tasks import TASKS, TaskModel, make_task
 
 FINETUNED_MODEL_TYPE = 'ros_ncal.finetuned'
@@ -267,6 +268,21 @@ def resolve_device(name: str) -> torch.device:
 
 # ------------------------------------------------------------------ the loop
 
+def load_labelled_samples(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> list:
+    """The labelled training samples of ``cfg.label_fraction`` (chosen by scene with ``cfg.label_seed``).
+
+    Synthetic samples are one scene per index, so only the labelled indices are generated (the same
+    choice ``labelled_subset`` makes on the full list); shards are read in full because their scenes
+    are known only from each sample's metadata.
+    """
+    d = cfg.data
+    if d.source == 'synthetic' and cfg.label_fraction < 1.0:
+        all_idx = list(range(int(d.train_indices[0]), int(d.train_indices[1])))
+        chosen = select_labelled_scenes(all_idx, cfg.label_fraction, cfg.label_seed)
+        return load_task_samples(d, 'train', indices=chosen, progress=log)
+    return labelled_subset(load_task_samples(d, 'train', progress=log), cfg.label_fraction, cfg.label_seed)
+
+
 @dataclass
 class FinetuneResult:
     run_name: str
@@ -295,10 +311,13 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
     rng = np.random.default_rng(cfg.seed)
     device = resolve_device(cfg.device)
     if train_samples is None:
-        train_samples = load_task_samples(cfg.data, 'train', progress=log)
-    labelled = labelled_subset(train_samples, cfg.label_fraction, cfg.label_seed)
+        labelled = load_labelled_samples(cfg, log)
+        n_train = int(cfg.data.train_indices[1]) - int(cfg.data.train_indices[0])
+    else:
+        labelled = labelled_subset(train_samples, cfg.label_fraction, cfg.label_seed)
+        n_train = len(train_samples)
     scenes = list(dict.fromkeys(s.scene for s in labelled))
-    log(f'{cfg.task}: {len(labelled)} labelled of {len(train_samples)} training samples '
+    log(f'{cfg.task}: {len(labelled)} labelled of {n_train} training samples '
         f'({len(scenes)} scene(s), fraction {cfg.label_fraction}, label seed {cfg.label_seed})')
 
     model, task, bcfg, report = build_task_model(cfg, log)
