@@ -4,21 +4,26 @@ After Levinson & Thrun, "Automatic Online Calibration of Cameras and Lasers" (RS
 
 * LiDAR side: per-point discontinuity weight ``X_i = min(max(r_{i-1} - r_i, r_{i+1} - r_i, 0), cap) ** gamma``
   from range jumps between azimuth neighbours of one scan line (the near side of an occlusion
-  boundary gets the weight), optionally plus intensity jumps.
-* Image side: gradient magnitude of the grey image, normalised, then an inverse distance transform
+  boundary gets the weight), only at clean step edges (the near surface continues on the other
+  side), plus intensity jumps.
+* Image side: horizontal gradient of the grey image (the counterpart of jumps between azimuth
+  neighbours), normalised, then an inverse distance transform
   ``D = alpha E + (1 - alpha) max_{q} E_q decay ** chebyshev(p, q)`` so the objective is smooth
-  around edges; a wider decay at coarse levels widens the basin of convergence.
+  around edges, then a high-pass (minus a Gaussian local mean) so textured regions earn nothing by
+  themselves.
 * Objective: ``J(T) = sum_i X_i D(project(T p_i)) / sum_i X_i`` (bilinear look-up; points outside the
   image contribute 0).
-* Optimiser: randomised pattern search on a 6-DoF correction ``T = [R(w) | tau] @ T_cur`` applied in
-  the camera frame (rotation about the camera centre), coarse to fine over the levels of the config,
-  shrinking the steps when no candidate improves.
-* Confidence (Levinson's criterion): the fraction of the 3^6 - 1 grid neighbours at the probe step
-  whose objective is lower than at the estimate.
+* Optimiser: randomised pattern search on a correction ``T = [R(w) | tau] @ T_cur`` applied in the
+  camera frame (rotation about the camera centre), coarse to fine over the levels of the config,
+  shrinking the steps when no candidate improves, inside a trust region around ``T_init``. The
+  default levels search rotation only (translation is weakly observable from one frame).
+* Confidence: fraction of random rotation probes (within ``probe_ball_deg``) scoring lower than the
+  estimate, times the peak prominence mapped to [0, 1]; Levinson's grid criterion is reported in
+  ``extras['levinson_fraction']``.
 
-It is a LOCAL method: it converges from errors of a few degrees / decimetres, not from the wide
-pretext perturbations. Bad input (no points in the image, a black or saturated image) gives
-``success=False``, confidence 0 and ``T_init`` back; ``estimate`` never raises.
+It is a LOCAL method: on KITTI it converges from rotation errors up to about 2 deg, not from the
+wide pretext perturbations (docs/calibration_eval.md). Bad input (no points in the image, a black or
+saturated image) gives ``success=False``, confidence 0 and ``T_init`` back; ``estimate`` never raises.
 """
 from __future__ import annotations
 

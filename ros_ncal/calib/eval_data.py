@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ros_ncal.data.sample import Sample
 
-DEFAULT_KITTI_DIR = Path(os.environ.get('NCAL_SHARED_DATA', Path(__file__).resolve().parents[2].parent / 'shared' / 'data')
-                         ) / 'kitti_object'
+_SHARED_DATA = Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
+DEFAULT_KITTI_DIR = Path(os.environ.get('NCAL_SHARED_DATA', _SHARED_DATA)) / 'kitti_object'
 
 
 def load_kitti_samples(kitti_dir: str | Path = DEFAULT_KITTI_DIR, splits: tuple[str, ...] = ('training', 'testing'),

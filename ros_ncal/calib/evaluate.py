@@ -152,7 +152,8 @@ def run_trials(samples: list[Sample], trials: list[Trial], calibrators: dict[str
     """Run every calibrator on every trial -> one record per (trial, calibrator).
 
     Record keys: sample, trial, calibrator, init_rre_deg, init_rte_cm, rre_deg, rte_cm, confidence,
-    success_flag (the calibrator's own), runtime_s, message, extras (the scalar entries of CalibResult.extras). A calibrator that raises is recorded as a
+    success_flag (the calibrator's own), runtime_s, message, extras (the scalar entries of
+    CalibResult.extras). A calibrator that raises is recorded as a
     failure returning T_init (message 'raised ...'); the evaluation goes on.
     """
     records = []
@@ -298,9 +299,9 @@ def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], con
     pr = cfg.presets[preset_name]
     main = make_trials(samples, pr, n_trials, cfg.seed)
     records = run_trials(samples, main, cals, progress)
+    ids = list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(samples))]
     report = EvalReport(config={**cfg.to_dict(), 'trials': n_trials}, preset_name=preset_name, preset=asdict(pr),
-                        n_samples=len(samples),
-                        sample_ids=list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(samples))],
+                        n_samples=len(samples), sample_ids=ids,
                         records=records, summary=summarize(records, cfg.success_rre_deg, cfg.success_rte_m))
     if sweep:
         for j, (deg, m) in enumerate(cfg.sweep):

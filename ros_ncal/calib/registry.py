@@ -33,7 +33,8 @@ def _make_nclr(checkpoint: str | None = None, device: str | None = None, **_: An
         from ros_ncal.nclr.calibrator import NCLRCalibrator
     except ImportError as exc:
         raise CalibratorUnavailableError(
-            f'calibrator "nclr" is not available: cannot import ros_ncal.nclr.calibrator.NCLRCalibrator ({exc})') from exc
+            'calibrator "nclr" is not available: cannot import '
+            f'ros_ncal.nclr.calibrator.NCLRCalibrator ({exc})') from exc
     try:
         return NCLRCalibrator.from_checkpoint(checkpoint, device=device) if device else \
             NCLRCalibrator.from_checkpoint(checkpoint)

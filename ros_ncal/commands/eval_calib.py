@@ -67,6 +67,9 @@ def run(args) -> int:
         except (CalibratorUnavailableError, ValueError) as exc:
             print(f'error: {exc}')
             return 2
+        except Exception as exc:  # noqa: BLE001 - e.g. a corrupt checkpoint: one line, not a traceback
+            print(f'error: cannot build calibrator {name!r}: {type(exc).__name__}: {exc}')
+            return 2
 
     try:
         if args.data == 'kitti':
