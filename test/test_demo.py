@@ -128,3 +128,17 @@ def test_demo_synthetic_and_kitti_short(tmp_path, kitti_dir, capsys):
         assert r['frames']['calibrated'] == r['frames_in_bag'] and r['collector']['written'] is None
     # the synthetic bag of the first call is still cached next to the KITTI ones
     assert (out / 'bags' / 'synthetic_5deg_30cm.truth.json').is_file()
+
+
+def test_demo_publisher_scenario_stage1(tmp_path, kitti_dir):
+    """The stage-1 demo (extrinsic_publisher republishing the recorded extrinsic) stays reachable."""
+    out = tmp_path / 'pub'
+    rc = ncal(['demo', '--scenario', 'publisher', '--kitti-dir', str(kitti_dir / 'training'), '--out', str(out),
+               '--repeat', '1', '--rate', '0', '--keep-overlays', '2'])
+    assert rc == 0
+    s = json.loads((out / 'summary.json').read_text())
+    assert s['overlays_received'] == s['overlays_expected'] == 4
+    assert len(s['overlay_files']) == 2 and all(Path(f).exists() for f in s['overlay_files'])
+    assert len(s['recorded_extrinsics']) == 2  # frame 000000 has its own calibration day
+    assert s['published_extrinsics'] and all(c['rotation_error_deg'] < 1e-6 and c['translation_error_m'] < 1e-9
+                                             for c in s['published_extrinsics'])

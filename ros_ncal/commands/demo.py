@@ -61,7 +61,7 @@ class SyntheticScenarioConfig:
     name: str = 'synthetic_5deg_30cm'
     config: str = ''
     drive_seed: int = 3
-    n_frames: int = 20
+    n_frames: int = 30
     passes: int = 1
     error_deg: float = 5.0
     error_m: float = 0.3

@@ -103,6 +103,8 @@ def format_summary_table(runs: list[dict]) -> str:
     for r in runs:
         fr = r['frames']
         lat = r['latency_ms'].get('calibration_p50')
+        if lat is None:   # realtime pace: the node's last pair -> outputs latency
+            lat = r['latency_ms'].get('node_calibration_last')
         lines.append(f'{r["name"]:<20} {_fmt(r["nominal"]):>22} {_fmt(r["estimate"]):>22} '
                      f'{_fmt(r["tf_static_published"]):>22} {r["confidence"]:5.2f} '
                      f'{fr["calibrated"]:>5}/{fr["received"]}/{fr["dropped"]:<5} '
