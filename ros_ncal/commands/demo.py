@@ -33,7 +33,7 @@ HELP = 'end-to-end demo: bags (KITTI, synthetic drive with a wrong extrinsic) ->
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
-NCLR_ASSET = REPO / 'ros_ncal' / 'assets' / 'nclr_calib.pt'
+NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
 SCENARIOS = ('kitti', 'synthetic')
 BACKENDS = ('auto', 'nclr', 'nclr+classical', 'classical', 'none')
 
@@ -136,10 +136,10 @@ def add_arguments(parser) -> None:
                              'extrinsic_publisher demo)')
     parser.add_argument('--backend', choices=BACKENDS, default=None,
                         help='calibrator backend (default from the config: auto = nclr+classical when '
-                             f'{NCLR_ASSET.relative_to(REPO)} exists, else classical)')
+                             f'{_short(NCLR_ASSET)} exists, else classical)')
     parser.add_argument('--checkpoint', default=str(NCLR_ASSET),
                         help='NCLR checkpoint for the nclr backends (default: the shipped asset)')
-    parser.add_argument('--config', default=str(REPO / 'config' / 'demo.yaml'), help='demo config YAML')
+    parser.add_argument('--config', default=None, help='demo config YAML (default: config/demo.yaml of the package)')
     parser.add_argument('--out', default='out/demo', help='output directory (bags are cached in OUT/bags)')
     parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI), help='KITTI object split (velodyne/, image_2/, calib/)')
     parser.add_argument('--kitti-frames', nargs='+', default=None, help='KITTI frame ids (one calibration)')
@@ -405,7 +405,8 @@ def run(args) -> int:
         return run_publisher_demo(args)
     t_start = time.monotonic()
     try:
-        cfg, cfg_path = load_demo_config(args.config)
+        from ros_ncal.runner.suite import config_dir
+        cfg, cfg_path = load_demo_config(args.config or config_dir() / 'demo.yaml')
         cfg = apply_overrides(cfg, args)
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal demo: {exc}', file=sys.stderr)
