@@ -131,9 +131,9 @@ def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
 
 # ---------------------------------------------------------------------------------------- options
 def add_arguments(parser) -> None:
-    parser.add_argument('--scenario', choices=('all', *SCENARIOS, 'publisher'), default='all',
-                        help="which bags to replay (all = the config's scenarios; publisher = the stage-1 "
-                             'extrinsic_publisher demo)')
+    parser.add_argument('--scenario', choices=('all', *SCENARIOS, 'publisher'), default=None,
+                        help="which bags to replay (default all = the config's scenarios; publisher = the stage-1 "
+                             'extrinsic_publisher demo, also selected when only its options are given)')
     parser.add_argument('--backend', choices=BACKENDS, default=None,
                         help='calibrator backend (default from the config: auto = nclr+classical when '
                              f'{_short(NCLR_ASSET)} exists, else classical)')
@@ -158,13 +158,28 @@ def add_arguments(parser) -> None:
     parser.add_argument('--frame-timeout', type=float, default=None, help='lockstep: seconds to wait per frame')
     parser.add_argument('--no-collector', action='store_true', help='do not run the collector node')
     parser.add_argument('--rebuild', action='store_true', help='render the synthetic bag again even if cached')
-    pub = parser.add_argument_group('publisher scenario (stage 1)')
-    pub.add_argument('--repeat', type=int, default=2, help='times the KITTI frames are written into the bag')
-    pub.add_argument('--hz', type=float, default=5.0, help='frame rate of the bag')
-    pub.add_argument('--extrinsic-source', choices=('tf_static', 'kitti_calib'), default='tf_static',
-                     help="extrinsic_publisher source: the recorded /tf_static, or the last frame's calib file")
-    pub.add_argument('--keep-overlays', type=int, default=8, help='overlay PNGs to save')
-    pub.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for outputs after playback')
+    pub = parser.add_argument_group('publisher scenario (stage 1; giving one of these without --scenario selects it)')
+    pub.add_argument('--repeat', type=int, default=None, help='times the KITTI frames are written into the bag (2)')
+    pub.add_argument('--hz', type=float, default=None, help='frame rate of the bag (5)')
+    pub.add_argument('--extrinsic-source', choices=('tf_static', 'kitti_calib'), default=None,
+                     help="extrinsic_publisher source: the recorded /tf_static (default), or the last frame's calib file")
+    pub.add_argument('--keep-overlays', type=int, default=None, help='overlay PNGs to save (8)')
+    pub.add_argument('--timeout', type=float, default=None, help='seconds to wait for outputs after playback (20)')
+
+
+PUBLISHER_DEFAULTS = {'repeat': 2, 'hz': 5.0, 'extrinsic_source': 'tf_static', 'keep_overlays': 8, 'timeout': 20.0,
+                      'rate': 1.0}
+
+
+def choose_scenario(args) -> str:
+    """--scenario, else 'publisher' when a publisher-only option was given, else 'all'."""
+    given = [k for k in PUBLISHER_DEFAULTS if k != 'rate' and getattr(args, k) is not None]
+    if args.scenario is None:
+        return 'publisher' if given else 'all'
+    if given and args.scenario != 'publisher':
+        print(f'ncal demo: ignoring publisher-scenario option(s) {given} for --scenario {args.scenario}',
+              file=sys.stderr)
+    return args.scenario
 
 
 def apply_overrides(cfg: DemoConfig, args) -> DemoConfig:
@@ -398,10 +413,12 @@ def print_report(summary: dict) -> None:
 def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()  # before any rclpy import
+    args.scenario = choose_scenario(args)
     if args.scenario == 'publisher':
         from ._demo_publisher import run_publisher_demo
-        if args.rate is None:
-            args.rate = 1.0
+        for k, v in PUBLISHER_DEFAULTS.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
         return run_publisher_demo(args)
     t_start = time.monotonic()
     try:
