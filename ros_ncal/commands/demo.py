@@ -35,6 +35,7 @@ DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'sha
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
 NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
 SCENARIOS = ('kitti', 'synthetic')
+DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus
 BACKENDS = ('auto', 'nclr', 'nclr+classical', 'classical', 'none')
 
 
@@ -362,6 +363,8 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
                       'written': res.collector_status.get('written'), 'state': res.collector_status.get('state'),
                       'dropped': res.collector_status.get('dropped')},
         'images': images, 'diagnostics_file': str(diag_path), 'wall_s': res.wall_s,
+        'diagnostics_last': {name: {'level': DIAG_LEVELS.get(d['level'], str(d['level'])), 'message': d['message']}
+                             for name, d in sorted(res.diagnostics.items())},
     }
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
@@ -403,6 +406,8 @@ def print_report(summary: dict) -> None:
         print(f'{r["name"]}: backend {r["backend"]} (classical config {r["classical_config"]}): {change_text(r)}; '
               f'/tf_static publications {r["tf_static_publications"]}; drift state {(r["drift"] or {}).get("state")}; '
               f'collector wrote {r["collector"]["written"]}; {r["wall_s"]} s')
+        for name, d in r['diagnostics_last'].items():
+            print(f'  /diagnostics {name}: {d["level"]} {d["message"]}')
         print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
               f'convergence.png node_overlay_*.png)')
     for name, why in summary.get('skipped_scenarios', {}).items():

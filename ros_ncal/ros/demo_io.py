@@ -28,7 +28,7 @@ from ros_ncal.bag import BagTopics, read_messages
 from ros_ncal.geometry import T_from_xyz_quat
 from ros_ncal.msgcodec import image_to_rgb, stamp_to_ns, transform_stamped_to_matrix
 
-from .generic import to_rclpy
+from .generic import rclpy_message_class, to_rclpy
 from .qos import TF_STATIC_QOS, reliable_qos
 
 
@@ -71,7 +71,7 @@ class FramePlayer:
         first = self.frames[0].msgs
         self._pubs = {}
         for topic, (msgtype, _) in first.items():
-            self._pubs[topic] = node.create_publisher(to_rclpy_class(msgtype), topic, reliable_qos(queue_depth))
+            self._pubs[topic] = node.create_publisher(rclpy_message_class(msgtype), topic, reliable_qos(queue_depth))
         self._tf_pub = node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS) if self.tf_static else None
         self.published = 0
 
@@ -105,11 +105,6 @@ class FramePlayer:
             self._pubs[topic].publish(out)
         self.published += 1
         return frame.stamp_ns + stamp_offset_ns
-
-
-def to_rclpy_class(msgtype: str):
-    from .generic import rclpy_message_class
-    return rclpy_message_class(msgtype)
 
 
 @dataclass
