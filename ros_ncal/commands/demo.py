@@ -347,6 +347,7 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
             'translation': after['trans_err_cm'] < before['trans_err_cm']},
         'confidence': float(res.confidences[-1]) if res.confidences else 0.0,
         'rot_std_deg': st.get('rot_std_deg'), 'trans_std_m': st.get('trans_std_m'),
+        'last_frame_message': st.get('frame_message', ''),
         'frames': {'published': res.frames_published, 'answered': res.frames_answered,
                    'received': int(st.get('pairs', 0)), 'calibrated': int(st.get('calibrated', 0)),
                    'fused': int(st.get('fused_frames', 0)), 'dropped': int(sum(dropped.values())),
@@ -406,6 +407,8 @@ def print_report(summary: dict) -> None:
         print(f'{r["name"]}: backend {r["backend"]} (classical config {r["classical_config"]}): {change_text(r)}; '
               f'/tf_static publications {r["tf_static_publications"]}; drift state {(r["drift"] or {}).get("state")}; '
               f'collector wrote {r["collector"]["written"]}; {r["wall_s"]} s')
+        if r.get('last_frame_message'):
+            print(f'  last frame: {r["last_frame_message"]}')
         for name, d in r['diagnostics_last'].items():
             print(f'  /diagnostics {name}: {d["level"]} {d["message"]}')
         print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
