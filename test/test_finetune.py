@@ -186,6 +186,10 @@ def test_pretrained_weights_are_the_starting_point_and_foreign_keys_are_reported
     save_checkpoint(tmp_path / 'full.pt', full, {'backbone': TINY_BACKBONE, 'image': {'type': 'x'}})
     bb2, _, rep2 = build_backbone(_cfg('seg', tmp_path, pretrained=str(tmp_path / 'full.pt')), log=lambda m: None)
     assert rep2['missing_keys'] == [] and rep2['loaded'] == len(saved)
+    nan_state = {k: (v * float('nan') if v.is_floating_point() else v) for k, v in saved.items()}
+    save_checkpoint(tmp_path / 'nan.pt', {'backbone': nan_state}, TINY_BACKBONE)
+    with pytest.raises(ValueError, match='NaN/inf'):
+        build_backbone(_cfg('seg', tmp_path, pretrained=str(tmp_path / 'nan.pt')), log=lambda m: None)
     save_checkpoint(tmp_path / 'foreign.pt', {'something.else': torch.zeros(3)}, TINY_BACKBONE)
     with pytest.raises(ValueError, match='no backbone weights matched'):
         build_backbone(_cfg('seg', tmp_path, pretrained=str(tmp_path / 'foreign.pt')), log=lambda m: None)

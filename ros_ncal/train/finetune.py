@@ -221,6 +221,11 @@ def build_backbone(cfg: FinetuneConfig, log: Callable[[str], None] = print):
     backbone = build_model(bcfg)
     if payload is not None:
         state = backbone_state_in(payload)
+        bad = [k for k, v in state.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f'{cfg.pretrained}: {len(bad)} of {len(state)} backbone tensors contain NaN/inf '
+                             f'(e.g. {bad[:3]}); the pretraining run that wrote it diverged')
         res = backbone.load_state_dict(state, strict=False)
         own = backbone.state_dict()
         mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
@@ -297,11 +302,13 @@ class FinetuneResult:
 
 
 def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Callable[[str], None] = print,
-             save: bool = True, evaluate: bool = True) -> FinetuneResult:
+             save: bool = True, evaluate: bool = True, train_is_labelled: bool = False,
+             num_train_total: int | None = None) -> FinetuneResult:
     """Fine-tune (or linear-probe) one task; returns metrics, loss history and the checkpoint path.
 
     train_samples / eval_samples: preloaded TaskSample lists (tests, sweeps); by default they are loaded
-    from ``cfg.data``.
+    from ``cfg.data``. ``train_is_labelled``: train_samples already are the labelled subset (the label
+    fraction is not applied again; ``num_train_total`` is then only reported).
     """
     validate_config(cfg)
     t0 = time.time()
@@ -313,9 +320,14 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
     if train_samples is None:
         labelled = load_labelled_samples(cfg, log)
         n_train = int(cfg.data.train_indices[1]) - int(cfg.data.train_indices[0])
+    elif train_is_labelled:
+        labelled = list(train_samples)
+        n_train = num_train_total if num_train_total is not None else len(labelled)
     else:
         labelled = labelled_subset(train_samples, cfg.label_fraction, cfg.label_seed)
         n_train = len(train_samples)
+    if not labelled:
+        raise ValueError('no labelled training samples')
     scenes = list(dict.fromkeys(s.scene for s in labelled))
     log(f'{cfg.task}: {len(labelled)} labelled of {n_train} training samples '
         f'({len(scenes)} scene(s), fraction {cfg.label_fraction}, label seed {cfg.label_seed})')

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .downstream_data import load_task_samples
+from .downstream_data import labelled_subset, load_task_samples, select_labelled_scenes
 from .finetune import (FinetuneConfig, _backbone_config_in, finetune, load_finetune_config,
                        parse_set_options)
 
@@ -35,6 +35,28 @@ METRIC_OF_TASK = {'seg': 'mIoU', 'det': 'mAP_bev', 'panoptic': 'PQ'}
 def _data_key(cfg: FinetuneConfig) -> str:
     from dataclasses import asdict
     return json.dumps(asdict(cfg.data), sort_keys=True, default=str)
+
+
+def _needed_indices(cfg: FinetuneConfig, fractions) -> list | None:
+    """Synthetic data: only the scenes labelled at some fraction are generated (one scene per index,
+    the same choice ``labelled_subset`` makes); other sources: None (all)."""
+    if cfg.data.source != 'synthetic':
+        return None
+    all_idx = list(range(int(cfg.data.train_indices[0]), int(cfg.data.train_indices[1])))
+    chosen = set()
+    for f in fractions:
+        chosen.update(all_idx if f >= 1.0 else select_labelled_scenes(all_idx, f, cfg.label_seed))
+    return sorted(chosen)
+
+
+def _labelled_for(cfg: FinetuneConfig, train: list, fraction: float) -> list:
+    """The labelled samples of one fraction: synthetic by index over the full training range (as
+    ``ncal finetune`` chooses them), otherwise by scene over the loaded samples."""
+    if cfg.data.source == 'synthetic' and fraction < 1.0:
+        all_idx = list(range(int(cfg.data.train_indices[0]), int(cfg.data.train_indices[1])))
+        chosen = set(select_labelled_scenes(all_idx, fraction, cfg.label_seed))
+        return [s for s in train if s.index in chosen]
+    return labelled_subset(train, fraction, cfg.label_seed)
 
 
 def run_sweep(pretrained: str, tasks=('seg', 'det', 'panoptic'), fractions=(0.01, 0.1), seeds=(0, 1, 2),
@@ -66,10 +88,13 @@ def run_sweep(pretrained: str, tasks=('seg', 'det', 'panoptic'), fractions=(0.01
         key = _data_key(base)
         if key not in cache:
             t0 = time.time()
-            cache[key] = (load_task_samples(base.data, 'train'), load_task_samples(base.data, 'eval'))
+            cache[key] = (load_task_samples(base.data, 'train', indices=_needed_indices(base, fractions)),
+                          load_task_samples(base.data, 'eval'))
             log(f'loaded {len(cache[key][0])} train / {len(cache[key][1])} eval samples in {time.time() - t0:.0f} s')
         train, evals = cache[key]
+        n_total = int(base.data.train_indices[1]) - int(base.data.train_indices[0])
         for frac in fractions:
+            labelled = _labelled_for(base, train, frac)
             for seed in seeds:
                 for init in ('scratch', 'pretrained'):
                     cfg = copy.deepcopy(base)
@@ -79,8 +104,19 @@ def run_sweep(pretrained: str, tasks=('seg', 'det', 'panoptic'), fractions=(0.01
                     cfg.output_dir = str(out / 'runs')
                     cfg.run_name = None
                     log(f'--- {task} {frac * 100:g} % {init} seed {seed} ({cfg.optim.steps} steps)')
-                    res = finetune(cfg, train, evals, log=log)
                     metric = METRIC_OF_TASK[task]
+                    try:
+                        res = finetune(cfg, labelled, evals, log=log, train_is_labelled=True,
+                                       num_train_total=n_total if base.data.source == 'synthetic' else len(train))
+                    except (ValueError, FloatingPointError, RuntimeError) as exc:  # one bad run must not end the sweep
+                        log(f'run failed: {exc}')
+                        row = {'task': task, 'fraction': float(frac), 'init': init, 'seed': int(seed),
+                               'metric': metric, 'value': None, 'steps': cfg.optim.steps, 'error': str(exc),
+                               'linear_probe': linear_probe}
+                        rows.append(row)
+                        with open(results_path, 'a') as f:
+                            f.write(json.dumps(row, default=str) + '\n')
+                        continue
                     row = {'task': task, 'fraction': float(frac), 'init': init, 'seed': int(seed),
                            'metric': metric, 'value': res.metrics.get(metric), 'steps': cfg.optim.steps,
                            'labelled_samples': res.num_labelled_samples, 'first_loss': res.losses[0],
