@@ -211,3 +211,56 @@ def test_pq_perfect_prediction_is_one_and_bad_input_rejected():
         ev.add(gs[:3], gi, gs, gi)
     with pytest.raises(ValueError, match='thing class'):
         PanopticEvaluator(3, thing_classes=[0])
+
+
+# ---------------------------------------------------------------- real labels (KITTI object, SemanticKITTI)
+
+def test_ap_on_real_kitti_labels(kitti_dir):
+    """Real KITTI boxes (camera labels converted to the LiDAR frame) scored against themselves and shifted."""
+    from ros_ncal.data.readers.kitti import kitti_frames, read_kitti_frame
+    split = kitti_dir / 'training'
+    frames = [read_kitti_frame(split, f) for f in kitti_frames(split)]
+    boxes = [f.boxes for f in frames]
+    labels = [f.box_labels for f in frames]
+    assert sum(len(b) for b in boxes) > 0
+    perfect, shifted = DetectionEvaluator(), DetectionEvaluator()
+    for b, lab in zip(boxes, labels):
+        scores = np.linspace(1.0, 0.5, len(b))
+        perfect.add(b, scores, lab, b, lab)
+        moved = b.copy()   # 0.5 m along the heading: car IoU (l - 0.5) / (l + 0.5) > 0.7; pedestrian < 0.5
+        moved[:, 0] += 0.5 * np.cos(b[:, 6])
+        moved[:, 1] += 0.5 * np.sin(b[:, 6])
+        shifted.add(moved, scores, lab, b, lab)
+    res = perfect.compute()
+    for name, n in res['num_gt'].items():
+        if n:
+            assert res['AP_bev'][name] == pytest.approx(1.0) and res['AP_3d'][name] == pytest.approx(1.0)
+    res = shifted.compute()
+    if res['num_gt']['car']:
+        assert res['AP_bev']['car'] == pytest.approx(1.0)
+    if res['num_gt']['pedestrian']:
+        assert res['AP_bev']['pedestrian'] == 0.0
+
+
+def test_miou_and_pq_on_a_real_semantickitti_scan(shared_data):
+    from ros_ncal.data.readers.semantickitti import read_semantickitti_scan
+    seq = shared_data / 'semantickitti' / 'sequences' / '00'
+    _, sem, inst = read_semantickitti_scan(seq / 'velodyne' / '000000.bin', seq / 'labels' / '000000.label')
+    valid = sem != 0
+    present = np.unique(sem[valid])
+    ev = SegmentationEvaluator(20)
+    ev.add(np.full_like(sem, 9), sem)      # everything predicted as road
+    res = ev.compute()
+    iou_road = (sem == 9).sum() / valid.sum()
+    assert res['mIoU'] == pytest.approx(iou_road / len(present))
+    pq = PanopticEvaluator(20, thing_classes=range(1, 9))
+    pq.add(sem, inst, sem, inst)
+    res = pq.compute()
+    assert res['PQ'] == pytest.approx(1.0) and res['mIoU'] == pytest.approx(1.0)
+    # All cars predicted as one instance: at most one car can still match.
+    n_cars = len(np.unique(inst[(sem == 1) & (inst > 0)]))
+    merged = np.where(sem == 1, 1, inst)
+    pq = PanopticEvaluator(20, thing_classes=range(1, 9))
+    pq.add(sem, merged, sem, inst)
+    car = pq.compute()['per_class']['1']
+    assert n_cars > 1 and car['TP'] <= 1 and car['FN'] >= n_cars - 1
