@@ -227,7 +227,8 @@ def resolve_backend(requested: str, checkpoint: str | Path = NCLR_ASSET) -> tupl
     if requested.startswith('nclr') and not have:
         return requested, 'none', (f'backend {requested}: NCLR checkpoint {_short(checkpoint)} not found; '
                                    "the calibrator node falls back to 'classical' (see its backend_note)")
-    return requested, 'none', f'backend {requested}' + (f' (checkpoint {_short(checkpoint)})' if requested.startswith('nclr') else '')
+    return requested, 'none', f'backend {requested}' + (f' (checkpoint {_short(checkpoint)})'
+                                                        if requested.startswith('nclr') else '')
 
 
 # -------------------------------------------------------------------------------------- scenarios
@@ -264,8 +265,7 @@ def prepare_synthetic(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
     t = time.monotonic()
     log(f'synthetic drive: {s.n_frames} frames, seed {s.drive_seed}, nominal off by {s.error_deg} deg / '
         f'{s.error_m * 100:.0f} cm (rendering ~1 s per frame unless cached) ...')
-    bag_dir, counts, truth = write_synthetic_bag(bags, spec, name=s.name, reuse=not args.rebuild,
-                                                 log=log)
+    bag_dir, counts, truth = write_synthetic_bag(bags, spec, name=s.name, reuse=not args.rebuild, log=log)
     note = 'reused cached bag' if truth.get('reused') else f'rendered in {time.monotonic() - t:.1f} s'
     log(f'{bag_dir}: {counts} ({note})')
     return [RunSpec(s.name, 'synthetic', bag_dir, truth, s.passes, s.classical, note)]
@@ -285,6 +285,7 @@ def last_frame_arrays(bag_dir: Path):
 
 def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], checkpoint: str, out: Path, log) -> dict:
     import numpy as np
+    import yaml
     from PIL import Image
 
     from ros_ncal.geometry import invert, pose_error
@@ -296,7 +297,6 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
     run_dir.mkdir(parents=True)
     T_true = np.asarray(spec.truth['T_cam_lidar_true'], dtype=np.float64)
     T_nominal = np.asarray(spec.truth['T_cam_lidar_nominal'], dtype=np.float64)
-    import yaml
     classical_yaml = run_dir / 'classical.yaml'   # the node reads a YAML with a 'classical' section
     classical_yaml.write_text(yaml.safe_dump({'classical': cfg.classical_configs[spec.classical] or {}}))
     cal_params = {**cfg.calibrator_params, 'backend': backend[0], 'refine': backend[1], 'fallback_backend': 'classical',
