@@ -84,7 +84,8 @@ def _check_run(run: dict) -> None:
         img = np.asarray(Image.open(run['images'][name]))
         assert img.ndim == 3 and img.shape[2] in (3, 4) and img.std() > 1.0, name   # matplotlib writes RGBA
     diag = json.loads(Path(run['diagnostics_file']).read_text())
-    assert any(k.startswith('calibrator') for k in diag['diagnostics']) and diag['calibrator_status']['calibrated'] == run['frames']['calibrated']
+    assert any(k.startswith('calibrator') for k in diag['diagnostics'])
+    assert diag['calibrator_status']['calibrated'] == run['frames']['calibrated']
 
 
 def test_demo_synthetic_and_kitti_short(tmp_path, kitti_dir, capsys):

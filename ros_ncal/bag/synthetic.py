@@ -28,7 +28,7 @@ from ros_ncal.geometry import pose_error
 
 from .perturbed import read_truth, truth_path, wrong_extrinsic, write_truth  # noqa: F401 (read_truth re-exported)
 from .topics import BagTopics
-from .writer import BagFrame, SensorBagWriter
+from .writer import STORAGE_SUFFIX, BagFrame, SensorBagWriter
 
 DEFAULT_START_NS = 1_700_000_000_000_000_000   # drive stamps start at 0; a zero stamp is invalid on ROS
 TRUTH_SCHEMA = 1
@@ -53,6 +53,8 @@ class SyntheticBagSpec:
             raise ValueError(f'synthetic bag: error_deg must be in [0, 180), got {self.error_deg}')
         if self.error_m < 0.0:
             raise ValueError(f'synthetic bag: error_m must be >= 0, got {self.error_m}')
+        if self.storage not in STORAGE_SUFFIX:
+            raise ValueError(f'synthetic bag: storage must be one of {sorted(STORAGE_SUFFIX)}, got {self.storage!r}')
         if self.start_ns <= 0:
             raise ValueError(f'synthetic bag: start_ns must be > 0, got {self.start_ns}')
         return self
@@ -96,7 +98,8 @@ def write_synthetic_bag(out_dir: str | Path, spec: SyntheticBagSpec | None = Non
             truth = json.loads(tpath.read_text())
         except json.JSONDecodeError:
             truth = {}
-        if truth.get('key') == key and (bag_dir / f'{name}.{spec.storage if spec.storage == "mcap" else "db3"}').is_file():
+        storage_file = bag_dir / f'{name}{STORAGE_SUFFIX[spec.storage]}'
+        if truth.get('key') == key and storage_file.is_file():
             truth['reused'] = True
             return bag_dir, dict(truth['counts']), truth
     cfg = load_synthetic_config(config_path)
@@ -124,7 +127,8 @@ def write_synthetic_bag(out_dir: str | Path, spec: SyntheticBagSpec | None = Non
                 log(f'rendered synthetic frame {k + 1}/{spec.n_frames} ({time.monotonic() - t0:.1f} s)')
         counts = dict(writer.counts)
     rot, trans = pose_error(T_wrong, T_true)
-    truth = {'source': 'synthetic', 'key': key, 'T_cam_lidar_true': T_true.tolist(), 'T_cam_lidar_nominal': T_wrong.tolist(),
+    truth = {'source': 'synthetic', 'key': key, 'T_cam_lidar_true': T_true.tolist(),
+             'T_cam_lidar_nominal': T_wrong.tolist(),
              'error_deg': rot, 'error_m': trans, 'counts': counts, 'stamps_ns': stamps,
              'image_size': [int(cfg.camera.width), int(cfg.camera.height)],
              'render_s': round(time.monotonic() - t0, 2), 'frame_rate_hz': float(cfg.frame_rate_hz)}

@@ -142,7 +142,8 @@ def add_arguments(parser) -> None:
                         help='NCLR checkpoint for the nclr backends (default: the shipped asset)')
     parser.add_argument('--config', default=None, help='demo config YAML (default: config/demo.yaml of the package)')
     parser.add_argument('--out', default='out/demo', help='output directory (bags are cached in OUT/bags)')
-    parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI), help='KITTI object split (velodyne/, image_2/, calib/)')
+    parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI),
+                        help='KITTI object split (velodyne/, image_2/, calib/)')
     parser.add_argument('--kitti-frames', nargs='+', default=None, help='KITTI frame ids (one calibration)')
     parser.add_argument('--kitti-passes', type=int, default=None, help='replays of the KITTI bag per run')
     parser.add_argument('--synthetic-config', default=None, help='synthetic world YAML (default config/synthetic.yaml)')
@@ -163,7 +164,8 @@ def add_arguments(parser) -> None:
     pub.add_argument('--repeat', type=int, default=None, help='times the KITTI frames are written into the bag (2)')
     pub.add_argument('--hz', type=float, default=None, help='frame rate of the bag (5)')
     pub.add_argument('--extrinsic-source', choices=('tf_static', 'kitti_calib'), default=None,
-                     help="extrinsic_publisher source: the recorded /tf_static (default), or the last frame's calib file")
+                     help="extrinsic_publisher source: the recorded /tf_static (default), "
+                          "or the last frame's calib file")
     pub.add_argument('--keep-overlays', type=int, default=None, help='overlay PNGs to save (8)')
     pub.add_argument('--timeout', type=float, default=None, help='seconds to wait for outputs after playback (20)')
 
@@ -468,7 +470,8 @@ def run(args) -> int:
     timings['total'] = round(time.monotonic() - t_start, 2)
     load = os.getloadavg() if hasattr(os, 'getloadavg') else None
     summary = {'backend_requested': cfg.backend, 'backend_note': backend[2], 'nclr_checkpoint': str(args.checkpoint),
-               'nclr_checkpoint_present': Path(args.checkpoint).is_file(), 'config': str(cfg_path), 'demo_config': asdict(cfg),
+               'nclr_checkpoint_present': Path(args.checkpoint).is_file(), 'config': str(cfg_path),
+               'demo_config': asdict(cfg),
                'runs': runs, 'skipped_scenarios': skipped, 'timings_s': timings,
                'machine': {'cpus': os.cpu_count(), 'loadavg': [round(x, 2) for x in load] if load else None}}
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))

@@ -72,7 +72,8 @@ class FramePlayer:
         self._pubs = {}
         for topic, (msgtype, _) in first.items():
             self._pubs[topic] = node.create_publisher(rclpy_message_class(msgtype), topic, reliable_qos(queue_depth))
-        self._tf_pub = node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS) if self.tf_static else None
+        self._tf_pub = (node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS)
+                        if self.tf_static else None)
         self.published = 0
 
     @property
@@ -310,8 +311,10 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
             log(f'pass {p + 1}/{run.passes}: {published} frames published, '
                 f'{len(listener.extrinsics)} estimates received')
         if run.pace == 'realtime':   # let the last calibration finish
-            listener.wait_status(lambda s: s.get('queues', {}).get('calib_busy', 1) == 0 and s.get('queues', {}).get('calib_pending', 1) == 0,
-                                 run.frame_timeout_s)
+            def idle(s: dict) -> bool:
+                q = s.get('queues', {})
+                return q.get('calib_busy', 1) == 0 and q.get('calib_pending', 1) == 0
+            listener.wait_status(idle, run.frame_timeout_s)
         n_est = len(listener.extrinsics)
         listener.wait_status(lambda s: s.get('calibrated', -1) >= n_est, run.settle_s)
         # one more status period so /diagnostics and the collector status describe the end state

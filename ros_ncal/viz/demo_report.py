@@ -76,7 +76,8 @@ def save_convergence_plot(rot_err_deg: list[float], trans_err_cm: list[float], c
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     x = np.arange(1, len(rot_err_deg) + 1)
-    for ax, y, lab in ((axes[0], rot_err_deg, 'rotation error (deg)'), (axes[1], trans_err_cm, 'translation error (cm)'),
+    for ax, y, lab in ((axes[0], rot_err_deg, 'rotation error (deg)'),
+                       (axes[1], trans_err_cm, 'translation error (cm)'),
                        (axes[2], confidence[:len(x)], 'fused confidence')):
         ax.plot(x[:len(y)], y, marker='.')
         ax.set_xlabel('calibrated frame')
