@@ -161,6 +161,18 @@ def test_seg_scratch_and_pretrained_loss_decreases_and_checkpoint_roundtrip(tiny
     model, task, payload = load_finetuned(res.checkpoint)
     assert payload['config']['task'] == 'seg'
     assert task.evaluate(model, held_out, torch.device('cpu'))['mIoU'] == pytest.approx(res.metrics['mIoU'])
+    # The predictor (the nodes' library call): full-cloud labels; subsampled clouds spread to all points.
+    from ros_ncal.train.predictor import DownstreamPredictor
+    pred = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu')
+    full = pred.predict(held_out[0].points)
+    with torch.no_grad():
+        f = model.features([torch.from_numpy(held_out[0].points)])[0]
+        assert (full.labels == model.head.predict(model.head(f)).numpy()).all()
+    sub = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu', max_points=500, max_range=15.0)
+    part = sub.predict(held_out[0].points)
+    near = np.hypot(held_out[0].points[:, 0], held_out[0].points[:, 1]) <= 15.0
+    assert part.num_processed == 500 and (part.labels[near] > 0).all() and (part.labels[~near] == 0).all()
+    assert pred.predict(np.zeros((0, 4), np.float32)).labels.shape == (0,)
     summary = json.loads(open(res.summary_path).read())
     assert summary['main_metric'] == 'mIoU' and summary['labelled_samples'] == 3
 
@@ -212,6 +224,9 @@ def test_det_finetune_loss_decreases(tiny_samples, tmp_path):
     res = finetune(_cfg("det", tmp_path), train, held_out, log=lambda m: None)
     assert _decreased(res.losses), res.losses
     assert set(res.metrics['AP_bev']) == {'car', 'pedestrian', 'cyclist'}
+    from ros_ncal.train.predictor import DownstreamPredictor
+    out = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu').predict(held_out[0].points)
+    assert out.boxes.shape[1] == 7 and len(out.boxes) == len(out.scores) == len(out.box_labels)
     assert res.metrics['num_gt']['car'] > 0
 
 
