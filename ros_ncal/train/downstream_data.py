@@ -120,7 +120,12 @@ def load_task_samples(cfg: DataConfig, split: str, indices: Sequence[int] | None
     source = make_sample_source(cfg, split)
     out = []
     for k, i in enumerate(indices):
-        out.append(to_task_sample(source(int(i)), int(i), cfg))
+        try:
+            sample = source(int(i))
+        except IndexError as exc:
+            raise ValueError(f'data.{split}_indices: sample {i} does not exist in the {cfg.source} source '
+                             f'({exc})') from exc
+        out.append(to_task_sample(sample, int(i), cfg))
         if progress is not None:
             progress(f'{split}: sample {k + 1}/{len(indices)} (index {i}, {len(out[-1].points)} points)')
     return out
