@@ -9,6 +9,9 @@ HELP = ('evaluate extrinsic calibrators (none, classical, nclr, a+b chains) on p
 def add_arguments(parser) -> None:
     parser.add_argument('--data', default='kitti',
                         help="'kitti' (shared KITTI object frames), 'synthetic', or a dataset shard directory")
+    parser.add_argument('--kitti-splits', default='training,testing',
+                        help="KITTI split folders to use, comma-separated (e.g. 'testing': frames held out of "
+                             "the shipped calibrator's pretraining)")
     parser.add_argument('--kitti-dir', default=None, help='KITTI object folder with training/ and testing/ '
                                                           '(default: shared/data/kitti_object)')
     parser.add_argument('--frames', type=int, default=None,
@@ -74,7 +77,8 @@ def run(args) -> int:
     try:
         if args.data == 'kitti':
             kw = {'kitti_dir': args.kitti_dir} if args.kitti_dir else {}
-            samples, ids = eval_data.load_kitti_samples(max_frames=args.frames, **kw)
+            splits = tuple(x for x in args.kitti_splits.split(',') if x)
+            samples, ids = eval_data.load_kitti_samples(splits=splits, max_frames=args.frames, **kw)
         elif args.data == 'synthetic':
             samples, ids = eval_data.load_synthetic_samples(args.frames or 8)
         elif Path(args.data).is_dir():

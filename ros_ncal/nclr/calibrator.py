@@ -42,32 +42,69 @@ class NCLRInferenceConfig:
     max_correction_m: float = 2.0
     min_confidence: float = 0.15
     lm_iters: int = 10
+    translation: str = 'prior'     # 'full' (6-DoF), 'prior' (Gaussian prior on the translation change), 'fixed'
+    trans_prior_sigma_m: float = 0.2
+    reproj_sigma_px: float = 2.0
     seed: int = 0
+
+
+def _residual_inliers(R, t, X, uv, K, thr):
+    r, Xc = reprojection_residuals(R, t, X[None], uv[None], K[None])
+    return (r[0].norm(dim=-1) < thr) & (Xc[0, :, 2] > 0)
+
+
+def _refine(R, t, X, uv, w, K, inlier, cfg: 'NCLRInferenceConfig'):
+    """LM on the inliers with the configured translation model; returns R, t, cost."""
+    wi = (w * inlier)[None]
+    kw = {}
+    if cfg.translation == 'prior':
+        pw = wi.sum(-1) * (cfg.reproj_sigma_px / cfg.trans_prior_sigma_m) ** 2
+        kw = {'t_prior': torch.zeros_like(t), 'prior_weight': pw}
+    elif cfg.translation == 'fixed':
+        kw = {'fix_translation': True}
+    elif cfg.translation != 'full':
+        raise ValueError(f"translation must be 'full', 'prior' or 'fixed', got {cfg.translation!r}")
+    R, t = refine_pose_lm(R, t, X[None], uv[None], wi, K[None], iters=cfg.lm_iters, **kw)
+    r, _ = reprojection_residuals(R, t, X[None], uv[None], K[None])
+    cost = float((wi * r.pow(2).sum(-1).clamp_max(cfg.inlier_px ** 2 * 4)).sum())
+    if 'prior_weight' in kw:
+        cost += float(kw['prior_weight'] * t.pow(2).sum())
+    return R, t, cost
 
 
 def ransac_pose(X: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, K: torch.Tensor, cfg: NCLRInferenceConfig,
                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """X (N, 3), uv (N, 2), w (N,), K (3, 3) float64 -> T (4, 4) and inlier mask (N,)."""
+    """X (N, 3) keypoints in the guessed camera frame, uv (N, 2), w (N,), K (3, 3) float64 -> correction T (4, 4)
+    and inlier mask (N,).
+
+    Candidates: (a) RANSAC over weighted-sampled 6-point EPnP hypotheses plus "no change", then LM on
+    its inliers; (b) iteratively reweighted LM from "no change" with a shrinking inlier threshold
+    (3x, 2x, 1x). Both use the configured translation model; the lower robust cost wins.
+    """
     N = X.shape[0]
     H, s = cfg.ransac_hypotheses, cfg.ransac_sample_size
     p = (w / w.sum()).clamp_min(1e-12)
     idx = torch.multinomial(p.expand(H, N).contiguous(), s, replacement=False, generator=gen)
-    Xs, uvs, ws = X[idx], uv[idx], torch.ones(H, s, dtype=X.dtype)
-    R, t = weighted_epnp(Xs, uvs, ws, K.expand(H, 3, 3))
+    R, t = weighted_epnp(X[idx], uv[idx], torch.ones(H, s, dtype=X.dtype), K.expand(H, 3, 3))
     R = torch.cat([torch.eye(3, dtype=X.dtype)[None], R])  # hypothesis 0: no change
     t = torch.cat([torch.zeros(1, 3, dtype=X.dtype), t])
+    if cfg.translation == 'fixed':  # rotation-only hypotheses
+        t = torch.zeros_like(t)
     r, Xc = reprojection_residuals(R, t, X.expand(H + 1, N, 3), uv.expand(H + 1, N, 2), K.expand(H + 1, 3, 3))
-    err = r.norm(dim=-1)
-    inl = (err < cfg.inlier_px) & (Xc[..., 2] > 0)
+    inl = (r.norm(dim=-1) < cfg.inlier_px) & (Xc[..., 2] > 0)
     score = torch.nan_to_num((inl * w).sum(-1), nan=-1.0)
     best = int(score.argmax())
-    inlier = inl[best]
-    R1, t1 = R[best:best + 1], t[best:best + 1]
-    if int(inlier.sum()) >= cfg.min_inliers:
-        wi = (w * inlier)[None]
-        R1, t1 = refine_pose_lm(R1, t1, X[None], uv[None], wi, K[None], iters=cfg.lm_iters)
-        r, Xc = reprojection_residuals(R1, t1, X[None], uv[None], K[None])
-        inlier = (r[0].norm(dim=-1) < cfg.inlier_px) & (Xc[0, :, 2] > 0)
+    candidates = []
+    if int(inl[best].sum()) >= cfg.min_inliers:
+        candidates.append(_refine(R[best:best + 1], t[best:best + 1], X, uv, w, K, inl[best], cfg))
+    Ri, ti = torch.eye(3, dtype=X.dtype)[None], torch.zeros(1, 3, dtype=X.dtype)
+    inlier = torch.ones(N, dtype=torch.bool)
+    for k in (3.0, 2.0, 1.0):
+        Ri, ti, cost = _refine(Ri, ti, X, uv, w, K, inlier, cfg)
+        inlier = _residual_inliers(Ri, ti, X, uv, K, k * cfg.inlier_px)
+    candidates.append((Ri, ti, cost))
+    R1, t1, _ = min(candidates, key=lambda c: c[2] if np.isfinite(c[2]) else float('inf'))
+    inlier = _residual_inliers(R1, t1, X, uv, K, cfg.inlier_px)
     return pose_to_matrix(R1, t1)[0], inlier
 
 

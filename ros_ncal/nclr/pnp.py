@@ -116,9 +116,12 @@ def reprojection_residuals(R, t, X, uv, K, min_depth: float = 1e-3):
     return proj - uv, Xc
 
 
-def _weighted_cost(R, t, X, uv, w, K, min_depth):
+def _weighted_cost(R, t, X, uv, w, K, min_depth, t_prior=None, prior_weight=None):
     r, Xc = reprojection_residuals(R, t, X, uv, K, min_depth)
-    return (w * r.pow(2).sum(-1)).sum(-1)
+    cost = (w * r.pow(2).sum(-1)).sum(-1)
+    if t_prior is not None:
+        cost = cost + prior_weight * (t - t_prior).pow(2).sum(-1)
+    return cost
 
 
 MAX_STEP_ROT = 0.5    # rad per LM step
@@ -135,18 +138,25 @@ def _bounded_step(delta: torch.Tensor) -> torch.Tensor:
     return torch.cat([delta[:, :3] * rs, delta[:, 3:] * ts], -1)
 
 
-def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, min_depth: float = 1e-3):
+def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, min_depth: float = 1e-3,
+                   t_prior: torch.Tensor | None = None, prior_weight: torch.Tensor | None = None,
+                   fix_translation: bool = False):
     """Weighted Levenberg-Marquardt on the reprojection error, left-multiplicative se(3) updates.
 
     A step is accepted per problem only when it lowers the weighted cost (else the damping grows
     tenfold), so a bad start or bad correspondences can never make the pose worse than the start.
     Every operation is differentiable tensor algebra, so gradients flow to uv and w through the
     accepted steps.
+
+    t_prior (B, 3) / prior_weight (B,): adds prior_weight * |t - t_prior|^2 to the cost (a Gaussian
+    prior on the translation, for weakly constrained translations; the rotation coupling of the
+    prior's Jacobian is neglected in the normal equations, the acceptance test uses the exact cost).
+    fix_translation: rotation-only refinement (translation steps are zeroed).
     """
     fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
     B = X.shape[0]
     lam = torch.full((B,), damping, dtype=X.dtype, device=X.device)
-    cost = _weighted_cost(R, t, X, uv, w, K, min_depth)
+    cost = _weighted_cost(R, t, X, uv, w, K, min_depth, t_prior, prior_weight)
     for _ in range(iters):
         r, Xc = reprojection_residuals(R, t, X, uv, K, min_depth)
         x, y = Xc[..., 0], Xc[..., 1]
@@ -164,13 +174,21 @@ def refine_pose_lm(R, t, X, uv, w, K, iters: int = 10, damping: float = 1e-3, mi
         ww = w.repeat_interleave(2, dim=1)
         H = (J * ww[..., None]).transpose(1, 2) @ J
         g = ((J * ww[..., None]) * res[..., None]).sum(1)
+        if t_prior is not None:
+            H = H + torch.diag_embed(torch.cat([torch.zeros_like(t), prior_weight[:, None].expand_as(t)], -1))
+            g = g + torch.cat([torch.zeros_like(t), prior_weight[:, None] * (t - t_prior)], -1)
         Hd = H + lam[:, None, None] * torch.diag_embed(H.diagonal(dim1=1, dim2=2) + 1e-6)
         delta, _ = torch.linalg.solve_ex(Hd, -g[..., None])
+        if fix_translation:  # solve the rotation block only
+            delta, _ = torch.linalg.solve_ex(Hd[:, :3, :3], -g[:, :3, None])
+            delta = torch.cat([delta, torch.zeros_like(delta)], 1)
         delta = _bounded_step(torch.nan_to_num(delta[..., 0], nan=0.0, posinf=0.0, neginf=0.0))
         dR = so3_exp(delta[:, :3])
         R_new = dR @ R
         t_new = (dR @ t[..., None])[..., 0] + delta[:, 3:]
-        cost_new = _weighted_cost(R_new, t_new, X, uv, w, K, min_depth)
+        if fix_translation:
+            t_new = t
+        cost_new = _weighted_cost(R_new, t_new, X, uv, w, K, min_depth, t_prior, prior_weight)
         accept = (cost_new <= cost) & torch.isfinite(cost_new)
         a = accept[:, None]
         R = torch.where(a[..., None], R_new, R)
