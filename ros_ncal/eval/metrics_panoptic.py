@@ -57,7 +57,8 @@ class PanopticEvaluator:
         ps, pi = _as_int_array(pred_sem, 'pred_sem'), _as_int_array(pred_inst, 'pred_inst')
         gs, gi = _as_int_array(gt_sem, 'gt_sem'), _as_int_array(gt_inst, 'gt_inst')
         if not (ps.size == pi.size == gs.size == gi.size):
-            raise ValueError(f'sizes differ: pred_sem {ps.size}, pred_inst {pi.size}, gt_sem {gs.size}, gt_inst {gi.size}')
+            raise ValueError(f'sizes differ: pred_sem {ps.size}, pred_inst {pi.size}, gt_sem {gs.size}, '
+                             f'gt_inst {gi.size}')
         for name, a in (('pred_sem', ps), ('gt_sem', gs)):
             if a.size and (a.min() < 0 or a.max() >= self.num_classes):
                 raise ValueError(f'{name}: class ids must lie in [0, {self.num_classes})')
@@ -88,7 +89,8 @@ class PanopticEvaluator:
         np.add.at(self.fp, p_cls[fp_mask], 1)
 
     def compute(self) -> dict:
-        """{'PQ','SQ','RQ','PQ_things','PQ_stuff','SQ_things',...,'PQ_dagger','mIoU','per_class': {name: {PQ,SQ,RQ}}}."""
+        """-> {'PQ', 'SQ', 'RQ', 'PQ_things', 'PQ_stuff', 'SQ_things', ..., 'PQ_dagger', 'mIoU',
+        'per_class': {name: {'PQ', 'SQ', 'RQ', 'TP', 'FP', 'FN'}}}; values in [0, 1], NaN where undefined."""
         denom = self.tp + 0.5 * self.fp + 0.5 * self.fn
         valid = denom > 0
         valid[self.ignore_index] = False

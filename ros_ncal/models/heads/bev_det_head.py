@@ -122,7 +122,8 @@ class BEVDetHead(nn.Module):
         self.block1 = nn.Sequential(_conv_bn_relu(in_dim + 1, c), _conv_bn_relu(c, c))
         self.block2 = nn.Sequential(_conv_bn_relu(c, 2 * c, stride=2), _conv_bn_relu(2 * c, 2 * c),
                                     _conv_bn_relu(2 * c, 2 * c))
-        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 2, 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 2, 2, bias=False), nn.BatchNorm2d(c),
+                                 nn.ReLU(inplace=True))
         self.fuse = _conv_bn_relu(2 * c, c)
         self.heatmap = nn.Sequential(_conv_bn_relu(c, c), nn.Conv2d(c, self.num_classes, 1))
         self.regression = nn.Sequential(_conv_bn_relu(c, c), nn.Conv2d(c, NUM_REG, 1))
