@@ -227,6 +227,17 @@ def test_det_finetune_loss_decreases(tiny_samples, tmp_path):
     from ros_ncal.train.predictor import DownstreamPredictor
     out = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu').predict(held_out[0].points)
     assert out.boxes.shape[1] == 7 and len(out.boxes) == len(out.scores) == len(out.box_labels)
+    # KITTI-style evaluation inside the camera view only: boxes behind the sensor are never in it.
+    from ros_ncal.train.downstream_tasks import DetTask
+    fov = DetTask({**TINY_DET_HEAD, 'eval_region': 'camera_fov'})
+    s = held_out[0]
+    inside = fov._in_camera(s, s.boxes)
+    assert not inside[s.boxes[:, 0] < 0].any()
+    model, _, _ = load_finetuned(res.checkpoint)
+    res_fov = fov.evaluate(model, held_out, torch.device('cpu'))
+    in_grid = DetTask(TINY_DET_HEAD).cfg.boxes_in_range(s.boxes)
+    assert res_fov['num_gt']['car'] == int((inside & in_grid & (s.box_labels == 0)).sum())
+    assert res_fov['num_gt']['car'] < res.metrics['num_gt']['car']
     assert res.metrics['num_gt']['car'] > 0
 
 

@@ -49,6 +49,7 @@ class TaskSample:
     box_labels: np.ndarray
     index: int
     scene: Any
+    camera: tuple | None = None  # (K (3, 3), T_cam_lidar (4, 4), (H, W)) of the source Sample; None after augmentation
 
 
 def _scene_of(sample, index: int) -> Any:
@@ -73,7 +74,9 @@ def to_task_sample(sample, index: int, cfg: DataConfig) -> TaskSample:
         idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
     boxes = np.zeros((0, 7), np.float32) if sample.boxes is None else np.asarray(sample.boxes, np.float32)
     box_labels = (np.zeros(0, np.int64) if sample.box_labels is None else np.asarray(sample.box_labels, np.int64))
-    return TaskSample(pts[idx], labels[idx], inst[idx], boxes, box_labels, int(index), _scene_of(sample, index))
+    camera = (np.asarray(sample.K), np.asarray(sample.T_cam_lidar), tuple(sample.image.shape[:2]))
+    return TaskSample(pts[idx], labels[idx], inst[idx], boxes, box_labels, int(index), _scene_of(sample, index),
+                      camera)
 
 
 def _apply_overrides(obj, overrides: dict, where: str) -> None:

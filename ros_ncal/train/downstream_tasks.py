@@ -108,6 +108,9 @@ class DetTask:
             if key in cfg:
                 cfg[key] = tuple(cfg[key])
         self.iou_thresholds = tuple(cfg.pop('iou_thresholds', (0.7, 0.5, 0.5)))
+        self.eval_region = str(cfg.pop('eval_region', 'grid'))
+        if self.eval_region not in ('grid', 'camera_fov'):
+            raise ValueError(f"det head eval_region must be 'grid' or 'camera_fov', got {self.eval_region!r}")
         self.cfg = BEVDetConfig(**cfg).validate()
 
     def build_head(self, in_dim: int) -> nn.Module:
@@ -138,8 +141,24 @@ class DetTask:
             dets = model.head.decode(model.head(torch.cat(pts)[:, :3], feats, bidx, len(batch)))
             for s, d in zip(batch, dets):
                 keep = self.cfg.boxes_in_range(s.boxes) & (s.box_labels >= 0)
-                ev.add(d['boxes'], d['scores'], d['labels'], s.boxes[keep], s.box_labels[keep])
+                pkeep = np.ones(len(d['boxes']), bool)
+                if self.eval_region == 'camera_fov':
+                    keep &= self._in_camera(s, s.boxes)
+                    pkeep = self._in_camera(s, d['boxes'])
+                ev.add(d['boxes'][pkeep], d['scores'][pkeep], d['labels'][pkeep], s.boxes[keep], s.box_labels[keep])
         return ev.compute()
+
+
+    @staticmethod
+    def _in_camera(s, boxes) -> np.ndarray:
+        """(M,) bool: box centre projects into the sample's image (KITTI labels exist only there)."""
+        from ros_ncal.geometry import project_lidar
+        if s.camera is None:
+            raise ValueError(f'sample {s.index}: eval_region camera_fov needs the camera of the source sample')
+        if len(boxes) == 0:
+            return np.zeros(0, bool)
+        K, T, hw = s.camera
+        return project_lidar(np.asarray(boxes, np.float64)[:, :3], T, K, hw)[2]
 
 
 class PanopticTask:
