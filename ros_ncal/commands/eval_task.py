@@ -17,6 +17,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--eval-indices', type=int, nargs=2, default=None, metavar=('START', 'STOP'),
                         help='held-out sample indices [START, STOP)')
     parser.add_argument('--shards', default=None, help='evaluate on a shard dataset directory instead')
+    parser.add_argument('--eval-region', choices=('grid', 'camera_fov'), default=None,
+                        help='det only: count boxes in the whole BEV grid or only those whose centre is in the '
+                             'image (KITTI labels); default: the checkpoint config')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     parser.add_argument('--out', default=None, help='write the metrics as JSON here')
     parser.add_argument('--per-class', action='store_true', help='print per-class values too')
@@ -26,13 +29,19 @@ def run(args) -> int:
     import torch
     from ros_ncal.models.checkpoint import CheckpointError
     from ros_ncal.train.downstream_data import load_task_samples
-    from ros_ncal.train.finetune import config_from_dict, load_finetune_config, load_finetuned, resolve_device
+    from ros_ncal.train.finetune import (_jsonable, config_from_dict, load_finetune_config, load_finetuned,
+                                        resolve_device)
     try:
         device = resolve_device(args.device)
         model, task, payload = load_finetuned(args.checkpoint, map_location='cpu')
         if task.name != args.task:
             print(f'ncal eval: {args.checkpoint} holds a {task.name!r} model, not {args.task!r}', file=sys.stderr)
             return 2
+        if args.eval_region:
+            if task.name != 'det':
+                print('ncal eval: --eval-region applies to det only', file=sys.stderr)
+                return 2
+            task.eval_region = args.eval_region
         cfg = (load_finetune_config(args.config) if args.config
                else config_from_dict(payload['config']['finetune'], f'{args.checkpoint} (stored config)'))
         data = cfg.data
@@ -47,6 +56,7 @@ def run(args) -> int:
     model.to(device)
     with torch.no_grad():
         metrics = task.evaluate(model, samples, device, cfg.eval_batch_size)
+    metrics = _jsonable(metrics)  # NaN (undefined, e.g. a class without ground truth) -> null
     shown = metrics if args.per_class else {k: v for k, v in metrics.items() if k not in ('per_class', 'IoU')}
     print(json.dumps(shown, indent=2, default=str))
     if args.out:
