@@ -175,23 +175,45 @@ def validate_config(cfg: FinetuneConfig) -> FinetuneConfig:
 
 # ------------------------------------------------------------------ backbone and pretrained weights
 
+BACKBONE_PREFIXES = ('backbone.', 'point_net.', 'point_backbone.')  # full-model checkpoints (fine-tuned, NCLR)
+
+
+def _find_point_backbone(cfg: dict, depth: int = 0) -> dict | None:
+    """A nested 'point_backbone' MinkUNet config (the NCLR network config), typed."""
+    if not isinstance(cfg, dict) or depth > 4:
+        return None
+    pb = cfg.get('point_backbone')
+    if isinstance(pb, dict):
+        return {'type': 'MinkUNet', **pb} if 'type' not in pb else dict(pb)
+    for v in cfg.values():
+        found = _find_point_backbone(v, depth + 1)
+        if found:
+            return found
+    return None
+
+
 def _backbone_config_in(payload: dict) -> dict | None:
+    """The backbone's model config inside a checkpoint payload, or None."""
     cfg = payload.get('config') or {}
     if isinstance(cfg, dict):
         if cfg.get('type') == FINETUNED_MODEL_TYPE and isinstance(cfg.get('backbone'), dict):
             return cfg['backbone']
-        if cfg.get('type') and cfg.get('type') != FINETUNED_MODEL_TYPE and 'backbone' not in cfg:
-            return cfg
         if isinstance(cfg.get('backbone'), dict) and 'type' in cfg['backbone']:
             return cfg['backbone']
+        nested = _find_point_backbone(cfg)
+        if nested:
+            return nested
+        if cfg.get('type') == 'MinkUNet':
+            return cfg
     return None
 
 
 def backbone_state_in(payload: dict) -> dict:
     """The backbone's state_dict inside a checkpoint payload.
 
-    Accepted layouts: model_state keys prefixed 'backbone.' (a full model, e.g. the NCLR network or a
-    fine-tuned model), a 'backbone' entry in model_state or extra holding a state_dict, or a model_state
+    Accepted layouts: a 'backbone' entry in model_state or extra holding a state_dict; model_state keys
+    under a prefix (``extra['backbone_prefix']``, else 'backbone.' as `ncal pretrain`'s backbone.pt and
+    fine-tuned models, 'point_net.' as the full NCLR checkpoint, 'point_backbone.'); or a model_state
     that is the backbone's own state_dict.
     """
     state = payload.get('model_state') or {}
@@ -200,8 +222,15 @@ def backbone_state_in(payload: dict) -> dict:
         nested = payload['extra']['backbone']
     if nested is not None:
         return dict(nested)
-    pref = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    return pref if pref else dict(state)
+    prefixes = list(BACKBONE_PREFIXES)
+    hint = (payload.get('extra') or {}).get('backbone_prefix')
+    if isinstance(hint, str) and hint:
+        prefixes.insert(0, hint)
+    for prefix in prefixes:
+        pref = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if pref:
+            return pref
+    return dict(state)
 
 
 def build_backbone(cfg: FinetuneConfig, log: Callable[[str], None] = print):
