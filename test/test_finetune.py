@@ -198,6 +198,12 @@ def test_pretrained_weights_are_the_starting_point_and_foreign_keys_are_reported
     save_checkpoint(tmp_path / 'full.pt', full, {'backbone': TINY_BACKBONE, 'image': {'type': 'x'}})
     bb2, _, rep2 = build_backbone(_cfg('seg', tmp_path, pretrained=str(tmp_path / 'full.pt')), log=lambda m: None)
     assert rep2['missing_keys'] == [] and rep2['loaded'] == len(saved)
+    # The full NCLR checkpoint layout: 'point_net.*' keys, the backbone config nested in the network config.
+    nclr_state = {**{f'point_net.{k}': v for k, v in saved.items()}, 'image_net.conv1.weight': torch.zeros(1)}
+    bare = {k: v for k, v in TINY_BACKBONE.items() if k != 'type'}
+    save_checkpoint(tmp_path / 'nclr.pt', nclr_state, {'type': 'NCLRNet', 'nclr': {'network': {'point_backbone': bare}}})
+    bb3, bcfg3, rep3 = build_backbone(_cfg('seg', tmp_path, pretrained=str(tmp_path / 'nclr.pt')), log=lambda m: None)
+    assert bcfg3 == TINY_BACKBONE and rep3['loaded'] == len(saved) and rep3['missing_keys'] == []
     nan_state = {k: (v * float('nan') if v.is_floating_point() else v) for k, v in saved.items()}
     save_checkpoint(tmp_path / 'nan.pt', {'backbone': nan_state}, TINY_BACKBONE)
     with pytest.raises(ValueError, match='NaN/inf'):
