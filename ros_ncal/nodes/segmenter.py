@@ -1,0 +1,86 @@
+"""Segmenter node: PointCloud2 in, the same points with a semantic ``label`` and an ``rgb`` colour out.
+
+Subscribes ``points`` (sensor_msgs/PointCloud2, sensor-data QoS); runs a fine-tuned segmentation (or
+panoptic) model (:class:`ros_ncal.train.predictor.DownstreamPredictor`, ``checkpoint`` parameter, default
+the packaged ``ros_ncal/assets/seg.pt``) in a worker thread; publishes ``~/labeled_points``: the input's
+finite points (NaN/inf rows removed) with fields x, y, z, intensity (float32), ``label`` (uint16,
+SemanticKITTI training id 0..19, 0 = unlabeled / not processed), ``rgb`` (float32 packed 0x00RRGGBB from
+the SemanticKITTI palette, for RViz / Foxglove) and, for a panoptic model, ``instance`` (uint16), with
+the input's header (frame and stamp). Reporting: ``~/debug/processing_time_ms``, ``~/status``,
+``/diagnostics`` (see :mod:`._downstream`).
+"""
+from __future__ import annotations
+
+if __name__ == '__main__':
+    import os as _os
+    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')   # see docs/nodes.md (OpenBLAS threads on a busy machine)
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ros_ncal.data.labels import SEMANTICKITTI_PALETTE, class_colors
+from ros_ncal.msgcodec.pointcloud import pack_rgb_float
+
+from ._common import declare_config, param, spin_node_main
+from ._downstream import ASSETS_DIR, CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+
+DEFAULT_CHECKPOINT = ASSETS_DIR / 'seg.pt'
+
+
+@dataclass
+class SegmenterConfig:
+    """Segmenter parameters (``config/segmenter.yaml``)."""
+    input: CloudInputConfig = param(default_factory=CloudInputConfig)
+    checkpoint: str = param('', f"fine-tuned seg / panoptic checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name})")
+    model: ModelParams = param(default_factory=ModelParams)
+    diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
+    warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
+
+
+def labeled_cloud_extras(labels: np.ndarray, instances: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """labels: (N,) int class ids -> PointCloud2 extra fields: ``label`` (N,) uint16, ``rgb`` (N,) float32 packed
+    from the SemanticKITTI palette (ids outside it wrap around); ``instance`` (N,) uint16 when given."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint16).max):
+        raise ValueError(f'labels must fit uint16, got range [{labels.min()}, {labels.max()}]')
+    extras = {'label': labels.astype(np.uint16), 'rgb': pack_rgb_float(class_colors(labels, SEMANTICKITTI_PALETTE))}
+    if instances is not None:
+        extras['instance'] = np.clip(np.asarray(instances, np.int64), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    return extras
+
+
+class SegmenterNode(DownstreamNode):
+    """Semantic segmentation of each cloud (see module docstring)."""
+
+    TASKS = ('seg', 'panoptic')
+    DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINT
+
+    def __init__(self, **kwargs):
+        super().__init__(kwargs.pop('node_name', 'segmenter'), **kwargs)
+        from sensor_msgs.msg import PointCloud2
+        cfg: SegmenterConfig = declare_config(self, SegmenterConfig)
+        self._setup(cfg)
+        self._pub_points = self.create_publisher(PointCloud2, '~/labeled_points', self.out_qos)
+        self.last_class_counts: dict[str, int] = {}
+
+    def publish_result(self, frame: CloudFrame, pred) -> None:
+        from ros_ncal.ros.conversions import points_to_cloud_msg
+        extras = labeled_cloud_extras(pred.labels, pred.instances)
+        self._pub_points.publish(points_to_cloud_msg(frame.points, frame.frame_id, frame.stamp_ns, extras))
+        names = self.predictor.class_names or []
+        ids, counts = np.unique(pred.labels, return_counts=True)
+        with self._lock:
+            self.last_class_counts = {(names[i] if i < len(names) else str(i)): int(c) for i, c in zip(ids, counts)}
+
+    def extra_status(self) -> dict:
+        with self._lock:
+            return {'last_class_counts': dict(self.last_class_counts)}
+
+
+def main(args=None) -> int:
+    return spin_node_main(SegmenterNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
