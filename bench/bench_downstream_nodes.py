@@ -152,7 +152,8 @@ def main() -> int:
     ap.add_argument('--device', default='auto')
     ap.add_argument('--max-range', type=float, default=0.0)
     ap.add_argument('--max-points', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=1, help='torch intra-op threads (node parameter model.torch_threads)')
+    ap.add_argument('--threads', type=int, default=1,
+                    help='torch intra-op threads (node parameter model.torch_threads)')
     ap.add_argument('--kitti', nargs='+', default=['000001', '000002', '000003'])
     args = ap.parse_args()
     import torch

@@ -73,7 +73,8 @@ class CloudInput:
     """Subscribes PointCloud2 (sensor-data QoS by default) and hands validated clouds to ``on_cloud``.
 
     Drop reasons: cloud_malformed (bad point_step / row_step / datatype, truncated data, no x/y/z),
-    cloud_empty, cloud_nonfinite, cloud_out_of_range, frame_mismatch, stamp_zero, stamp_future, stamp_past, internal_error.
+    cloud_empty, cloud_nonfinite, cloud_out_of_range, frame_mismatch, stamp_zero, stamp_future, stamp_past,
+    internal_error.
     The callback never raises.
     """
 
