@@ -30,7 +30,7 @@ from .pretext import make_item
 
 @dataclass
 class NCLRInferenceConfig:
-    iterations: int = 2            # network passes, each starting from the previous estimate
+    iterations: int = 3            # network passes, each starting from the previous estimate
     ransac_hypotheses: int = 256
     ransac_sample_size: int = 6
     inlier_px: float = 6.0         # reprojection inlier threshold in network-image pixels
