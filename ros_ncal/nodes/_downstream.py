@@ -118,7 +118,8 @@ class CloudInput:
         if self.cfg.lidar_frame and frame != self.cfg.lidar_frame.lstrip('/'):
             raise DropInput('frame_mismatch', f'points frame {frame!r} != input.lidar_frame {self.cfg.lidar_frame!r}')
         try:
-            pts = cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=()).points
+            with np.errstate(over='ignore', invalid='ignore'):   # garbage doubles -> inf: removed below
+                pts = cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=()).points
         except ValueError as exc:
             raise DropInput('cloud_malformed', str(exc)) from None
         n = len(pts)
