@@ -35,7 +35,7 @@ MAX_POINTS = 20000   # node parameter model.max_points: bounds the network input
 
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
-    """{'seg': path, 'det': path}: one-step fine-tuned tiny models saved by ros_ncal.train.finetune."""
+    """{'seg' | 'det' | 'panoptic': path}: one-step fine-tuned tiny models saved by ros_ncal.train.finetune."""
     from ros_ncal.data.synthetic import SyntheticConfig, SyntheticWorld
     from ros_ncal.train.downstream_data import DataConfig, to_task_sample
     from ros_ncal.train.finetune import config_from_dict, finetune
@@ -50,7 +50,7 @@ def checkpoints(tmp_path_factory):
     samples = [to_task_sample(SyntheticWorld(wc).sample(0), 0, dc)]
     out_dir = tmp_path_factory.mktemp('downstream_ckpt')
     paths = {}
-    for task in ('seg', 'det'):
+    for task in ('seg', 'det', 'panoptic'):
         cfg = config_from_dict({'task': task, 'backbone': dict(TINY_BACKBONE),
                                 'head': dict(TINY_DET_HEAD) if task == 'det' else {},
                                 'augment': {'rotate_z': False, 'flip_y': False, 'scale': [1.0, 1.0]},
@@ -324,6 +324,20 @@ def test_missing_or_wrong_checkpoint_reports_error_and_keeps_running(checkpoints
             assert g.wait_for(_diag_ok(diag, name, _level=2, **{'dropped.no_model': lambda v: v and int(v) >= 1}),
                               10), name
         assert any('no model' in d['_message'] for d in diag.diag_values('segmenter'))
+
+
+def test_segmenter_with_a_panoptic_model_adds_instances(checkpoints, kitti_points):
+    from sensor_msgs.msg import PointCloud2
+    pts = kitti_points[::20].copy()
+    with RosGraph() as g:
+        g.make(SegmenterNode, {'checkpoint': checkpoints['panoptic']})
+        out = Inbox(g.helper, PointCloud2, '/segmenter/labeled_points')
+        _send_until(g, _points_pub(g), lambda s: points_to_cloud_msg(pts, LIDAR_FRAME, s), lambda: len(out))
+        dec = cloud_to_xyzi(out.msgs[0], extra_fields=None)
+        assert {f.name: f.datatype for f in out.msgs[0].fields}['instance'] == 4
+        ref = DownstreamPredictor.from_checkpoint(checkpoints['panoptic'], 'cpu').predict(pts)
+        np.testing.assert_array_equal(dec.extras['label'], ref.labels)
+        np.testing.assert_array_equal(dec.extras['instance'], np.clip(ref.instances, 0, 65535))
 
 
 def test_bad_parameter_is_named(checkpoints):

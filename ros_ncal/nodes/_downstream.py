@@ -109,6 +109,8 @@ class CloudInput:
             self.accepted += 1
         self.on_cloud(frame)
 
+    _on_cloud = on_msg   # the name SensorInput (collector / calibrator) uses, for shared fault tests
+
     def validate(self, msg, received_mono: float) -> CloudFrame:
         """PointCloud2 -> CloudFrame with the NaN/inf and out-of-range rows removed; DropInput(reason) when unusable."""
         from ros_ncal.msgcodec import stamp_to_ns
