@@ -312,7 +312,8 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
     log(f'--- {spec.name}: {spec.bag_dir.name} x {spec.passes} pass(es), pace {cfg.pace}, '
         f'nominal {pose_error(T_nominal, T_true)[0]:.2f} deg / {pose_error(T_nominal, T_true)[1] * 100:.1f} cm off')
     res = run_graph(GraphRun(bag_dir=spec.bag_dir, calibrator_params=cal_params, collector_params=col_params,
-                             passes=spec.passes, pace=cfg.pace, rate=cfg.rate, frame_timeout_s=cfg.frame_timeout_s),
+                             passes=spec.passes, pace=cfg.pace, rate=cfg.rate, frame_timeout_s=cfg.frame_timeout_s,
+                             wait_overlay=bool(cfg.calibrator_params.get('overlay.enabled', True))),
                     log=lambda m: log(f'{spec.name}: {m}'))
     estimates = [invert(r.T_lidar_cam) for r in res.extrinsics]
     final = estimates[-1] if estimates else None

@@ -130,6 +130,7 @@ class DemoListener(Node):
         self.first_overlay = None                 # (stamp_ns, (H, W, 3) uint8)
         self.last_overlay = None
         self.n_overlays = 0
+        self._overlay_stamps: list[int] = []     # the last few overlay stamps (lockstep waits on them)
         self.calibrator_status: dict = {}
         self.collector_status: dict = {}
         self.diagnostics: dict[str, dict] = {}     # status name -> {'level', 'message', 'values'}
@@ -169,6 +170,7 @@ class DemoListener(Node):
         item = (stamp_to_ns(msg.header.stamp), image_to_rgb(msg))
         with self.lock:
             self.n_overlays += 1
+            self._overlay_stamps = self._overlay_stamps[-9:] + [item[0]]
             if self.first_overlay is None:
                 self.first_overlay = item
             self.last_overlay = item
@@ -192,11 +194,16 @@ class DemoListener(Node):
                                             'values': {kv.key: kv.value for kv in s.values}}
             self.lock.notify_all()
 
-    def wait_extrinsic(self, stamp_ns: int, timeout_s: float) -> bool:
-        """Block until a ``~/extrinsic`` with header stamp ``stamp_ns`` arrived (True) or timeout (False)."""
+    def wait_extrinsic(self, stamp_ns: int, timeout_s: float, overlay: bool = False) -> bool:
+        """Block until a ``~/extrinsic`` (and with ``overlay`` an ``~/overlay``) with header stamp ``stamp_ns``
+        arrived (True) or timeout (False)."""
         deadline = time.monotonic() + timeout_s
+
+        def done() -> bool:
+            return (any(r.stamp_ns == stamp_ns for r in self.extrinsics[-5:])
+                    and (not overlay or stamp_ns in self._overlay_stamps))
         with self.lock:
-            while not any(r.stamp_ns == stamp_ns for r in self.extrinsics[-5:]):
+            while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -234,6 +241,7 @@ class GraphRun:
     rate: float = 1.0
     frame_timeout_s: float = 60.0
     settle_s: float = 5.0
+    wait_overlay: bool = True      # lockstep also waits for the frame's ~/overlay (no overlay_busy drops)
     suite: str = 'demo_full'
 
 
@@ -242,7 +250,7 @@ class GraphRunResult:
     started: list[str]
     frames_published: int
     frames_answered: int
-    answer_ms: list[float]                 # publish -> ~/extrinsic of that frame (lockstep)
+    answer_ms: list[float]                 # publish -> ~/extrinsic (+ ~/overlay) of that frame (lockstep)
     extrinsics: list[ExtrinsicRecord]
     confidences: list[float]
     tf_static: list                        # StampedTransform in arrival order (bag's and calibrator's)
@@ -301,11 +309,12 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                 stamp = player.publish_frame(i, p * player.duration_ns)
                 published += 1
                 if run.pace == 'lockstep':
-                    if listener.wait_extrinsic(stamp, run.frame_timeout_s):
+                    if listener.wait_extrinsic(stamp, run.frame_timeout_s, overlay=run.wait_overlay):
                         answered += 1
                         answer_ms.append((time.monotonic() - t_pub) * 1e3)
                     else:
-                        log(f'no ~/extrinsic for frame {i} (pass {p + 1}) within {run.frame_timeout_s} s')
+                        log(f'no ~/extrinsic{" + ~/overlay" if run.wait_overlay else ""} for frame {i} '
+                            f'(pass {p + 1}) within {run.frame_timeout_s} s')
                 else:
                     time.sleep(max(0.0, period_s / run.rate - (time.monotonic() - t_pub)))
             log(f'pass {p + 1}/{run.passes}: {published} frames published, '
