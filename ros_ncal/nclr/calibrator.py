@@ -194,10 +194,11 @@ class NCLRCalibrator:
                                            latency_s=time.perf_counter() - t0)
             conf = float(np.clip(last.get('confidence', 0.0), 0, 1)) if 'reason' not in last else \
                 float(np.clip(passes[-2].get('confidence', 0.0) if len(passes) > 1 else 0.0, 0, 1))
-            ok = conf >= self.infer.min_confidence
-            msg = 'ok' if ok else f'low confidence {conf:.2f}'
-            return CalibResult(T_cur, conf, ok, f'nclr: {msg}',
-                               {'passes': passes, 'latency_s': time.perf_counter() - t0})
+            extras = {'passes': passes, 'latency_s': time.perf_counter() - t0}
+            if conf < self.infer.min_confidence:  # no pose update on a low-confidence estimate
+                extras['T_estimate'] = T_cur.tolist()
+                return CalibResult(T_init.copy(), conf, False, f'nclr: low confidence {conf:.2f}', extras)
+            return CalibResult(T_cur, conf, True, 'nclr: ok', extras)
         except Exception as exc:  # never let one frame stop a batch or a node
             return CalibResult.failure(T_init, f'nclr: {type(exc).__name__}: {exc}',
                                        latency_s=time.perf_counter() - t0)

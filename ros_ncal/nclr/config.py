@@ -83,6 +83,7 @@ class TrainConfig:
     ckpt_every: int = 100
     amp: bool = True             # mixed precision on CUDA only
     seed: int = 0
+    init_from: str | None = None  # NCLR checkpoint whose weights start this run (fine-tuning stage)
     out_dir: str = 'runs/nclr'
 
 

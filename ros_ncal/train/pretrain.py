@@ -78,6 +78,8 @@ def pretrain(cfg: NCLRConfig, device: str = 'auto', resume: bool = True, progres
     model = NCLRNet(cfg.network).to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     start_step = 0
+    if tc.init_from:
+        model.load_state_dict(load_checkpoint(tc.init_from, map_location=info.device)['model_state'])
     last = out_dir / 'last.pt'
     if resume and last.is_file():
         payload = load_checkpoint(last, map_location=info.device)
