@@ -12,10 +12,10 @@ STAMP="$VENV/.ros_ncal_setup_stamp"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 digest() {
-  cat "$ROOT/requirements.txt" "$ROOT/requirements-build-msgs.txt" "$ROOT/scripts/setup.sh" \
+  cat "$ROOT/requirements.txt" "$ROOT/requirements-build-msgs.txt" "$ROOT/requirements-optional.txt" "$ROOT/scripts/setup.sh" \
       "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml" \
       $(find "$ROOT/interfaces" -type f | sort) 2>/dev/null | sha256sum | cut -d' ' -f1
-  echo "cuda=${NCAL_TORCH_CUDA:-0}"
+  echo "cuda=${NCAL_TORCH_CUDA:-0} optional=${NCAL_SKIP_OPTIONAL:-0}"
 }
 WANT="$(digest)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" ]]; then
@@ -34,6 +34,11 @@ if [[ "${NCAL_TORCH_CUDA:-0}" == "1" ]]; then
 fi
 log "installing pinned dependencies (torch, ROS 2 Kilted wheels, rosbags, ...)"
 "${PIP[@]}" -r "$REQ" 2> >(grep -v "is ignored: it is neither" >&2)
+if [[ "${NCAL_SKIP_OPTIONAL:-0}" != "1" ]]; then
+  log "installing optional engines (spconv; NCAL_SKIP_OPTIONAL=1 skips)"
+  "${PIP[@]}" -r "$ROOT/requirements-optional.txt" 2> >(grep -v "is ignored: it is neither" >&2) \
+    || log "optional engines could not be installed; their parity tests will be skipped"
+fi
 log "installing ros_ncal (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
