@@ -238,3 +238,17 @@ def test_random_mutations_never_escape_the_callbacks(tmp_path):
         assert g.wait_for(lambda: col.written == written + 1 and cal.n_calibrated == calibrated + 1, 60), \
             (col.status(), cal.status())
         assert col.worker.errors == 0 and cal.calib_worker.errors == 0 and cal.overlay_worker.errors == 0
+
+
+def test_stamp_guard_recovers_after_a_stream_gap_but_not_for_a_lone_future_stamp():
+    """A sensor gap longer than max_future must not make a node reject everything forever."""
+    from ros_ncal.nodes._common import StampGuard
+    g = StampGuard(max_future_s=2.0, max_past_s=30.0, reset_after=5)
+    t0 = 1_700_000_000 * 10**9
+    assert g.check(t0) is None
+    assert g.check(t0 + 10**12) == 'stamp_future'          # one hostile far-future stamp
+    assert g.check(t0 + 10**8) is None                      # ... does not move the reference
+    resumed = [t0 + 5 * 10**9 + k * 10**8 for k in range(8)]  # the stream resumes 5 s later at 10 Hz
+    verdicts = [g.check(s) for s in resumed]
+    assert verdicts[:4] == ['stamp_future'] * 4 and verdicts[4:] == [None] * 4
+    assert g.resets == 1

@@ -377,8 +377,11 @@ def extrinsic_from_params(T16: list[float], xyz: list[float], quat_xyzw: list[fl
 class StampGuard:
     """Accepts a stamp within [newest - max_past, newest + max_future] of the newest accepted stamp.
 
-    A future stamp does not move the reference. After ``reset_after`` consecutive rejections for
-    being in the past (a bag restarted, the clock jumped back) the reference is reset to that stamp.
+    A single future stamp does not move the reference. After ``reset_after`` consecutive rejections
+    for being in the past (a bag restarted, the clock jumped back), or ``reset_after`` consecutive
+    future stamps that agree with each other (a real stream that resumed after a gap longer than
+    max_future: a sensor outage, a paused bag, a slow start), the reference is reset to that stamp,
+    so a gap can never make a node reject everything forever while a lone hostile stamp cannot move it.
     """
 
     def __init__(self, max_future_s: float, max_past_s: float, reset_after: int = 20):
@@ -388,6 +391,8 @@ class StampGuard:
         self._lock = threading.Lock()
         self.newest_ns: int | None = None
         self._past_run = 0
+        self._future_run = 0
+        self._future_last: int | None = None
         self.resets = 0
 
     def check(self, stamp_ns: int) -> str | None:
@@ -399,7 +404,16 @@ class StampGuard:
                 self.newest_ns = stamp_ns
                 return None
             if self.max_future_ns > 0 and stamp_ns > self.newest_ns + self.max_future_ns:
+                consistent = (self._future_last is not None
+                              and abs(stamp_ns - self._future_last) <= self.max_future_ns)
+                self._future_run = self._future_run + 1 if consistent else 1
+                self._future_last = stamp_ns
+                if self._future_run >= self.reset_after:
+                    self.newest_ns, self._future_run, self._future_last = stamp_ns, 0, None
+                    self.resets += 1
+                    return None
                 return 'stamp_future'
+            self._future_run, self._future_last = 0, None
             if self.max_past_ns > 0 and stamp_ns < self.newest_ns - self.max_past_ns:
                 self._past_run += 1
                 if self._past_run >= self.reset_after:
