@@ -67,12 +67,10 @@ def step_start_suite(st: DemoState) -> None:
 
 
 def step_play(st: DemoState) -> None:
-    import rclpy
-
-    from ros_ncal.ros.player import BagPlayer, PlayerConfig
-    node = rclpy.create_node('ncal_player', context=st.runner.context)
+    from ros_ncal.ros.player import PlayerConfig, create_player
+    node, player = create_player(st.runner.context, st.bag_dir,
+                                 PlayerConfig(rate=st.args.rate, wait_for_subscribers_s=10.0))
     st.runner.add_node(node)
-    player = BagPlayer(node, st.bag_dir, PlayerConfig(rate=st.args.rate, wait_for_subscribers_s=10.0))
     st.player_stats = player.play()
     print(f'[demo] played {st.player_stats.published} in {st.player_stats.wall_s:.2f} s', flush=True)
 

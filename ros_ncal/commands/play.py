@@ -31,43 +31,19 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()
-    import threading
-    import time
+    from ros_ncal.ros.player import PlayerConfig, play_bag
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    from ros_ncal.ros.player import BagPlayer, PlayerConfig
-
-    context = rclpy.Context()
-    rclpy.init(args=["ncal"], context=context)
-    node = rclpy.create_node('ncal_player', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
+    def announce(node):
+        if args.start_paused:
+            print(f'ncal play: paused; call service {node.get_fully_qualified_name()}/resume (std_srvs/Trigger)',
+                  flush=True)
+    cfg = PlayerConfig(rate=args.rate, loop=args.loop, topics=args.topics, start_paused=args.start_paused,
+                       wait_for_subscribers_s=args.wait_for_subscribers)
     try:
-        player = BagPlayer(node, args.bag, PlayerConfig(rate=args.rate, loop=args.loop, topics=args.topics,
-                                                        start_paused=args.start_paused,
-                                                        wait_for_subscribers_s=args.wait_for_subscribers))
+        stats = play_bag(args.bag, cfg, linger_s=args.linger, on_ready=announce)
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal play: {exc}', file=sys.stderr)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
         return 2
-    spin.start()
-    if args.start_paused:
-        print(f'ncal play: paused; call service {node.get_fully_qualified_name()}/resume (std_srvs/Trigger)', flush=True)
-    try:
-        stats = player.play()
-        time.sleep(max(0.0, args.linger))
-    except KeyboardInterrupt:
-        player.stop()
-        stats = player.stats
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
     total = sum(stats.published.values())
     print(f'ncal play: published {total} messages in {stats.wall_s:.2f} s ({stats.loops} loop(s)): {stats.published}')
     return 0

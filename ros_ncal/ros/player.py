@@ -126,3 +126,53 @@ class BagPlayer:
             pub, _ = self._pubs[m.topic]
             pub.publish(to_rclpy(m.msg, m.msgtype))
             self.stats.published[m.topic] = self.stats.published.get(m.topic, 0) + 1
+
+
+def create_player(context, bag, cfg: PlayerConfig, node_name: str = 'ncal_player'):
+    """A player node on an existing rclpy context -> (node, BagPlayer); the caller spins and destroys the node."""
+    import rclpy
+    node = rclpy.create_node(node_name, context=context)
+    try:
+        return node, BagPlayer(node, bag, cfg)
+    except Exception:
+        node.destroy_node()
+        raise
+
+
+def play_bag(bag, cfg: PlayerConfig, linger_s: float = 0.5, on_ready=None) -> PlayStats:
+    """Play a bag in its own rclpy context (what ``ncal play`` runs). Call
+    ``ros_ncal.rosenv.apply_safe_ros_env()`` before importing this module.
+
+    Raises FileNotFoundError / ValueError for a missing or unreadable bag (before anything is published).
+    on_ready(node): called once the node spins (e.g. to print the resume service of a paused player).
+    """
+    import threading
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(args=['ncal'], context=context)
+    try:
+        node, player = create_player(context, bag, cfg)
+    except Exception:
+        rclpy.shutdown(context=context)
+        raise
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    if on_ready is not None:
+        on_ready(node)
+    try:
+        stats = player.play()
+        time.sleep(max(0.0, linger_s))
+    except KeyboardInterrupt:
+        player.stop()
+        stats = player.stats
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)
+    return stats
