@@ -183,3 +183,29 @@ class RosGraph:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def mutate_cloud_msg(rng, m):
+    """Corrupt a PointCloud2 in one of 8 random ways (fuzz tests of every node): bad point_step or
+    row_step, truncated data, bogus width/height, broken field, NaN/huge bytes, wrong endianness, or
+    (kind 7) left intact."""
+    kind = rng.integers(0, 8)
+    if kind == 0:
+        m.point_step = int(rng.integers(-4, 40))
+    elif kind == 1:
+        m.row_step = int(rng.integers(0, 2 * m.row_step + 2))
+    elif kind == 2:
+        m.data = bytes(m.data)[: rng.integers(0, len(m.data) + 1)]
+    elif kind == 3:
+        m.width, m.height = int(rng.integers(0, 1000)), int(rng.integers(0, 4))
+    elif kind == 4:
+        f = m.fields[int(rng.integers(0, len(m.fields)))]
+        f.offset, f.datatype, f.count = int(rng.integers(0, 20)), int(rng.integers(0, 10)), int(rng.integers(0, 3))
+    elif kind == 5:
+        arr = np.frombuffer(bytes(m.data), np.uint8).copy()
+        if arr.size:
+            arr[rng.integers(0, arr.size, size=min(arr.size, 50))] = 0xFF   # NaN / huge floats
+        m.data = arr.tobytes()
+    elif kind == 6:
+        m.is_bigendian = True
+    return m

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from node_harness import LIDAR_FRAME, RosGraph, StatusListener
+from node_harness import LIDAR_FRAME, RosGraph, StatusListener, mutate_cloud_msg
 
 from ros_ncal.data.boxes3d import box_corners
 from ros_ncal.data.labels import SEMANTICKITTI_PALETTE
@@ -219,27 +219,7 @@ def test_detector_publishes_markers_and_detection3d(checkpoints, kitti_points):
 
 
 def _mutated_cloud(rng, pts, stamp):
-    m = points_to_cloud_msg(pts[: rng.integers(0, len(pts) + 1)], LIDAR_FRAME, stamp)
-    kind = rng.integers(0, 8)
-    if kind == 0:
-        m.point_step = int(rng.integers(-4, 40))
-    elif kind == 1:
-        m.row_step = int(rng.integers(0, 2 * m.row_step + 2))
-    elif kind == 2:
-        m.data = bytes(m.data)[: rng.integers(0, len(m.data) + 1)]
-    elif kind == 3:
-        m.width, m.height = int(rng.integers(0, 1000)), int(rng.integers(0, 4))
-    elif kind == 4:
-        f = m.fields[int(rng.integers(0, len(m.fields)))]
-        f.offset, f.datatype, f.count = int(rng.integers(0, 20)), int(rng.integers(0, 10)), int(rng.integers(0, 3))
-    elif kind == 5:
-        arr = np.frombuffer(bytes(m.data), np.uint8).copy()
-        if arr.size:
-            arr[rng.integers(0, arr.size, size=min(arr.size, 50))] = 0xFF   # NaN / huge floats
-        m.data = arr.tobytes()
-    elif kind == 6:
-        m.is_bigendian = True
-    return m
+    return mutate_cloud_msg(rng, points_to_cloud_msg(pts[: rng.integers(0, len(pts) + 1)], LIDAR_FRAME, stamp))
 
 
 def test_hostile_clouds_are_counted_and_both_nodes_keep_working(checkpoints, kitti_points):

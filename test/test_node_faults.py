@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, \
+from node_harness import mutate_cloud_msg, CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, \
     synthetic_frame
 
 from ros_ncal.data.shards import ShardDataset
@@ -140,27 +140,7 @@ def test_scripted_hostile_messages_are_counted_by_reason(tmp_path):
 
 
 def _mutated_cloud(rng, pts, stamp):
-    m = _cloud(pts[: rng.integers(0, len(pts) + 1)], stamp)
-    kind = rng.integers(0, 8)
-    if kind == 0:
-        m.point_step = int(rng.integers(-4, 40))
-    elif kind == 1:
-        m.row_step = int(rng.integers(0, 2 * m.row_step + 2))
-    elif kind == 2:
-        m.data = bytes(m.data)[: rng.integers(0, len(m.data) + 1)]
-    elif kind == 3:
-        m.width, m.height = int(rng.integers(0, 1000)), int(rng.integers(0, 4))
-    elif kind == 4:
-        f = m.fields[int(rng.integers(0, len(m.fields)))]
-        f.offset, f.datatype, f.count = int(rng.integers(0, 20)), int(rng.integers(0, 10)), int(rng.integers(0, 3))
-    elif kind == 5:
-        arr = np.frombuffer(bytes(m.data), np.uint8).copy()
-        if arr.size:
-            arr[rng.integers(0, arr.size, size=min(arr.size, 50))] = 0xFF   # NaN / huge floats
-        m.data = arr.tobytes()
-    elif kind == 6:
-        m.is_bigendian = True
-    return m
+    return mutate_cloud_msg(rng, _cloud(pts[: rng.integers(0, len(pts) + 1)], stamp))
 
 
 def _mutated_image(rng, img, stamp):
