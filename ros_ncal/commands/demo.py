@@ -7,6 +7,8 @@ Scenarios (config/demo.yaml, docs/demo.md):
   perturbed by 2 deg / 10 cm, so the calibrator has something to correct.
 * ``synthetic``: a synthetic drive (consecutive 10 Hz frames) whose ``/tf_static`` is wrong by
   5 deg / 30 cm; the truth lies beside the bag in ``*.truth.json`` (cached under ``--out``).
+* ``perception``: the segmenter and detector nodes on a KITTI bag (labelled points + boxes saved as
+  PNGs) and the measured metrics of the shipped seg.pt / det.pt (:mod:`._demo_perception`).
 * ``publisher``: the stage-1 demo (the recorded extrinsic republished by extrinsic_publisher).
 
 Each run starts the ``demo_full`` suite in-process (calibrator with the chosen backend + collector
@@ -27,6 +29,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ._demo_perception import PerceptionConfig, print_perception, run_perception
+
 NAME = 'demo'
 HELP = 'end-to-end demo: bags (KITTI, synthetic drive with a wrong extrinsic) -> calibrator suite -> summary + overlays'
 
@@ -34,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
 NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
-SCENARIOS = ('kitti', 'synthetic')
+SCENARIOS = ('kitti', 'synthetic', 'perception')
 DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus
 BACKENDS = ('auto', 'nclr', 'nclr+classical', 'classical', 'none')
 
@@ -82,6 +86,7 @@ class DemoConfig:
     collector_max_samples: int = 6
     kitti: KittiScenarioConfig = field(default_factory=KittiScenarioConfig)
     synthetic: SyntheticScenarioConfig = field(default_factory=SyntheticScenarioConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     calibrator_params: dict = field(default_factory=dict)
     collector_params: dict = field(default_factory=dict)
     classical_configs: dict = field(default_factory=dict)
@@ -127,6 +132,7 @@ def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
     kitti['runs'] = [_build(KittiRunConfig, r, f'{path}: demo.kitti.runs') for r in kitti.get('runs', [{}])]
     raw['kitti'] = _build(KittiScenarioConfig, kitti, f'{path}: demo.kitti')
     raw['synthetic'] = _build(SyntheticScenarioConfig, raw.pop('synthetic', {}), f'{path}: demo.synthetic')
+    raw['perception'] = _build(PerceptionConfig, raw.pop('perception', {}), f'{path}: demo.perception')
     return _build(DemoConfig, raw, f'{path}: demo').validate(), path
 
 
@@ -399,6 +405,10 @@ def change_text(run: dict) -> str:
 def print_report(summary: dict) -> None:
     from ros_ncal.viz.demo_report import format_summary_table
     print('\n=== ncal demo summary ===')
+    if not summary['runs'] and summary.get('perception'):   # perception only: no calibration runs to tabulate
+        print_perception(summary['perception'])
+        print(f'timings (s): {summary["timings_s"]}')
+        return
     print(summary['backend_note'])
     for r in summary['runs']:
         if r['backend_note']:
@@ -416,6 +426,8 @@ def print_report(summary: dict) -> None:
             print(f'  /diagnostics {name}: {d["level"]} {d["message"]}')
         print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
               f'convergence.png node_overlay_*.png)')
+    if summary.get('perception'):
+        print_perception(summary['perception'])
     for name, why in summary.get('skipped_scenarios', {}).items():
         print(f'scenario {name} SKIPPED: {why}')
     print(f'timings (s): {summary["timings_s"]}')
@@ -447,10 +459,12 @@ def run(args) -> int:
         print(f'[demo {time.monotonic() - t_start:6.1f}s] {msg}', flush=True)
     backend = resolve_backend(cfg.backend, args.checkpoint)
     log(backend[2])
-    timings, runs = {}, []
+    timings, runs, perception = {}, [], None
     try:
         specs, skipped = [], {}
         for scenario in cfg.scenarios:
+            if scenario == 'perception':
+                continue
             t = time.monotonic()
             try:
                 specs += (prepare_kitti(cfg, args, bags, log) if scenario == 'kitti'
@@ -465,6 +479,16 @@ def run(args) -> int:
             t = time.monotonic()
             runs.append(run_one(spec, cfg, backend, args.checkpoint, out, log))
             timings[f'run_{spec.name}'] = round(time.monotonic() - t, 2)
+        if 'perception' in cfg.scenarios:
+            t = time.monotonic()
+            try:
+                perception = run_perception(cfg.perception, args.kitti_dir, DEFAULT_SHARED_DATA, out, log)
+            except FileNotFoundError as exc:
+                if len(cfg.scenarios) == 1:
+                    raise
+                skipped['perception'] = str(exc)
+                log(f'SKIPPING scenario perception: {exc}')
+            timings['run_perception'] = round(time.monotonic() - t, 2)
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal demo: {exc}', file=sys.stderr)
         return 2
@@ -473,10 +497,14 @@ def run(args) -> int:
     summary = {'backend_requested': cfg.backend, 'backend_note': backend[2], 'nclr_checkpoint': str(args.checkpoint),
                'nclr_checkpoint_present': Path(args.checkpoint).is_file(), 'config': str(cfg_path),
                'demo_config': asdict(cfg),
-               'runs': runs, 'skipped_scenarios': skipped, 'timings_s': timings,
+               'runs': runs, 'perception': perception, 'skipped_scenarios': skipped, 'timings_s': timings,
                'machine': {'cpus': os.cpu_count(), 'loadavg': [round(x, 2) for x in load] if load else None}}
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     print_report(summary)
     print(f'summary JSON: {out / "summary.json"}')
-    ok = bool(runs) and not skipped and all(r['estimate'] is not None and r['frames']['overlays'] > 0 for r in runs)
+    ok = (bool(runs) or perception is not None) and not skipped and all(
+        r['estimate'] is not None and r['frames']['overlays'] > 0 for r in runs)
+    if perception is not None:
+        ok = ok and perception['frames']['labeled_points'] == perception['frames']['published'] \
+            and perception['frames']['detections'] == perception['frames']['published']
     return 0 if ok else 1
