@@ -60,7 +60,7 @@ def save_bev(points, labels, boxes, classes, path: Path, title: str, extent_m: f
     colors = class_colors(np.asarray(labels, np.int64)[keep], SEMANTICKITTI_PALETTE) / 255.0
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
     ax.set_facecolor('black')
-    ax.scatter(points[keep, 0], points[keep, 1], s=0.3, c=colors, marker='.', linewidths=0)
+    ax.scatter(points[keep, 0], points[keep, 1], s=1.0, c=colors, marker='.', linewidths=0)
     for box, name in zip(boxes, classes):
         x, y, _, length, width, _, yaw = (float(v) for v in box)
         c, s = np.cos(yaw), np.sin(yaw)
