@@ -212,16 +212,17 @@ def run_perception(pcfg: PerceptionConfig, kitti_dir: str | Path, shared_data: P
     last = next((f for f in reversed(frames) if f.labels is not None), None)
     if last is not None:
         hist = _histogram(last.labels, SEMANTICKITTI_CLASSES)
-        boxes_by_class = {str(c): int(n) for c, n in zip(*np.unique(np.asarray(last.classes, str), return_counts=True))} \
-            if last.classes else {}
+        names, n_boxes = np.unique(np.asarray(last.classes, str), return_counts=True)
+        boxes_by_class = {str(c): int(n) for c, n in zip(names, n_boxes)}
+        frame_id = str(pcfg.frames[-1]) if pcfg.frames and last is frames[-1] else ''
         summary['last_frame'] = {'stamp_ns': last.stamp_ns, 'points': int(len(last.labels)),
                                  'points_labelled': int((last.labels > 0).sum()), 'label_histogram': hist,
                                  'boxes': int(len(last.boxes)), 'boxes_by_class': boxes_by_class}
         summary['images']['bev'] = save_bev(last.points, last.labels, last.boxes, last.classes, run_dir / 'bev.png',
-                                            f'segmenter labels + detector boxes, KITTI {pcfg.frames[-1] if pcfg.frames else ""}')
+                                            f'segmenter labels + detector boxes, KITTI {frame_id}')
         try:
             from ros_ncal.data.readers.kitti import read_kitti_frame
-            s = read_kitti_frame(kitti_dir, pcfg.frames[-1]) if pcfg.frames else None
+            s = read_kitti_frame(kitti_dir, frame_id) if frame_id else None
             if s is not None:
                 summary['images']['camera'] = save_camera(last.points, last.labels, s.image, s.K, s.T_cam_lidar,
                                                           run_dir / 'camera.png')
