@@ -333,7 +333,6 @@ class CalibratorNode(Node):
             self.fused_confidence = self._fused_confidence(fused)
             self.current = fused.T if fused is not None else nominal
             self.last_result = res
-            self.n_calibrated += 1
             self.processing_ms = proc_ms
             current, conf = self.current, self.fused_confidence
         self._pub_proc.publish(Float64(data=float(proc_ms)))
@@ -342,6 +341,7 @@ class CalibratorNode(Node):
         self._maybe_publish_tf(fused, conf, nominal, pair)
         with self._lock:
             self.latency_ms['calibration'] = (time.monotonic() - pair.received_mono) * 1e3
+            self.n_calibrated += 1      # counted once the frame is fully handled (drift and TF included)
 
     def _fused_confidence(self, fused) -> float:
         if fused is None or not len(self._frame_conf):
