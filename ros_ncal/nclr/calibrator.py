@@ -22,9 +22,8 @@ from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import is_rigid, rotation_angle_deg
 
 from .batching import items_to_batch
-from .network import guess_cells, soft_match
 from .pnp import pose_to_matrix, refine_pose_lm, reprojection_residuals, weighted_epnp
-from .pose import correspondence_weights, select_keypoints
+from .pose import soft_correspondences
 from .pretext import make_item
 
 
@@ -137,11 +136,9 @@ class NCLRCalibrator:
         with torch.no_grad():
             out = self.model(batch['points'], batch['images'])
             logits = out['point_overlap'][0]
-            idx = select_keypoints(logits, self.cfg.network.num_keypoints)
-            win = self.cfg.network.match_window
-            centers = guess_cells(batch['points'][0][idx, :3], batch['K'][0], out['stride']) if win > 0 else None
-            m = soft_match(out['point_emb'][0][idx], out['pixel_emb'][0], out, centers, win)
-            w = correspondence_weights(logits[idx], m['spread']).double().cpu()
+            idx, m, w = soft_correspondences(out, 0, batch['points'][0][:, :3], batch['K'][0],
+                                             self.cfg.network.num_keypoints, self.cfg.network.match_window)
+            w = w.double().cpu()
             X = batch['points'][0][idx, :3].double().cpu()
             uv = m['uv'].double().cpu()
             K = batch['K'][0].double().cpu()

@@ -36,6 +36,19 @@ def correspondence_weights(overlap_logits: torch.Tensor, spread: torch.Tensor) -
     return torch.sigmoid(overlap_logits) / (1.0 + spread)
 
 
+def soft_correspondences(out: dict, b: int, points_xyz: torch.Tensor, K: torch.Tensor, num_keypoints: int,
+                         match_window: float = 0.0) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """Keypoints of sample ``b`` with their soft-matched pixels and PnP weights (training and inference).
+
+    points_xyz (N, 3) input frame, K (3, 3) network image -> idx (K,), the soft_match dict, weights (K,).
+    """
+    logits = out['point_overlap'][b]
+    idx = select_keypoints(logits, num_keypoints)
+    centers = guess_cells(points_xyz[idx], K, out['stride']) if match_window > 0 else None
+    m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out, centers, match_window)
+    return idx, m, correspondence_weights(logits[idx], m['spread'])
+
+
 def solve_weighted(X: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, K: torch.Tensor, iters: int,
                    init: str = 'auto') -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted PnP in float64 for one problem. X (K, 3), uv (K, 2), w (K,), K (3, 3).
@@ -72,10 +85,7 @@ def estimate_pose(out: dict, b: int, points_xyz: torch.Tensor, K: torch.Tensor, 
                   match_window: float = 0.0) -> PoseEstimate:
     """Pose of sample ``b`` of a forward pass. points_xyz (N, 3) input frame; K (3, 3) network image."""
     logits = out['point_overlap'][b]
-    idx = select_keypoints(logits, num_keypoints)
-    centers = guess_cells(points_xyz[idx], K, out['stride']) if match_window > 0 else None
-    m = soft_match(out['point_emb'][b][idx], out['pixel_emb'][b], out, centers, match_window)
-    w = correspondence_weights(logits[idx], m['spread'])
+    idx, m, w = soft_correspondences(out, b, points_xyz, K, num_keypoints, match_window)
     X = points_xyz[idx]
     R, t = solve_weighted(X, m['uv'], w, K, pnp_iters, init)
     T = pose_to_matrix(R[None], t[None])[0]
