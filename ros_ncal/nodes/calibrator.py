@@ -303,13 +303,19 @@ class CalibratorNode(Node):
         else:
             self.skipped['rate_limited'] += 1
 
+    def _decode_or_drop(self, pair: PairedInput):
+        """The pair's RGB image (decoded once, shared by both workers), or None with the drop counted."""
+        try:
+            return pair.decode_image(self._rectifier)
+        except ValueError as exc:
+            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+            return None
+
     # -- calibration worker
     def _calibrate(self, pair: PairedInput) -> None:
         from std_msgs.msg import Float64
-        try:
-            rgb = pair.decode_image(self._rectifier)
-        except ValueError as exc:
-            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+        rgb = self._decode_or_drop(pair)
+        if rgb is None:
             return
         with self._lock:
             nominal = self.nominal if self.nominal is not None else pair.T_cam_lidar
@@ -427,10 +433,8 @@ class CalibratorNode(Node):
     # -- overlay worker
     def _overlay(self, pair: PairedInput) -> None:
         from ros_ncal.ros.conversions import rgb_to_image_msg
-        try:
-            rgb = pair.decode_image(self._rectifier)
-        except ValueError as exc:
-            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+        rgb = self._decode_or_drop(pair)
+        if rgb is None:
             return
         with self._lock:
             T = self.current if self.current is not None else (
