@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASS_NAMES: tuple[str, ...] = (
-    'unlabeled', 'car', 'bicycle', 'motorcycle', 'truck', 'other-vehicle', 'person', 'bicyclist',
-    'motorcyclist', 'road', 'parking', 'sidewalk', 'other-ground', 'building', 'fence', 'vegetation',
-    'trunk', 'terrain', 'pole', 'traffic-sign',
-)
+from ros_ncal.data.labels import SEMANTICKITTI_CLASSES
+from ros_ncal.data.labels import THING_CLASSES as _SEMANTICKITTI_THINGS
+
+CLASS_NAMES: tuple[str, ...] = SEMANTICKITTI_CLASSES  # one label space with the real-data readers
 NUM_CLASSES = len(CLASS_NAMES)  # 20 including 0 = unlabeled
 
 UNLABELED, CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST = 0, 1, 2, 3, 4, 5, 6, 7
@@ -20,7 +19,8 @@ MOTORCYCLIST, ROAD, PARKING, SIDEWALK, OTHER_GROUND, BUILDING, FENCE, VEGETATION
 TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 16, 17, 18, 19
 
 #: Classes whose points carry an instance id (countable things); all others are stuff (instance 0).
-THING_CLASSES: tuple[int, ...] = (CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST, MOTORCYCLIST)
+THING_CLASSES: tuple[int, ...] = _SEMANTICKITTI_THINGS
+assert THING_CLASSES == (CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST, MOTORCYCLIST)
 
 BOX_CLASS_NAMES: tuple[str, ...] = ('car', 'pedestrian', 'cyclist')
 BOX_CAR, BOX_PEDESTRIAN, BOX_CYCLIST = 0, 1, 2
