@@ -76,6 +76,18 @@ def test_kitti_bag_with_error_uses_one_calibration(tmp_path, kitti_dir):
         write_kitti_bag_with_error(kitti_dir, tmp_path / 'mixed', ['000000', ids[0]])
 
 
+def test_collector_settled_accounts_for_every_frame():
+    from ros_ncal.ros.demo_io import collector_settled
+    idle = {'writer_pending': 0, 'writer_busy': 0}
+    assert not collector_settled({}, 4)
+    assert not collector_settled({'state': 'recording', 'written': 2, 'dropped': {}, 'skipped': {}, 'queues': idle}, 4)
+    assert not collector_settled({'state': 'recording', 'written': 4, 'dropped': {}, 'skipped': {},
+                                  'queues': {'writer_pending': 1, 'writer_busy': 0}}, 4)
+    assert collector_settled({'state': 'recording', 'written': 2, 'dropped': {'writer_busy': 1},
+                              'skipped': {'min_interval': 1}, 'queues': idle}, 4)
+    assert collector_settled({'state': 'full', 'written': 2, 'queues': idle}, 4)
+
+
 def _check_run(run: dict) -> None:
     for key in ('nominal', 'estimate', 'truth', 'tf_static_published', 'confidence', 'frames', 'latency_ms',
                 'backend', 'images', 'diagnostics_file', 'collector', 'trajectory'):

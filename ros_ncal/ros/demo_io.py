@@ -184,6 +184,7 @@ class DemoListener(Node):
     def _on_col_status(self, msg: String) -> None:
         with self.lock:
             self.collector_status = json.loads(msg.data)
+            self.lock.notify_all()
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         with self.lock:
@@ -210,11 +211,14 @@ class DemoListener(Node):
                 self.lock.wait(timeout=min(left, 0.2))
         return True
 
-    def wait_status(self, predicate, timeout_s: float) -> bool:
-        """Block until ``predicate(calibrator_status)`` holds (True) or timeout (False)."""
+    def wait_status(self, predicate, timeout_s: float, node: str = 'calibrator') -> bool:
+        """Block until ``predicate(status)`` holds (True) or timeout (False); ``node``: 'calibrator' | 'collector'
+        (whose last ``~/status`` JSON is tested)."""
+        if node not in ('calibrator', 'collector'):
+            raise ValueError(f"node must be 'calibrator' or 'collector', got {node!r}")
         deadline = time.monotonic() + timeout_s
         with self.lock:
-            while not predicate(self.calibrator_status):
+            while not predicate(getattr(self, f'{node}_status')):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -261,6 +265,21 @@ class GraphRunResult:
     collector_status: dict
     diagnostics: dict
     wall_s: float
+
+
+def collector_settled(status: dict, frames_published: int) -> bool:
+    """True once a collector ``~/status`` accounts for every frame published to it: its writer is idle, nothing
+    waits in the pairer, and written + dropped + skipped reaches the frames (or it stopped: full/error)."""
+    if not status:
+        return False
+    if status.get('state') in ('full', 'error', 'stopped'):
+        return True
+    q = status.get('queues', {})
+    if q.get('writer_pending', 1) or q.get('writer_busy', 1):
+        return False
+    done = status.get('written', 0) + sum(status.get('dropped', {}).values()) + \
+        sum(status.get('skipped', {}).values())
+    return done >= frames_published
 
 
 def run_graph(run: GraphRun, log=print) -> GraphRunResult:
@@ -326,6 +345,9 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
             listener.wait_status(idle, run.frame_timeout_s)
         n_est = len(listener.extrinsics)
         listener.wait_status(lambda s: s.get('calibrated', -1) >= n_est, run.settle_s)
+        if run.collector_params is not None:   # every pair the collector formed is written, dropped or skipped
+            listener.wait_status(lambda s: collector_settled(s, published), max(run.settle_s, run.frame_timeout_s),
+                                 node='collector')
         # one more status period so /diagnostics and the collector status describe the end state
         seen = listener.n_diagnostics
         deadline = time.monotonic() + run.settle_s
