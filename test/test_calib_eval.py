@@ -107,3 +107,72 @@ def test_cli_writes_json_markdown_and_plot(tmp_path, kitti_dir, capsys):
     # unknown calibrator and missing checkpoint: exit code 2 with a message, no traceback
     assert ncal_main(['eval-calib', '--calibrators', 'nclr', '--out', str(out)]) == 2
     assert 'checkpoint' in capsys.readouterr().out
+
+
+class Undoes:
+    """Knows the rig's miscalibration D and undoes it from the nominal (a perfect calibrator for run_sequences);
+    records the initial guesses it was given."""
+
+    def __init__(self, D, fail_first: int = 0):
+        self.D, self.fail_first, self.starts = D, fail_first, []
+
+    def estimate(self, sample, T_init):
+        self.starts.append(np.array(T_init))
+        if len(self.starts) <= self.fail_first:
+            return CalibResult.failure(T_init, 'not yet')
+        return CalibResult(sample.T_cam_lidar @ np.linalg.inv(self.D), 0.9, True, 'ok')
+
+
+def test_sequences_fuse_corrections_and_start_from_the_fused_estimate(kitti_two):
+    from ros_ncal.calib.evaluate import run_sequences, summarize_sequences
+    # two frames with different true extrinsics share one sequence (corrections are fused, not extrinsics)
+    T2 = make_T(rotvec_to_matrix([0.0, 0.03, 0.0]), [0.2, 0.0, 0.0]) @ kitti_two[1].T_cam_lidar
+    frames = [kitti_two[0], kitti_two[1].replace(meta={**kitti_two[1].meta, 'T_cam_lidar_true': T2.tolist()})]
+    D = make_T(rotvec_to_matrix([0.05, -0.08, 0.02]), [0.1, 0.3, -0.2])
+    good, late = Undoes(D), Undoes(D, fail_first=1)
+    recs = run_sequences(frames, [D], {'none': NoCorrection(), 'good': good, 'late': late}, passes=2)
+    by = {r['calibrator']: r for r in recs}
+    init_rre, init_rte = pose_error(D, np.eye(4))
+    assert by['none']['rre_deg'] == pytest.approx(init_rre) and by['none']['rte_cm'] == pytest.approx(100 * init_rte)
+    assert by['good']['rre_deg'] < 1e-4 and by['good']['rte_cm'] < 1e-4 and by['good']['fused_frames'] == 4
+    assert by['good']['trajectory'][0][0] < 1e-4 and len(by['good']['trajectory']) == 4
+    # the first frame fails: it starts from the nominal, the fused estimate is still the nominal, error kept
+    assert late.starts[0] == pytest.approx(true_extrinsic(frames[0]) @ D)
+    assert late.starts[1] == pytest.approx(true_extrinsic(frames[1]) @ D)
+    assert by['late']['trajectory'][0][0] == pytest.approx(init_rre)
+    # after a success, every frame starts from the fused estimate (= the truth here)
+    assert late.starts[2] == pytest.approx(true_extrinsic(frames[0]), abs=1e-9)
+    assert late.starts[3] == pytest.approx(T2, abs=1e-9)
+    assert by['late']['rre_deg'] < 1e-4 and by['late']['fused_frames'] == 3
+    s = summarize_sequences(recs, 2.0, 0.2)
+    assert s['good']['success_rate'] == 1.0 and s['none']['success_rate'] == float(init_rre < 2 and init_rte < 0.2)
+    with pytest.raises(ValueError, match='passes'):
+        run_sequences(frames, [D], {'good': good}, passes=0)
+
+
+def test_cli_sequence_protocol_and_nclr_section(tmp_path, kitti_dir, capsys):
+    import yaml
+
+    from ros_ncal.nclr.calibrator import NCLRInferenceConfig
+    cfg = tmp_path / 'eval.yaml'
+    cfg.write_text(yaml.safe_dump({'nclr': {'translation': 'full', 'iterations': 2}, 'fusion': {'gate': 2.5}}))
+    assert NCLRInferenceConfig.from_yaml(cfg).translation == 'full'
+    assert NCLRInferenceConfig().translation == 'fixed'
+    with pytest.raises(ValueError, match='unknown keys'):
+        NCLRInferenceConfig.from_dict({'translaton': 'full'})
+    with pytest.raises(ValueError, match='translation'):
+        NCLRInferenceConfig.from_dict({'translation': 'some'})
+    out = tmp_path / 'ev'
+    rc = ncal_main(['eval-calib', '--data', 'kitti', '--kitti-dir', str(kitti_dir), '--frames', '2',
+                    '--calibrators', 'none', '--trials', '1', '--sequence', '2', '--sequences', '3',
+                    '--config', str(cfg), '--out', str(out)])
+    assert rc == 0
+    rep = json.loads((out / 'report.json').read_text())
+    seq = rep['sequence']
+    assert seq['passes'] == 2 and seq['n_sequences'] == 3 and seq['fusion']['gate'] == 2.5
+    assert len(seq['records']) == 3 and all(len(r['trajectory']) == 4 for r in seq['records'])
+    assert all(r['rre_deg'] == pytest.approx(r['init_rre_deg']) for r in seq['records'])
+    assert 'Online sequences' in (out / 'report.md').read_text() and 'Online sequences' in capsys.readouterr().out
+    assert (out / 'sequence_convergence.png').read_bytes()[:4] == b'\x89PNG'
+    assert ncal_main(['eval-calib', '--data', 'kitti', '--kitti-dir', str(kitti_dir), '--sequence', '-1',
+                      '--out', str(out)]) == 2

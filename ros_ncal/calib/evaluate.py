@@ -15,6 +15,16 @@ removed from ``meta``, so no ground truth leaks.
 
 Errors: RRE in degrees (angle of R_est^T R_true), RTE in centimetres (|t_est - t_true|); success when
 RRE < success_rre_deg and RTE < success_rte_m (defaults 2 deg, 20 cm).
+
+Online sequence protocol (:func:`run_sequences`, ``ncal eval-calib --sequence PASSES``): what the
+calibrator node does on a robot. One perturbation ``D`` is the rig's miscalibration for a whole
+sequence (every frame's nominal is ``T_true_i @ D``); the frames are visited in order ``PASSES``
+times; each frame's calibrator starts from the current fused estimate (the node's
+``init_from: fused``), and each accepted per-frame estimate enters the same robust SE(3) fusion as
+the node (:class:`ros_ncal.calib.fusion.OnlineExtrinsicFilter`). Estimates are fused as corrections
+``C_i = inv(T_nominal_i) @ T_est_i`` in the LiDAR frame (the ideal correction is ``inv(D)`` for every
+frame), so frames with different true extrinsics (KITTI calibration days) share one sequence. The
+errors reported are those of the fused estimate after the last frame.
 """
 from __future__ import annotations
 
@@ -30,6 +40,7 @@ import numpy as np
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
+from .fusion import FusionConfig, OnlineExtrinsicFilter
 from .result import CalibResult, NoCorrection
 
 TRUE_EXTRINSIC_KEY = 'T_cam_lidar_true'
@@ -214,6 +225,7 @@ class EvalReport:
     summary: dict[str, dict]
     sweep: list[dict[str, Any]] = field(default_factory=list)   # [{deg, m, summary}]
     sweep_records: list[dict[str, Any]] = field(default_factory=list)
+    sequence: dict[str, Any] = field(default_factory=dict)   # {passes, records, summary} of run_sequences
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,13 +265,106 @@ class EvalReport:
                 cells = [f'{row["summary"][n]["rre_median_deg"]:.2f} / {row["summary"][n]["rte_median_cm"]:.1f} / '
                          f'{100 * row["summary"][n]["success_rate"]:.0f} %' for n in names]
                 lines.append(f'| {row["deg"]:g} deg, {100 * row["m"]:g} cm | ' + ' | '.join(cells) + ' |')
+        if self.sequence:
+            lines += ['', self.sequence_title(), '']
+            rows = self.sequence_rows()
+            lines.append('| ' + ' | '.join(rows[0]) + ' |')
+            lines.append('|' + '---|' * len(rows[0]))
+            lines += ['| ' + ' | '.join(r) + ' |' for r in rows[1:]]
         return '\n'.join(lines) + '\n'
 
+    def sequence_title(self) -> str:
+        q = self.sequence
+        return (f'Online sequences (fused, each frame starting from the fused estimate): {q["n_sequences"]} '
+                f'perturbations x {self.n_samples} frames x {q["passes"]} passes:')
+
+    def sequence_rows(self) -> list[list[str]]:
+        rows = [['calibrator', 'sequences', 'RRE med (deg)', 'RRE mean (deg)', 'RTE med (cm)', 'RTE mean (cm)',
+                 'success', 'frames fused (mean)', 'runtime (s/frame)']]
+        for name, s in self.sequence['summary'].items():
+            rows.append([name, str(s['n']), f'{s["rre_median_deg"]:.2f}', f'{s["rre_mean_deg"]:.2f}',
+                         f'{s["rte_median_cm"]:.1f}', f'{s["rte_mean_cm"]:.1f}', f'{100 * s["success_rate"]:.0f} %',
+                         f'{s["fused_frames_mean"]:.1f}', f'{s["runtime_mean_s"]:.3f}'])
+        return rows
+
     def format_table(self) -> str:
-        rows = self.table_rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return '\n'.join('  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                         for r in rows)
+        text = _format_rows(self.table_rows())
+        if self.sequence:
+            text += '\n\n' + self.sequence_title() + '\n' + _format_rows(self.sequence_rows())
+        return text
+
+
+def _format_rows(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return '\n'.join('  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibrators: dict[str, Any],
+                  passes: int, fusion: FusionConfig | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """The online sequence protocol (module docstring): one record per (perturbation, calibrator).
+
+    perturbations: (4, 4) D each, the miscalibration of one sequence. Record keys: sequence, calibrator,
+    init_rre_deg, init_rte_cm, rre_deg, rte_cm (of the final fused estimate), frames, fused_frames,
+    rot_std_deg / trans_std_cm (the fusion's standard errors, None below two frames), runtime_s (mean per
+    frame), trajectory ([[rre_deg, rte_cm]] after each frame).
+    """
+    from ros_ncal.geometry import invert
+    if passes < 1:
+        raise ValueError(f'run_sequences: passes must be >= 1, got {passes}')
+    records = []
+    for k, D in enumerate(perturbations):
+        D = validate_rigid(np.asarray(D, dtype=np.float64), 1e-6, name='perturbation')
+        ideal = invert(D)
+        init_rre, init_rte = pose_error(np.eye(4), ideal)
+        for name, cal in calibrators.items():
+            filt = OnlineExtrinsicFilter(fusion)
+            C, fused, times, trajectory = np.eye(4), None, [], []
+            for _ in range(passes):
+                for s in samples:
+                    T_nominal = true_extrinsic(s) @ D
+                    T_start = T_nominal @ C
+                    t0 = time.perf_counter()
+                    try:
+                        res = cal.estimate(calibrator_input(s, T_nominal), T_start.copy())
+                    except Exception as exc:  # noqa: BLE001 - a raising calibrator is a failed frame
+                        res = CalibResult.failure(T_start, f'raised {type(exc).__name__}: {exc}')
+                    times.append(time.perf_counter() - t0)
+                    if res.success and filt.push(invert(T_nominal) @ res.T_cam_lidar, max(res.confidence, 1e-3)):
+                        fused = filt.estimate()
+                        C = fused.T
+                    trajectory.append([pose_error(C, ideal)[0], 100.0 * pose_error(C, ideal)[1]])
+            rre, rte = pose_error(C, ideal)
+
+            def finite(x: float, scale: float) -> float | None:
+                return scale * x if fused is not None and math.isfinite(x) else None
+            records.append({'sequence': k, 'calibrator': name, 'init_rre_deg': init_rre,
+                            'init_rte_cm': 100.0 * init_rte, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
+                            'frames': len(times), 'fused_frames': fused.n_inliers if fused is not None else 0,
+                            'rot_std_deg': finite(fused.rot_std_deg, 1.0) if fused is not None else None,
+                            'trans_std_cm': finite(fused.trans_std_m, 100.0) if fused is not None else None,
+                            'runtime_s': float(np.mean(times)), 'trajectory': trajectory})
+            if progress:
+                print(f'  sequence {k + 1}/{len(perturbations)} {name}: {init_rre:.2f} deg / {100 * init_rte:.1f} cm'
+                      f' -> {rre:.2f} deg / {100 * rte:.1f} cm', flush=True)
+    return records
+
+
+def summarize_sequences(records: list[dict[str, Any]], success_rre_deg: float,
+                        success_rte_m: float) -> dict[str, dict]:
+    """Per calibrator: n sequences, median/mean final RRE (deg) / RTE (cm), success rate, mean fused frames,
+    mean runtime per frame."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r['calibrator'] for r in records):
+        rs = [r for r in records if r['calibrator'] == name]
+        rre = np.array([r['rre_deg'] for r in rs])
+        rte = np.array([r['rte_cm'] for r in rs])
+        out[name] = {'n': len(rs), 'rre_median_deg': float(np.median(rre)), 'rre_mean_deg': float(np.mean(rre)),
+                     'rte_median_cm': float(np.median(rte)), 'rte_mean_cm': float(np.mean(rte)),
+                     'success_rate': float(np.mean((rre < success_rre_deg) & (rte < 100.0 * success_rte_m))),
+                     'fused_frames_mean': float(np.mean([r['fused_frames'] for r in rs])),
+                     'runtime_mean_s': float(np.mean([r['runtime_s'] for r in rs]))}
+    return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -281,11 +386,16 @@ def _jsonable(x: Any) -> Any:
 
 def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], config: EvalConfig | None = None,
                          preset: str | None = None, trials: int | None = None, sweep: bool = False,
-                         sample_ids: Iterable[str] | None = None, progress: bool = False) -> EvalReport:
+                         sample_ids: Iterable[str] | None = None, progress: bool = False,
+                         sequence_passes: int = 0, sequences: int | None = None,
+                         fusion: FusionConfig | None = None) -> EvalReport:
     """Evaluate ``calibrators`` ({name: calibrator}) on ``samples``; 'none' (NoCorrection) is always added first.
 
     preset / trials override the config. With ``sweep`` also runs every size of ``config.sweep`` with
     exact magnitudes (min = max) and ``config.sweep_trials`` trials per sample, for the error-vs-size plot.
+    With ``sequence_passes`` > 0 also runs the online sequence protocol (:func:`run_sequences`): ``sequences``
+    (default: the trials) perturbations drawn from the preset (seed ``[config.seed, 7919]``), each one
+    sequence over all samples.
     """
     cfg = config or EvalConfig()
     preset_name = preset or cfg.preset
@@ -312,4 +422,11 @@ def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], con
             report.sweep_records += recs
             report.sweep.append({'deg': float(deg), 'm': float(m),
                                  'summary': summarize(recs, cfg.success_rre_deg, cfg.success_rte_m)})
+    if sequence_passes > 0:
+        rng = np.random.default_rng([cfg.seed, 7919])
+        perts = [pr.draw(rng) for _ in range(int(sequences or n_trials))]
+        recs = run_sequences(samples, perts, cals, sequence_passes, fusion, progress)
+        report.sequence = {'passes': int(sequence_passes), 'n_sequences': len(perts), 'records': recs,
+                           'fusion': (fusion or FusionConfig()).to_dict(),
+                           'summary': summarize_sequences(recs, cfg.success_rre_deg, cfg.success_rte_m)}
     return report

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,13 @@ class FusionConfig:
         if cfg.gate <= 0 or cfg.window < 1:
             raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {cfg.gate}, {cfg.window}')
         return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, section: str = 'fusion') -> 'FusionConfig':
+        """The ``fusion`` section of a calibration YAML (missing section or keys = defaults)."""
+        import yaml
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.from_dict(data.get(section, {}) if section else data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

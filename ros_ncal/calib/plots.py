@@ -75,3 +75,39 @@ def plot_error_vs_perturbation(report: EvalReport, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_sequence_convergence(report: EvalReport, path: str | Path) -> Path:
+    """PNG of the online sequence protocol: fused RRE (deg) and RTE (cm) after each frame, one thin line per
+    sequence and a thick median per calibrator (log y), with the success thresholds."""
+    if not report.sequence:
+        raise ValueError('plot_sequence_convergence: the report has no sequence results')
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    recs = report.sequence['records']
+    names = list(dict.fromkeys(r['calibrator'] for r in recs))
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for j, (ax, label, unit) in enumerate(((axes[0], 'rotation', 'deg'), (axes[1], 'translation', 'cm'))):
+        for c, name in enumerate(names):
+            col = colors[c % len(colors)]
+            curves = np.array([[max(step[j], 1e-3) for step in r['trajectory']] for r in recs
+                               if r['calibrator'] == name])
+            frames = np.arange(1, curves.shape[1] + 1)
+            for cur in curves:
+                ax.plot(frames, cur, '-', color=col, alpha=0.25, lw=0.8)
+            ax.plot(frames, np.median(curves, axis=0), '-', color=col, lw=2.2, label=name)
+        thr = report.config['success_rre_deg'] if j == 0 else 100.0 * report.config['success_rte_m']
+        ax.axhline(thr, color='k', ls=':', lw=1, label='success threshold')
+        ax.set_yscale('log')
+        ax.set_xlabel('frames seen (all passes)')
+        ax.set_ylabel(f'fused {label} error ({unit})')
+        ax.grid(True, which='both', alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f'online sequences, preset {report.preset_name}: {report.sequence["n_sequences"]} perturbations x '
+                 f'{report.n_samples} frames x {report.sequence["passes"]} passes (median thick)')
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

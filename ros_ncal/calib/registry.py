@@ -26,18 +26,21 @@ def _make_classical(config_path: str | None = None, **_: Any):
     return EdgeAlignmentCalibrator(cfg)
 
 
-def _make_nclr(checkpoint: str | None = None, device: str | None = None, **_: Any):
+def _make_nclr(checkpoint: str | None = None, device: str | None = None, config_path: str | None = None,
+               **_: Any):
+    """The learned calibrator; its inference settings come from the ``nclr`` section of ``config_path``."""
     if not checkpoint:
         raise CalibratorUnavailableError('calibrator "nclr" needs a trained checkpoint (--checkpoint PATH)')
     try:
-        from ros_ncal.nclr.calibrator import NCLRCalibrator
+        from ros_ncal.nclr.calibrator import NCLRCalibrator, NCLRInferenceConfig
     except ImportError as exc:
         raise CalibratorUnavailableError(
             'calibrator "nclr" is not available: cannot import '
             f'ros_ncal.nclr.calibrator.NCLRCalibrator ({exc})') from exc
+    infer = NCLRInferenceConfig.from_yaml(config_path) if config_path else NCLRInferenceConfig()
     try:
-        return NCLRCalibrator.from_checkpoint(checkpoint, device=device) if device else \
-            NCLRCalibrator.from_checkpoint(checkpoint)
+        return NCLRCalibrator.from_checkpoint(checkpoint, device=device, infer=infer) if device else \
+            NCLRCalibrator.from_checkpoint(checkpoint, infer=infer)
     except FileNotFoundError as exc:
         raise CalibratorUnavailableError(f'calibrator "nclr": checkpoint not found: {exc}') from exc
 

@@ -21,12 +21,18 @@ def add_arguments(parser) -> None:
                              "(default none,classical; 'none' is always included)")
     parser.add_argument('--checkpoint', default=None, help='checkpoint for learned calibrators (nclr)')
     parser.add_argument('--device', default=None, help='torch device for learned calibrators (default: theirs)')
-    parser.add_argument('--config', default=None, help='YAML with evaluation/classical sections '
+    parser.add_argument('--config', default=None, help='YAML with evaluation/classical/nclr/fusion sections '
                                                        '(default config/calib_eval.yaml when present)')
     parser.add_argument('--preset', default=None, help='perturbation preset: small | calib | wide (default: config)')
     parser.add_argument('--trials', type=int, default=None, help='perturbations per sample (default: config)')
     parser.add_argument('--seed', type=int, default=None, help='perturbation seed (default: config)')
     parser.add_argument('--sweep', action='store_true', help='also run the sweep of exact perturbation sizes')
+    parser.add_argument('--sequence', type=int, default=0, metavar='PASSES',
+                        help='also run the online sequence protocol (as the calibrator node: one perturbation per '
+                             'sequence, each frame starting from the fused estimate) with PASSES passes over the '
+                             'samples')
+    parser.add_argument('--sequences', type=int, default=None,
+                        help='number of sequences (perturbations) for --sequence (default: --trials)')
     parser.add_argument('--out', default='runs/eval_calib', help='output folder (report.json, report.md, plot PNG)')
     parser.add_argument('--progress', action='store_true', help='print a line per trial')
 
@@ -43,7 +49,7 @@ def run(args) -> int:
 
     from ros_ncal.calib import CalibratorUnavailableError, EvalConfig, evaluate_calibrators, make_calibrator
     from ros_ncal.calib import eval_data
-    from ros_ncal.calib.plots import plot_error_vs_perturbation
+    from ros_ncal.calib.plots import plot_error_vs_perturbation, plot_sequence_convergence
 
     config_path = args.config or _default_config_path()
     if args.config and not Path(args.config).exists():
@@ -57,6 +63,15 @@ def run(args) -> int:
         return 2
     if args.trials is not None and args.trials < 1:
         print('error: --trials must be >= 1')
+        return 2
+    if args.sequence < 0 or (args.sequences is not None and args.sequences < 1):
+        print('error: --sequence must be >= 0 and --sequences >= 1')
+        return 2
+    from ros_ncal.calib import FusionConfig
+    try:
+        fusion = FusionConfig.from_yaml(config_path) if config_path else FusionConfig()
+    except ValueError as exc:
+        print(f'error: {exc}')
         return 2
 
     names = [n.strip() for n in args.calibrators.split(',') if n.strip()]
@@ -93,7 +108,8 @@ def run(args) -> int:
     print(f'{len(samples)} samples ({args.data}); calibrators: none, {", ".join(calibrators) or "-"}; '
           f'preset {args.preset or cfg.preset}', flush=True)
     report = evaluate_calibrators(samples, calibrators, cfg, preset=args.preset, trials=args.trials,
-                                  sweep=args.sweep, sample_ids=ids, progress=args.progress)
+                                  sweep=args.sweep, sample_ids=ids, progress=args.progress,
+                                  sequence_passes=args.sequence, sequences=args.sequences, fusion=fusion)
     report.info = {'data': args.data, 'calibrators': ['none', *calibrators], 'checkpoint': args.checkpoint,
                    'config': str(config_path) if config_path else None}
     out = Path(args.out)
@@ -101,9 +117,13 @@ def run(args) -> int:
     report.write_json(out / 'report.json')
     (out / 'report.md').write_text(report.to_markdown())
     plot_error_vs_perturbation(report, out / 'error_vs_perturbation.png')
+    plots = 'error_vs_perturbation.png'
+    if report.sequence:
+        plot_sequence_convergence(report, out / 'sequence_convergence.png')
+        plots += ', sequence_convergence.png'
     print(report.format_table())
     if report.sweep:
         print()
-        print(report.to_markdown().split('Sweep', 1)[1].split('\n', 2)[2])
-    print(f'wrote {out}/report.json, report.md, error_vs_perturbation.png')
+        print(report.to_markdown().split('Sweep', 1)[1].split('\n', 2)[2].split('\nOnline sequences')[0])
+    print(f'wrote {out}/report.json, report.md, {plots}')
     return 0

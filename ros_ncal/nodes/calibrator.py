@@ -103,7 +103,7 @@ class CalibratorConfig:
     refine: str = param('none', 'optional refinement stage after the backend', choices=('none', 'classical'))
     checkpoint: str = param('', f"NCLR checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name} when present)")
     device: str = param('', "torch device for learned backends ('' = their default)")
-    classical_config: str = param('', "YAML with a 'classical' section for the classical stage ('' = defaults)")
+    classical_config: str = param('', "YAML with 'classical' and 'nclr' sections for the calibrator stages ('' = defaults)")
     init_from: str = param('fused', 'initial guess given to the backend', choices=('fused', 'nominal'))
     min_period_s: float = param(0.0, 'calibrate at most once per this LiDAR-time period (0 = whenever idle)',
                                 min=0.0)
