@@ -585,15 +585,33 @@ class PairedInput:
     T_cam_lidar: np.ndarray      # nominal extrinsic (4, 4)
     received_mono: float         # time.monotonic() when the pair completed
     _rgb: np.ndarray | None = field(default=None, repr=False)
+    _error: ValueError | None = field(default=None, repr=False)
+    _failure_claimed: bool = field(default=False, repr=False)
+    _decode_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def decode_image(self, rectifier: Rectifier | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB (rectified when the CameraInfo has distortion and a rectifier is given).
 
-        Decoded once; later calls (another worker) get the same array (treat it as read-only).
+        Decoded once; later calls (another worker) get the same array (treat it as read-only), or the
+        same ValueError (DropInput) when decoding failed.
         """
-        if self._rgb is None:
-            self._rgb = self._decode(rectifier)
-        return self._rgb
+        with self._decode_lock:
+            if self._error is not None:
+                raise self._error
+            if self._rgb is None:
+                try:
+                    self._rgb = self._decode(rectifier)
+                except ValueError as exc:
+                    self._error = exc
+                    raise
+            return self._rgb
+
+    def claim_decode_failure(self) -> bool:
+        """True for the first caller only: the one worker that counts this pair's decode failure as a drop."""
+        with self._decode_lock:
+            first = not self._failure_claimed
+            self._failure_claimed = True
+            return first
 
     def _decode(self, rectifier: Rectifier | None) -> np.ndarray:
         if self.camera.compressed:

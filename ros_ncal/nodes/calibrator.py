@@ -304,11 +304,13 @@ class CalibratorNode(Node):
             self.skipped['rate_limited'] += 1
 
     def _decode_or_drop(self, pair: PairedInput):
-        """The pair's RGB image (decoded once, shared by both workers), or None with the drop counted."""
+        """The pair's RGB image (decoded once, shared by both workers), or None with the drop counted once
+        per pair (whichever worker meets the failure first counts it)."""
         try:
             return pair.decode_image(self._rectifier)
         except ValueError as exc:
-            self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
+            if pair.claim_decode_failure():
+                self.drops.drop(getattr(exc, 'reason', 'image_malformed'), str(exc))
             return None
 
     # -- calibration worker
