@@ -85,3 +85,20 @@ train:
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / 'ddp' / 'nclr.pt').is_file()
+
+
+def test_threads_option_reaches_the_train_config():
+    import argparse
+
+    from ros_ncal.commands.pretrain import add_arguments, parse_overrides
+    from ros_ncal.nclr.config import NCLRConfig
+    from ros_ncal.train.pretrain import pretrain
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(['config/nclr/tiny_test.yaml', '--threads', '1', '--steps', '3'])
+    cfg = NCLRConfig.from_yaml(args.config, parse_overrides(args))
+    assert cfg.train.num_threads == 1 and cfg.train.steps == 3
+    assert NCLRConfig.from_yaml('config/nclr/tiny_test.yaml').train.num_threads == 0
+    bad = NCLRConfig.from_yaml(args.config, {'train': {'num_threads': -2}})
+    with pytest.raises(ValueError, match='num_threads'):
+        pretrain(bad, device='cpu')

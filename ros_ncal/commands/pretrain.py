@@ -8,6 +8,7 @@ def add_arguments(p):
     p.add_argument('--steps', type=int, help='override train.steps')
     p.add_argument('--out', help='override train.out_dir')
     p.add_argument('--device', default='auto', help='auto | cpu | cuda')
+    p.add_argument('--threads', type=int, help='override train.num_threads (torch intra-op CPU threads; 0 = default)')
     p.add_argument('--no-resume', action='store_true', help='start fresh even if OUT/last.pt exists')
     p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=YAML',
                    help='override any config value, e.g. --set train.batch_size=4')
@@ -20,6 +21,8 @@ def parse_overrides(args) -> dict:
         over.setdefault('train', {})['steps'] = args.steps
     if args.out:
         over.setdefault('train', {})['out_dir'] = args.out
+    if getattr(args, 'threads', None) is not None:
+        over.setdefault('train', {})['num_threads'] = args.threads
     for item in args.set:
         key, _, val = item.partition('=')
         parts = key.split('.')

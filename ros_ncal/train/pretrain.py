@@ -68,8 +68,12 @@ def load_nclr(path: str | Path, map_location='cpu') -> tuple[NCLRNet, NCLRConfig
 
 def pretrain(cfg: NCLRConfig, device: str = 'auto', resume: bool = True, progress: bool = True) -> dict:
     """Train NCLR on the pretext task; returns the final logged scalars and output paths."""
-    info = setup_distributed(device)
     tc = cfg.train
+    if tc.num_threads < 0:
+        raise ValueError(f'train.num_threads must be >= 0, got {tc.num_threads}')
+    if tc.num_threads > 0:
+        torch.set_num_threads(tc.num_threads)
+    info = setup_distributed(device)
     out_dir = Path(tc.out_dir)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
