@@ -90,16 +90,17 @@ def plot_sequence_convergence(report: EvalReport, path: str | Path) -> Path:
     for j, (ax, label, unit) in enumerate(((axes[0], 'rotation', 'deg'), (axes[1], 'translation', 'cm'))):
         for c, name in enumerate(names):
             col = colors[c % len(colors)]
-            curves = np.array([[max(step[j], 1e-3) for step in r['trajectory']] for r in recs
-                               if r['calibrator'] == name])
-            frames = np.arange(1, curves.shape[1] + 1)
+            init_key = 'init_rre_deg' if j == 0 else 'init_rte_cm'
+            curves = np.array([[max(v, 1e-3) for v in [r[init_key]] + [step[j] for step in r['trajectory']]]
+                               for r in recs if r['calibrator'] == name])      # frame 0 = the nominal
+            frames = np.arange(curves.shape[1])
             for cur in curves:
                 ax.plot(frames, cur, '-', color=col, alpha=0.25, lw=0.8)
             ax.plot(frames, np.median(curves, axis=0), '-', color=col, lw=2.2, label=name)
         thr = report.config['success_rre_deg'] if j == 0 else 100.0 * report.config['success_rte_m']
         ax.axhline(thr, color='k', ls=':', lw=1, label='success threshold')
         ax.set_yscale('log')
-        ax.set_xlabel('frames seen (all passes)')
+        ax.set_xlabel('frames seen (all passes; 0 = nominal)')
         ax.set_ylabel(f'fused {label} error ({unit})')
         ax.grid(True, which='both', alpha=0.3)
     axes[0].legend(fontsize=8)
