@@ -176,3 +176,56 @@ def test_cli_sequence_protocol_and_nclr_section(tmp_path, kitti_dir, capsys):
     assert (out / 'sequence_convergence.png').read_bytes()[:4] == b'\x89PNG'
     assert ncal_main(['eval-calib', '--data', 'kitti', '--kitti-dir', str(kitti_dir), '--sequence', '-1',
                       '--out', str(out)]) == 2
+
+
+class Shift:
+    """A real calibrator for the combinator tests: moves the guess by a fixed rotation; reports an objective
+    that peaks at a target rotation (so a refinement from the right start scores higher)."""
+
+    def __init__(self, delta_rotvec, target=None, success=True, report_objective=True):
+        self.delta = make_T(rotvec_to_matrix(delta_rotvec), [0.0, 0.0, 0.0])
+        self.target, self.success, self.report, self.starts = target, success, report_objective, []
+
+    def estimate(self, sample, T_init):
+        self.starts.append(np.array(T_init))
+        T = self.delta @ T_init
+        extras = {}
+        if self.report:
+            extras['objective'] = -pose_error(T, self.target)[0]
+        return CalibResult(T, 0.8, self.success, 'shifted', extras)
+
+
+def test_handover_keeps_the_refinement_with_the_better_objective(kitti_two):
+    from ros_ncal.calib import HandoverCalibrator
+    s = kitti_two[0]
+    target = s.T_cam_lidar
+    near = make_T(rotvec_to_matrix([0.0, 0.01, 0.0]), [0, 0, 0]) @ target        # 0.57 deg off: refiner's basin
+    # the coarse stage moves 3 deg away (a learned calibrator's floor); refining from the start wins
+    coarse = Shift([0.0, 0.05, 0.0], target, report_objective=False)
+    refiner = Shift([0.0, -0.01, 0.0], target)
+    res = HandoverCalibrator(coarse, refiner, ['nclr', 'classical']).estimate(s, near)
+    assert res.success and res.extras['picked'] == 'classical from start'
+    assert pose_error(res.T_cam_lidar, target)[0] < 1e-4
+    assert refiner.starts[0] == pytest.approx(near) and len(refiner.starts) == 2
+    # far start: the coarse estimate lands near the target, refining from there wins
+    far = make_T(rotvec_to_matrix([0.0, -0.15, 0.0]), [0, 0, 0]) @ target
+    coarse = Shift([0.0, 0.14, 0.0], target, report_objective=False)
+    res = HandoverCalibrator(coarse, Shift([0.0, 0.01, 0.0], target), ['nclr', 'classical']).estimate(s, far)
+    assert res.extras['picked'] == 'classical from nclr' and pose_error(res.T_cam_lidar, target)[0] < 1e-4
+    # coarse failed: only the refinement from the start; refiner not confident: keep the coarse estimate
+    res = HandoverCalibrator(Shift([0, 0.14, 0], success=False, report_objective=False),
+                             Shift([0, 0.01, 0], target)).estimate(s, far)
+    assert 'from start' in res.extras['picked'] and len(res.extras) == 3
+    res = HandoverCalibrator(coarse, Shift([0, 0.01, 0], target, success=False), ['a', 'b']).estimate(s, far)
+    assert res.success and pose_error(res.T_cam_lidar, target)[0] == pytest.approx(pose_error(far, target)[0] - 8.02,
+                                                                                   abs=0.05)
+    assert 'kept a' in res.message
+    # no comparable objective: chain behaviour
+    res = HandoverCalibrator(coarse, Shift([0, 0.01, 0], report_objective=False), ['a', 'b']).estimate(s, far)
+    assert res.extras['picked'] == 'b from a'
+    # spec syntax
+    h = make_calibrator('none/classical')
+    assert isinstance(h, HandoverCalibrator) and h.names == ['none', 'classical']
+    for bad in ('nclr/', 'a/b/c', 'none+classical/classical'):
+        with pytest.raises(ValueError):
+            make_calibrator(bad)

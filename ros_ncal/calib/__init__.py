@@ -12,4 +12,4 @@ from .evaluate import (EvalConfig, EvalReport, PerturbationPreset, Trial, calibr
                        evaluate_calibrators, make_trials, run_trials, summarize, true_extrinsic)
 from .fusion import FusionConfig, FusionResult, OnlineExtrinsicFilter, fuse_extrinsics  # noqa: F401
 from .registry import CALIBRATORS, CalibratorUnavailableError, make_calibrator, register_calibrator  # noqa: F401
-from .result import CalibResult, Calibrator, ChainCalibrator, NoCorrection  # noqa: F401
+from .result import CalibResult, Calibrator, ChainCalibrator, HandoverCalibrator, NoCorrection  # noqa: F401

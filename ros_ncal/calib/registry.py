@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .result import ChainCalibrator, NoCorrection
+from .result import ChainCalibrator, HandoverCalibrator, NoCorrection
 
 
 class CalibratorUnavailableError(RuntimeError):
@@ -53,17 +53,26 @@ CALIBRATORS: dict[str, Callable[..., Any]] = {
 
 
 def register_calibrator(name: str, factory: Callable[..., Any], overwrite: bool = False) -> None:
-    """Make ``name`` buildable by :func:`make_calibrator` (names may not contain '+' or ',')."""
-    if not name or '+' in name or ',' in name:
-        raise ValueError(f'calibrator name {name!r}: must be non-empty without "+" or ","')
+    """Make ``name`` buildable by :func:`make_calibrator` (names may not contain '+', '/' or ',')."""
+    if not name or any(c in name for c in '+/,'):
+        raise ValueError(f'calibrator name {name!r}: must be non-empty without "+", "/" or ","')
     if name in CALIBRATORS and not overwrite:
         raise ValueError(f'calibrator {name!r} is already registered (pass overwrite=True to replace it)')
     CALIBRATORS[name] = factory
 
 
 def make_calibrator(spec: str, **options: Any):
-    """'classical', 'nclr', 'nclr+classical', ... -> calibrator. Raises ValueError for an unknown name,
-    CalibratorUnavailableError when a known one cannot be built."""
+    """'classical', 'nclr', 'nclr+classical', 'nclr/classical', ... -> calibrator. Raises ValueError for an
+    unknown name, CalibratorUnavailableError when a known one cannot be built.
+
+    ``a+b+...``: chain, each stage refines the previous estimate. ``a/b``: handover
+    (:class:`HandoverCalibrator`): b refines from the guess and from a's estimate, b's objective picks.
+    """
+    if '/' in spec:
+        parts = [p.strip() for p in spec.split('/')]
+        if len(parts) != 2 or not all(parts) or any('+' in p for p in parts):
+            raise ValueError(f"handover spec {spec!r}: expected 'coarse/refiner' with two plain names")
+        return HandoverCalibrator(make_calibrator(parts[0], **options), make_calibrator(parts[1], **options), parts)
     names = [n.strip() for n in spec.split('+') if n.strip()]
     if not names:
         raise ValueError(f'empty calibrator spec {spec!r}')

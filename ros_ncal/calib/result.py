@@ -85,3 +85,53 @@ class ChainCalibrator:
             if res.success:
                 T, ok_any, conf = res.T_cam_lidar, True, res.confidence
         return CalibResult(T, conf, ok_any, '; '.join(messages), extras)
+
+
+class HandoverCalibrator:
+    """``coarse/refiner`` (e.g. ``nclr/classical``): the refiner runs twice, from the initial guess and from
+    the coarse calibrator's estimate, and the run with the better refiner objective wins.
+
+    For a local refiner (the classical edge alignment converges from about 2-4 deg) and a coarse learned
+    calibrator with a floor (NCLR on real frames: 2.5-3.5 deg), this keeps the refiner's accuracy when the
+    guess is already in its basin and hands gross errors to the coarse stage. The choice uses only the
+    refiner's own objective (``extras['objective']``, higher is better, computed on the same frame), never
+    ground truth. A refiner that reports no objective gets the chain behaviour (refine the coarse estimate).
+    """
+
+    def __init__(self, coarse, refiner, names: list[str] | None = None) -> None:
+        self.coarse, self.refiner = coarse, refiner
+        self.names = list(names) if names is not None else [type(coarse).__name__, type(refiner).__name__]
+
+    def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
+        T_init = np.array(T_init, dtype=np.float64, copy=True)
+        c_name, r_name = self.names
+        coarse = self.coarse.estimate(sample, T_init)
+        from_start = self.refiner.estimate(sample, T_init)
+        from_coarse = self.refiner.estimate(sample, coarse.T_cam_lidar) if coarse.success else None
+        extras = {c_name: {'success': coarse.success, 'confidence': coarse.confidence, **coarse.extras},
+                  f'{r_name}_from_start': {'success': from_start.success, 'confidence': from_start.confidence,
+                                           **from_start.extras}}
+        if from_coarse is not None:
+            extras[f'{r_name}_from_{c_name}'] = {'success': from_coarse.success, 'confidence': from_coarse.confidence,
+                                                 **from_coarse.extras}
+
+        def objective(res: CalibResult | None) -> float:
+            v = None if res is None else res.extras.get('objective')
+            return float(v) if isinstance(v, (int, float, np.floating)) and np.isfinite(v) else -np.inf
+        if from_coarse is not None and ('objective' not in from_start.extras or 'objective' not in from_coarse.extras):
+            picked = 'coarse'                          # no comparable objective: behave like the chain
+        elif from_coarse is None or objective(from_start) >= objective(from_coarse):
+            picked = 'start'
+        else:
+            picked = 'coarse'
+        extras['picked'] = f'{r_name} from {"start" if picked == "start" else c_name}'
+        msg = f'{extras["picked"]} (objective {objective(from_start):.4f} from start'
+        msg += f', {objective(from_coarse):.4f} from {c_name})' if from_coarse is not None else ')'
+        if picked == 'start':
+            if from_start.success:
+                return CalibResult(from_start.T_cam_lidar, from_start.confidence, True, msg, extras)
+            return CalibResult.failure(T_init, f'{msg}; {r_name}: {from_start.message}', **extras)
+        if from_coarse.success:
+            return CalibResult(from_coarse.T_cam_lidar, from_coarse.confidence, True, msg, extras)
+        return CalibResult(coarse.T_cam_lidar, coarse.confidence, True,
+                           f'{msg}; {r_name} not confident, kept {c_name}', extras)
