@@ -197,6 +197,12 @@ def test_unavailable_backend_falls_back_and_says_so():
                    node_name='calibrator_strict')
         with pytest.raises(ValueError, match='unknown calibrator'):
             g.make(CalibratorNode, {'backend': 'no_such_thing'}, node_name='calibrator_bad')
+        # the default backend is the handover; without a checkpoint it falls back to the classical one
+        fb = g.make(CalibratorNode, {'checkpoint': '/nonexistent/nclr.pt'}, node_name='calibrator_default')
+        assert fb.backend_spec == 'classical' and "'nclr/classical' unavailable" in fb.backend_note
+        # refine: classical does not stack a second classical stage on a handover
+        h = g.make(CalibratorNode, {'backend': 'none/classical', 'refine': 'classical'}, node_name='calibrator_h')
+        assert h.backend_spec == 'none/classical' and type(h.backend).__name__ == 'HandoverCalibrator'
 
 
 def test_covariance_mapping_matches_finite_differences():

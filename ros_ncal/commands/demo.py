@@ -40,7 +40,7 @@ DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
 NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
 SCENARIOS = ('kitti', 'synthetic', 'perception')
 DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus
-BACKENDS = ('auto', 'nclr', 'nclr+classical', 'classical', 'none')
+BACKENDS = ('auto', 'nclr/classical', 'nclr', 'nclr+classical', 'classical', 'none')
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -142,7 +142,7 @@ def add_arguments(parser) -> None:
                         help="which bags to replay (default all = the config's scenarios; publisher = the stage-1 "
                              'extrinsic_publisher demo, also selected when only its options are given)')
     parser.add_argument('--backend', choices=BACKENDS, default=None,
-                        help='calibrator backend (default from the config: auto = nclr+classical when '
+                        help='calibrator backend (default from the config: auto = nclr/classical when '
                              f'{_short(NCLR_ASSET)} exists, else classical)')
     parser.add_argument('--checkpoint', default=str(NCLR_ASSET),
                         help='NCLR checkpoint for the nclr backends (default: the shipped asset)')
@@ -229,7 +229,8 @@ def resolve_backend(requested: str, checkpoint: str | Path = NCLR_ASSET) -> tupl
     have = checkpoint.is_file()
     if requested == 'auto':
         if have:
-            return 'nclr', 'classical', f'backend auto: NCLR checkpoint {_short(checkpoint)} found -> nclr+classical'
+            return 'nclr/classical', 'none', (f'backend auto: NCLR checkpoint {_short(checkpoint)} found -> '
+                                              'nclr/classical')
         return 'classical', 'none', (f'backend auto: NCLR checkpoint {_short(checkpoint)} not found -> '
                                      'FALLING BACK to the classical (edge alignment) backend')
     if requested.startswith('nclr') and not have:

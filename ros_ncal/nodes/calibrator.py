@@ -5,8 +5,10 @@ extrinsic from ``/tf_static`` or ``extrinsic.*`` parameters). For each camera-Li
 
 * a calibration worker thread (slot of 1, newest wins, replaced pairs counted as ``busy`` drops;
   at most one calibration per ``min_period_s`` of LiDAR time) runs the backend
-  (``backend``: a :func:`ros_ncal.calib.make_calibrator` spec such as ``nclr``, ``classical``,
-  ``none``, ``nclr+classical``; ``refine: classical`` appends a classical refinement stage) and
+  (``backend``: a :func:`ros_ncal.calib.make_calibrator` spec such as ``nclr/classical`` (default:
+  classical refinement from the guess and from the NCLR estimate, the better edge alignment wins),
+  ``nclr``, ``classical``, ``none``, ``nclr+classical``; ``refine: classical`` appends a classical
+  refinement stage to a plain or chained spec) and
   pushes the per-frame estimate into :class:`ros_ncal.calib.OnlineExtrinsicFilter`;
 * an overlay worker projects the cloud with the current estimate (fused, else nominal) onto the
   image, coloured by depth, and publishes ``~/overlay`` (optionally downscaled).
@@ -96,8 +98,8 @@ class CalibratorConfig:
     """Calibrator parameters (``config/calibrator.yaml``)."""
     input: SensorInputConfig = param(default_factory=SensorInputConfig)
     extrinsic: ExtrinsicParams = param(default_factory=ExtrinsicParams)
-    backend: str = param('nclr', "calibrator spec for ros_ncal.calib.make_calibrator: 'nclr', 'classical', 'none', "
-                                 "'nclr+classical', ...")
+    backend: str = param('nclr/classical', "calibrator spec for ros_ncal.calib.make_calibrator: 'nclr/classical' "
+                                           "(handover), 'nclr', 'classical', 'none', 'nclr+classical', ...")
     fallback_backend: str = param('classical', "used when 'backend' cannot be built here (e.g. no checkpoint); "
                                                "'' = fail instead")
     refine: str = param('none', 'optional refinement stage after the backend', choices=('none', 'classical'))
@@ -123,7 +125,9 @@ def build_backend(cfg: CalibratorConfig, logger=None):
                'device': cfg.device or None}
 
     def spec_of(name: str) -> str:
-        return name if cfg.refine == 'none' or name.endswith('+classical') else f'{name}+classical'
+        if cfg.refine == 'none' or name.endswith('+classical') or '/' in name:   # a handover already refines
+            return name
+        return f'{name}+classical'
     spec = spec_of(cfg.backend)
     try:
         return make_calibrator(spec, **options), spec, ''
