@@ -158,7 +158,7 @@ def test_cli_sequence_protocol_and_nclr_section(tmp_path, kitti_dir, capsys):
     cfg.write_text(yaml.safe_dump({'nclr': {'translation': 'full', 'iterations': 2}, 'fusion': {'gate': 2.5}}))
     assert NCLRInferenceConfig.from_yaml(cfg).translation == 'full'
     assert NCLRInferenceConfig().translation == 'fixed'
-    with pytest.raises(ValueError, match='unknown keys'):
+    with pytest.raises(ValueError, match='unknown key'):
         NCLRInferenceConfig.from_dict({'translaton': 'full'})
     with pytest.raises(ValueError, match='translation'):
         NCLRInferenceConfig.from_dict({'translation': 'some'})

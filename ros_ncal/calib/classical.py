@@ -28,7 +28,7 @@ saturated image) gives ``success=False``, confidence 0 and ``T_init`` back; ``es
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, scale_intrinsics
 
@@ -120,21 +121,17 @@ class ClassicalCalibConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> 'ClassicalCalibConfig':
         d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f'classical calibration config: unknown keys {sorted(unknown)}')
         if 'levels' in d:
-            d['levels'] = [lv if isinstance(lv, SearchLevel) else SearchLevel(**lv) for lv in d['levels']]
-        cfg = cls(**d)
+            d['levels'] = [lv if isinstance(lv, SearchLevel) else
+                           dataclass_from_dict(SearchLevel, lv, f'classical calibration config: levels[{i}]')
+                           for i, lv in enumerate(d['levels'] or [])]
+        cfg = dataclass_from_dict(cls, d, 'classical calibration config')
         cfg.validate()
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str = 'classical') -> 'ClassicalCalibConfig':
-        import yaml
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(data.get(section, {}) if section else data)
+        return cls.from_dict(read_yaml_section(path, section))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

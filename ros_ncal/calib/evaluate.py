@@ -31,12 +31,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
@@ -85,23 +86,19 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> 'EvalConfig':
         d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f'evaluation config: unknown keys {sorted(unknown)}')
         if 'presets' in d:
             presets = _default_presets()
-            presets.update({k: v if isinstance(v, PerturbationPreset) else PerturbationPreset(**v)
-                            for k, v in d['presets'].items()})
+            presets.update({k: v if isinstance(v, PerturbationPreset) else
+                            dataclass_from_dict(PerturbationPreset, v, f'evaluation config: presets.{k}')
+                            for k, v in (d['presets'] or {}).items()})
             d['presets'] = presets
-        cfg = cls(**d)
+        cfg = dataclass_from_dict(cls, d, 'evaluation config')
         cfg.validate()
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str = 'evaluation') -> 'EvalConfig':
-        import yaml
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(data.get(section, {}) if section else data)
+        return cls.from_dict(read_yaml_section(path, section))
 
     def validate(self) -> None:
         if self.preset not in self.presets:

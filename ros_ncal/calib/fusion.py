@@ -12,11 +12,13 @@ standard error of the fused estimate, so it shrinks as frames accumulate.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
 
 from scipy.spatial.transform import Rotation
 
@@ -38,11 +40,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> 'FusionConfig':
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f'fusion config: unknown keys {sorted(unknown)}')
-        cfg = cls(**d)
+        cfg = dataclass_from_dict(cls, d, 'fusion config')
         if cfg.gate <= 0 or cfg.window < 1:
             raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {cfg.gate}, {cfg.window}')
         return cfg
@@ -50,9 +48,7 @@ class FusionConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, section: str = 'fusion') -> 'FusionConfig':
         """The ``fusion`` section of a calibration YAML (missing section or keys = defaults)."""
-        import yaml
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(data.get(section, {}) if section else data)
+        return cls.from_dict(read_yaml_section(path, section))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,8 +26,10 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ros_ncal.config_io import dataclass_from_dict
 
 from ._demo_perception import PerceptionConfig, print_perception, run_perception
 
@@ -110,15 +112,6 @@ class DemoConfig:
         return self
 
 
-def _build(cls, data: dict, where: str):
-    data = dict(data or {})
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f'{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}')
-    return cls(**data)
-
-
 def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
     """config/demo.yaml -> (DemoConfig, path of the YAML)."""
     import yaml
@@ -128,12 +121,13 @@ def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
     data = yaml.safe_load(path.read_text()) or {}
     raw = dict(data.get('demo', {}) or {})
     raw['classical_configs'] = dict(data.get('classical_configs', {}) or {})
-    kitti = dict(raw.pop('kitti', {}) or {})
-    kitti['runs'] = [_build(KittiRunConfig, r, f'{path}: demo.kitti.runs') for r in kitti.get('runs', [{}])]
-    raw['kitti'] = _build(KittiScenarioConfig, kitti, f'{path}: demo.kitti')
-    raw['synthetic'] = _build(SyntheticScenarioConfig, raw.pop('synthetic', {}), f'{path}: demo.synthetic')
-    raw['perception'] = _build(PerceptionConfig, raw.pop('perception', {}), f'{path}: demo.perception')
-    return _build(DemoConfig, raw, f'{path}: demo').validate(), path
+    kitti = dict(raw.get('kitti', {}) or {})
+    runs = [dataclass_from_dict(KittiRunConfig, r, f'{path}: demo.kitti.runs[{i}]')
+            for i, r in enumerate(kitti.pop('runs', [{}]) or [])]
+    raw['kitti'] = kitti
+    cfg = dataclass_from_dict(DemoConfig, raw, f'{path}: demo')
+    cfg.kitti.runs = runs
+    return cfg.validate(), path
 
 
 # ---------------------------------------------------------------------------------------- options

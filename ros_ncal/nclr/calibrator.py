@@ -11,7 +11,7 @@ confidence and the initial guess back, never an exception or NaN.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ros_ncal.calib.result import CalibResult
+from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import is_rigid, rotation_angle_deg
 
@@ -54,20 +55,14 @@ class NCLRInferenceConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> 'NCLRInferenceConfig':
         """Overrides by name (YAML section ``nclr`` of a calibration config); unknown keys raise."""
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f'nclr inference config: unknown keys {sorted(unknown)}')
-        cfg = cls(**d)
+        cfg = dataclass_from_dict(cls, d, 'nclr inference config')
         cfg.validate()
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str = 'nclr') -> 'NCLRInferenceConfig':
         """The ``nclr`` section of a calibration YAML (missing section or keys = defaults)."""
-        import yaml
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(data.get(section, {}) if section else data)
+        return cls.from_dict(read_yaml_section(path, section))
 
     def validate(self) -> None:
         if self.translation not in ('full', 'prior', 'fixed'):

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base
 
 
 @dataclass
@@ -100,53 +100,13 @@ class NCLRConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> 'NCLRConfig':
-        d = d or {}
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f'unknown NCLR config sections: {sorted(unknown)}')
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            sub_cls = f.default_factory  # type: ignore[misc]
-            kwargs[f.name] = _build(sub_cls, d.get(f.name, {}), f.name)
-        return cls(**kwargs)
+        """Sections and keys by the rules of :mod:`ros_ncal.config_io` (dict fields merge over their defaults)."""
+        return dataclass_from_dict(cls, d, 'nclr config', merge_dict_defaults=True)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> 'NCLRConfig':
         """Load a YAML config; ``_base_: other.yaml`` (relative to the file, or absolute) is inherited, recursively."""
         d = load_yaml_with_base(path)
         if overrides:
-            d = _merge(d, overrides)
+            d = deep_merge(d, overrides)
         return cls.from_dict(d)
-
-
-def load_yaml_with_base(path: str | Path, _depth: int = 0) -> dict:
-    if _depth > 8:
-        raise ValueError(f'{path}: _base_ chain too deep (cycle?)')
-    with open(path) as fh:
-        d = yaml.safe_load(fh) or {}
-    if '_base_' in d:
-        base = Path(path).parent / d.pop('_base_')
-        d = _merge(load_yaml_with_base(base, _depth + 1), d)
-    return d
-
-
-def _build(sub_cls, values: dict, name: str):
-    obj = sub_cls()
-    names = {f.name: f for f in dataclasses.fields(obj)}
-    for k, v in (values or {}).items():
-        if k not in names:
-            raise ValueError(f'unknown key {name}.{k}')
-        cur = getattr(obj, k)
-        if isinstance(cur, tuple) and isinstance(v, list):
-            v = tuple(v)
-        if isinstance(cur, dict) and isinstance(v, dict):
-            v = {**cur, **v}
-        setattr(obj, k, v)
-    return obj
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out

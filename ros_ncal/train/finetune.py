@@ -16,12 +16,14 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base
 
 from .downstream_data import (AugmentConfig, DataConfig, augment, labelled_subset, load_task_samples,
                               select_labelled_scenes)
@@ -75,70 +77,22 @@ class FinetuneConfig:
 
 # ------------------------------------------------------------------ config I/O
 
-def _from_dict(cls, data: dict | None, where: str):
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ValueError(f'{where}: expected a mapping, got {type(data).__name__}')
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f'{where}: unknown key(s) {unknown}; known: {sorted(known)}')
-    defaults = cls()
-    kwargs = {}
-    for k, v in data.items():
-        d = getattr(defaults, k)
-        if is_dataclass(d):
-            kwargs[k] = _from_dict(type(d), v, f'{where}.{k}')
-        elif isinstance(d, tuple) and v is not None:
-            kwargs[k] = tuple(v)
-        elif isinstance(d, bool):
-            if not isinstance(v, bool):
-                raise ValueError(f'{where}.{k}: expected true/false, got {v!r}')
-            kwargs[k] = v
-        elif isinstance(d, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
-            kwargs[k] = float(v)
-        elif isinstance(d, int) and not isinstance(d, bool) and isinstance(v, (int, float)):
-            kwargs[k] = int(v)
-        else:
-            kwargs[k] = v
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict, where: str = 'config') -> FinetuneConfig:
-    cfg = _from_dict(FinetuneConfig, data, where)
+    cfg = dataclass_from_dict(FinetuneConfig, data, where)
     validate_config(cfg)
     return cfg
 
 
-def _merge(base: dict, upd: dict) -> dict:
-    out = dict(base)
-    for k, v in upd.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def read_config_dict(path: str | Path, _depth: int = 0) -> dict:
+def read_config_dict(path: str | Path) -> dict:
     """A fine-tuning YAML as a dict; a ``base: other.yaml`` key (relative to the file) is merged under it."""
-    import yaml
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f'fine-tuning config not found: {path}')
-    if _depth > 8:
-        raise ValueError(f'{path}: base configs nested too deep (a cycle?)')
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: expected a mapping at the top level')
-    base = data.pop('base', None)
-    if base:
-        data = _merge(read_config_dict(path.parent / base, _depth + 1), data)
-    return data
+    return load_yaml_with_base(path, base_key='base')
 
 
 def load_finetune_config(path: str | Path, overrides: dict | None = None) -> FinetuneConfig:
     """Read a config/finetune/*.yaml (with its ``base``); ``overrides`` (nested dict) are merged on top."""
-    data = _merge(read_config_dict(path), overrides or {})
+    data = deep_merge(read_config_dict(path), overrides or {})
     return config_from_dict(data, str(path))
 
 

@@ -4,11 +4,10 @@ Ranges are ``[low, high]`` pairs drawn uniformly per scene or per object.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
+from ros_ncal.config_io import dataclass_from_dict, read_yaml_mapping
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / 'config' / 'synthetic.yaml'
 
@@ -113,34 +112,6 @@ class SyntheticConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
 
 
-def _build(cls, data: dict[str, Any], where: str):
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ValueError(f'{where}: expected a mapping, got {type(data).__name__}')
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f'{where}: unknown key(s) {unknown}; known: {sorted(known)}')
-    kwargs = {}
-    defaults = cls()
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        if is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f'{where}.{name}')
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)) or len(value) != len(default):
-                raise ValueError(f'{where}.{name}: expected a list of {len(default)} numbers, got {value!r}')
-            kwargs[name] = tuple(type(d)(v) for d, v in zip(default, value))
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f'{where}.{name}: expected true/false, got {value!r}')
-            kwargs[name] = value
-        else:
-            kwargs[name] = type(default)(value)
-    return cls(**kwargs)
-
-
 def validate_config(cfg: SyntheticConfig) -> SyntheticConfig:
     """Raise ValueError naming the first inconsistent setting."""
     s, lid, cam = cfg.scene, cfg.lidar, cfg.camera
@@ -178,9 +149,8 @@ def load_synthetic_config(path: str | Path | None = None) -> SyntheticConfig:
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     if not path.is_file():
         raise FileNotFoundError(f'synthetic config not found: {path}')
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    return validate_config(_build(SyntheticConfig, data, str(path)))
+    return validate_config(dataclass_from_dict(SyntheticConfig, read_yaml_mapping(path), str(path),
+                                               exact_tuple_length=True))
 
 
 load_config = load_synthetic_config  # short alias (used by ros_ncal.nclr.sources)

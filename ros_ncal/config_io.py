@@ -1,0 +1,136 @@
+"""Typed configuration from YAML: dataclasses built from nested mappings, deep merge, base-file inheritance.
+
+One set of rules for every library config (NCLR, synthetic world, fine-tuning, calibration, fusion, demo):
+
+* a missing key keeps the dataclass default; an unknown key raises ``ValueError`` naming the path and the
+  known keys (a typo must not pass silently);
+* a field whose default is a dataclass is built recursively from a mapping;
+* numbers: an ``int`` field takes an integer (or an integral float), a ``float`` field any number; a
+  ``bool`` field takes only ``true``/``false``; anything else for a numeric or boolean field raises;
+* a tuple field takes a list (``exact_tuple_length``: of the default's length, elements converted to the
+  default's element types);
+* a dict field is replaced, or (``merge_dict_defaults``) laid over its default;
+* other fields (str, list, optional ``None`` defaults) take the value as given.
+
+No ROS, no torch: importable everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, Field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar('T')
+
+MAX_BASE_DEPTH = 8
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """A copy of ``base`` with ``update`` laid over it; nested mappings merge, everything else is replaced."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _number(default: Any, value: Any, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{where}: expected a number, got {value!r}')
+    if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f'{where}: expected an integer, got {value!r}')
+        return int(value)
+    return float(value)
+
+
+def _field_value(default: Any, value: Any, where: str, exact_tuple_length: bool, merge_dict_defaults: bool) -> Any:
+    if is_dataclass(default) and not isinstance(default, type):
+        return dataclass_from_dict(type(default), value, where, exact_tuple_length=exact_tuple_length,
+                                   merge_dict_defaults=merge_dict_defaults)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f'{where}: expected true/false, got {value!r}')
+        return value
+    if isinstance(default, (int, float)):
+        return _number(default, value, where)
+    if isinstance(default, tuple) and value is not None:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f'{where}: expected a list, got {value!r}')
+        if exact_tuple_length:
+            if len(value) != len(default):
+                raise ValueError(f'{where}: expected a list of {len(default)} values, got {value!r}')
+            return tuple(_number(d, v, where) if isinstance(d, (int, float)) and not isinstance(d, bool) else v
+                         for d, v in zip(default, value))
+        return tuple(value)
+    if isinstance(default, dict) and isinstance(value, dict) and merge_dict_defaults:
+        return {**default, **value}
+    return value
+
+
+def dataclass_from_dict(cls: type[T], data: dict | None, where: str, *, exact_tuple_length: bool = False,
+                        merge_dict_defaults: bool = False) -> T:
+    """``cls`` (a dataclass whose fields all have defaults) from a mapping, by the module's rules.
+
+    where: the config path used in error messages (e.g. 'config/synthetic.yaml: lidar').
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{where}: expected a mapping, got {type(data).__name__}')
+    spec = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(spec))
+    if unknown:
+        raise ValueError(f'{where}: unknown key(s) {unknown}; known: {sorted(spec)}')
+    missing = sorted(n for n, f in spec.items() if n not in data and f.default is MISSING
+                     and f.default_factory is MISSING)
+    if missing:
+        raise ValueError(f'{where}: missing required key(s) {missing}')
+    kwargs = {k: _field_value(_default_of(spec[k]), v, f'{where}.{k}', exact_tuple_length, merge_dict_defaults)
+              for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _default_of(f: Field) -> Any:
+    """A field's default; for a required field, a stand-in of its annotated scalar type (so numbers and
+    booleans are still checked), else the MISSING marker (value taken as given)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return {'float': 0.0, float: 0.0, 'int': 0, int: 0, 'bool': False, bool: False}.get(f.type, MISSING)
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The top-level mapping of a YAML file ({} for an empty file); ValueError when it is not a mapping."""
+    import yaml
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a mapping at the top level, got {type(data).__name__}')
+    return data
+
+
+def read_yaml_section(path: str | Path, section: str | None) -> dict:
+    """``section`` of a YAML file ({} when absent), or the whole mapping when ``section`` is falsy."""
+    data = read_yaml_mapping(path)
+    if not section:
+        return data
+    value = data.get(section) or {}
+    if not isinstance(value, dict):
+        raise ValueError(f'{path}: section {section!r} must be a mapping, got {type(value).__name__}')
+    return value
+
+
+def load_yaml_with_base(path: str | Path, base_key: str = '_base_', _depth: int = 0) -> dict:
+    """A YAML mapping with inheritance: ``base_key: other.yaml`` (relative to the file, or absolute) is read
+    first (recursively) and this file is deep-merged over it."""
+    path = Path(path)
+    if _depth > MAX_BASE_DEPTH:
+        raise ValueError(f'{path}: {base_key} chain too deep (a cycle?)')
+    if not path.is_file():
+        raise FileNotFoundError(f'config not found: {path}')
+    data = read_yaml_mapping(path)
+    base = data.pop(base_key, None)
+    if base:
+        data = deep_merge(load_yaml_with_base(path.parent / base, base_key, _depth + 1), data)
+    return data

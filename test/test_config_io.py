@@ -1,0 +1,113 @@
+"""One set of rules for every typed YAML config (ros_ncal.config_io)."""
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base, read_yaml_section
+
+
+@dataclass
+class Inner:
+    size: int = 3
+    scale: float = 1.0
+    on: bool = True
+
+
+@dataclass
+class Outer:
+    name: str = 'x'
+    inner: Inner = field(default_factory=Inner)
+    window: tuple = (1.0, 2.0)
+    opts: dict = field(default_factory=lambda: {'a': 1, 'b': 2})
+    optional: object = None
+
+
+def test_nested_build_and_coercion():
+    cfg = dataclass_from_dict(Outer, {'inner': {'size': 4.0, 'scale': 2}, 'window': [3, 4], 'optional': [1]}, 'o')
+    assert cfg.inner == Inner(4, 2.0, True) and type(cfg.inner.size) is int and type(cfg.inner.scale) is float
+    assert cfg.window == (3, 4) and cfg.optional == [1] and cfg.opts == {'a': 1, 'b': 2}
+    assert dataclass_from_dict(Outer, None, 'o') == Outer()
+    assert dataclass_from_dict(Outer, {'opts': {'b': 5}}, 'o').opts == {'b': 5}
+    assert dataclass_from_dict(Outer, {'opts': {'b': 5}}, 'o', merge_dict_defaults=True).opts == {'a': 1, 'b': 5}
+    exact = dataclass_from_dict(Outer, {'window': [3, 4]}, 'o', exact_tuple_length=True)
+    assert exact.window == (3.0, 4.0) and all(type(v) is float for v in exact.window)
+
+
+@pytest.mark.parametrize('data, message', [
+    ({'inner': {'sise': 1}}, r"o\.inner: unknown key\(s\) \['sise'\]; known: \['on', 'scale', 'size'\]"),
+    ({'inner': {'size': 2.5}}, r'o\.inner\.size: expected an integer'),
+    ({'inner': {'scale': '1e-3'}}, r'o\.inner\.scale: expected a number'),   # PyYAML reads 1e-3 as a string
+    ({'inner': {'size': True}}, r'o\.inner\.size: expected a number'),
+    ({'inner': {'on': 'yes please'}}, r'o\.inner\.on: expected true/false'),
+    ({'inner': [1, 2]}, r'o\.inner: expected a mapping'),
+    ({'window': 3}, r'o\.window: expected a list'),
+])
+def test_bad_values_name_their_path(data, message):
+    with pytest.raises(ValueError, match=message):
+        dataclass_from_dict(Outer, data, 'o')
+
+
+def test_tuple_length_is_checked_when_asked():
+    with pytest.raises(ValueError, match='expected a list of 2 values'):
+        dataclass_from_dict(Outer, {'window': [1, 2, 3]}, 'o', exact_tuple_length=True)
+    assert dataclass_from_dict(Outer, {'window': [1, 2, 3]}, 'o').window == (1, 2, 3)
+
+
+def test_yaml_inheritance_and_sections(tmp_path):
+    assert deep_merge({'a': {'x': 1, 'y': 2}, 'b': 1}, {'a': {'y': 3}, 'c': 4}) == {'a': {'x': 1, 'y': 3}, 'b': 1, 'c': 4}
+    (tmp_path / 'base.yaml').write_text(yaml.safe_dump({'train': {'lr': 0.1, 'steps': 5}, 'net': {'w': 1}}))
+    (tmp_path / 'mid.yaml').write_text(yaml.safe_dump({'_base_': 'base.yaml', 'train': {'steps': 7}}))
+    (tmp_path / 'top.yaml').write_text(yaml.safe_dump({'_base_': 'mid.yaml', 'net': {'w': 2}}))
+    assert load_yaml_with_base(tmp_path / 'top.yaml') == {'train': {'lr': 0.1, 'steps': 7}, 'net': {'w': 2}}
+    (tmp_path / 'loop.yaml').write_text(yaml.safe_dump({'_base_': 'loop.yaml'}))
+    with pytest.raises(ValueError, match='too deep'):
+        load_yaml_with_base(tmp_path / 'loop.yaml')
+    with pytest.raises(FileNotFoundError):
+        load_yaml_with_base(tmp_path / 'missing.yaml')
+    assert read_yaml_section(tmp_path / 'base.yaml', 'train') == {'lr': 0.1, 'steps': 5}
+    assert read_yaml_section(tmp_path / 'base.yaml', 'absent') == {}
+    (tmp_path / 'list.yaml').write_text('- 1\n- 2\n')
+    with pytest.raises(ValueError, match='top level'):
+        read_yaml_section(tmp_path / 'list.yaml', 'x')
+
+
+def test_every_shipped_config_still_loads():
+    """The project's own YAML files under the shared rules."""
+    from pathlib import Path
+
+    from ros_ncal.calib import ClassicalCalibConfig, EvalConfig, FusionConfig
+    from ros_ncal.commands.demo import load_demo_config
+    from ros_ncal.data.synthetic import load_synthetic_config
+    from ros_ncal.nclr.calibrator import NCLRInferenceConfig
+    from ros_ncal.nclr.config import NCLRConfig
+    from ros_ncal.train.finetune import load_finetune_config
+    root = Path(__file__).resolve().parents[1] / 'config'
+    for p in sorted((root / 'nclr').glob('*.yaml')):
+        NCLRConfig.from_yaml(p)
+    for p in sorted((root / 'finetune').glob('*.yaml')):
+        if p.name != 'common.yaml':
+            load_finetune_config(p)
+    for p in sorted(root.glob('synthetic*.yaml')):
+        load_synthetic_config(p)
+    for p in (root / 'calib_eval.yaml', root / 'calib_eval_synthetic.yaml'):
+        EvalConfig.from_yaml(p), ClassicalCalibConfig.from_yaml(p), FusionConfig.from_yaml(p)
+        NCLRInferenceConfig.from_yaml(p)
+    cfg, _ = load_demo_config(root / 'demo.yaml')
+    assert [r.name for r in cfg.kitti.runs] == ['kitti_recorded', 'kitti_perturbed']
+    assert ClassicalCalibConfig.from_yaml(root / 'calib_eval_synthetic.yaml').levels[0].search_translation
+    assert not ClassicalCalibConfig.from_yaml(root / 'calib_eval.yaml').levels[0].search_translation
+
+
+def test_required_fields_are_checked_and_typed():
+    @dataclass
+    class Bounds:
+        max_deg: float
+        max_m: float
+        min_deg: float = 0.0
+    b = dataclass_from_dict(Bounds, {'max_deg': 2, 'max_m': 0.1}, 'p')
+    assert b == Bounds(2.0, 0.1) and type(b.max_deg) is float
+    with pytest.raises(ValueError, match=r"p: missing required key\(s\) \['max_m'\]"):
+        dataclass_from_dict(Bounds, {'max_deg': 2}, 'p')
+    with pytest.raises(ValueError, match=r'p\.max_m: expected a number'):
+        dataclass_from_dict(Bounds, {'max_deg': 2, 'max_m': 'far'}, 'p')
