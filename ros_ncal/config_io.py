@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, Field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar('T')
 
@@ -134,3 +134,34 @@ def load_yaml_with_base(path: str | Path, base_key: str = '_base_', _depth: int 
     if base:
         data = deep_merge(load_yaml_with_base(path.parent / base, base_key, _depth + 1), data)
     return data
+
+
+class SectionConfig:
+    """Mixin for a dataclass config that lives in one section of a YAML file (``calib_eval.yaml``'s
+    ``evaluation``, ``classical``, ``nclr``, ``fusion``): ``from_dict`` / ``from_yaml`` by the module's rules.
+
+    Subclasses set ``SECTION`` (default YAML section) and ``CONFIG_NAME`` (for error messages), may
+    override :meth:`_prepare` (build list/dict-of-dataclass fields first) and :meth:`validate`.
+    """
+
+    SECTION: ClassVar[str] = ''
+    CONFIG_NAME: ClassVar[str] = 'config'
+
+    @classmethod
+    def _prepare(cls, d: dict) -> dict:
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        """Missing keys keep the defaults; unknown keys or wrong types raise ValueError; then validate()."""
+        cfg = dataclass_from_dict(cls, cls._prepare(dict(d or {})), cls.CONFIG_NAME)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, section: str | None = None):
+        """The ``section`` (default ``SECTION``) of a YAML file; a missing section gives the defaults."""
+        return cls.from_dict(read_yaml_section(path, section or cls.SECTION))
+
+    def validate(self) -> None:
+        """Raise ValueError for inconsistent settings (override)."""

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
+from ros_ncal.config_io import SectionConfig, dataclass_from_dict
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, scale_intrinsics
 
@@ -67,8 +66,11 @@ def _default_levels() -> list[SearchLevel]:
 
 
 @dataclass
-class ClassicalCalibConfig:
+class ClassicalCalibConfig(SectionConfig):
     """Parameters of :class:`EdgeAlignmentCalibrator` (YAML section ``classical`` of config/calib_eval.yaml)."""
+
+    SECTION: ClassVar[str] = 'classical'
+    CONFIG_NAME: ClassVar[str] = 'classical calibration config'
 
     # LiDAR discontinuities
     min_range_m: float = 1.0               # ignore returns closer than this (vehicle body, noise)
@@ -119,19 +121,12 @@ class ClassicalCalibConfig:
     min_confidence: float = 0.35           # success needs at least this confidence
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> 'ClassicalCalibConfig':
-        d = dict(d or {})
+    def _prepare(cls, d: dict) -> dict:
         if 'levels' in d:
             d['levels'] = [lv if isinstance(lv, SearchLevel) else
-                           dataclass_from_dict(SearchLevel, lv, f'classical calibration config: levels[{i}]')
+                           dataclass_from_dict(SearchLevel, lv, f'{cls.CONFIG_NAME}: levels[{i}]')
                            for i, lv in enumerate(d['levels'] or [])]
-        cfg = dataclass_from_dict(cls, d, 'classical calibration config')
-        cfg.validate()
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = 'classical') -> 'ClassicalCalibConfig':
-        return cls.from_dict(read_yaml_section(path, section))
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,11 +33,11 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
+from ros_ncal.config_io import SectionConfig, dataclass_from_dict
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
@@ -71,8 +71,11 @@ def _default_sweep() -> list[list[float]]:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(SectionConfig):
     """Evaluation protocol (YAML section ``evaluation`` of config/calib_eval.yaml)."""
+
+    SECTION: ClassVar[str] = 'evaluation'
+    CONFIG_NAME: ClassVar[str] = 'evaluation config'
 
     preset: str = 'calib'
     presets: dict[str, PerturbationPreset] = field(default_factory=_default_presets)
@@ -84,21 +87,14 @@ class EvalConfig:
     sweep_trials: int = 2             # per sample and size
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> 'EvalConfig':
-        d = dict(d or {})
+    def _prepare(cls, d: dict) -> dict:
         if 'presets' in d:
             presets = _default_presets()
             presets.update({k: v if isinstance(v, PerturbationPreset) else
-                            dataclass_from_dict(PerturbationPreset, v, f'evaluation config: presets.{k}')
+                            dataclass_from_dict(PerturbationPreset, v, f'{cls.CONFIG_NAME}: presets.{k}')
                             for k, v in (d['presets'] or {}).items()})
             d['presets'] = presets
-        cfg = dataclass_from_dict(cls, d, 'evaluation config')
-        cfg.validate()
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = 'evaluation') -> 'EvalConfig':
-        return cls.from_dict(read_yaml_section(path, section))
+        return d
 
     def validate(self) -> None:
         if self.preset not in self.presets:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
+from ros_ncal.config_io import SectionConfig
 
 from scipy.spatial.transform import Rotation
 
@@ -27,8 +26,11 @@ from ros_ncal.geometry.se3 import is_rigid
 
 
 @dataclass
-class FusionConfig:
+class FusionConfig(SectionConfig):
     """Parameters of :func:`fuse_extrinsics` and :class:`OnlineExtrinsicFilter` (YAML section ``fusion``)."""
+
+    SECTION: ClassVar[str] = 'fusion'
+    CONFIG_NAME: ClassVar[str] = 'fusion config'
 
     gate: float = 3.0                 # inlier when normalised residual <= gate
     min_rot_scale_deg: float = 0.05   # floors of the robust scales (identical inputs give zero MAD)
@@ -38,17 +40,9 @@ class FusionConfig:
     window: int = 100                 # OnlineExtrinsicFilter: frames kept (bounded memory)
     min_confidence: float = 0.0       # OnlineExtrinsicFilter: frames below are ignored
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> 'FusionConfig':
-        cfg = dataclass_from_dict(cls, d, 'fusion config')
-        if cfg.gate <= 0 or cfg.window < 1:
-            raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {cfg.gate}, {cfg.window}')
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = 'fusion') -> 'FusionConfig':
-        """The ``fusion`` section of a calibration YAML (missing section or keys = defaults)."""
-        return cls.from_dict(read_yaml_section(path, section))
+    def validate(self) -> None:
+        if self.gate <= 0 or self.window < 1:
+            raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {self.gate}, {self.window}')
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

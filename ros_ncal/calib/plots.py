@@ -15,6 +15,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write the PNG (parent folders created) and release the figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_error_vs_perturbation(report: EvalReport, path: str | Path) -> Path:
     """PNG with final RRE (deg) and RTE (cm) against the initial perturbation size, one line per calibrator.
 
@@ -69,12 +79,7 @@ def plot_error_vs_perturbation(report: EvalReport, path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f'Calibration error vs initial perturbation, {title}, {report.n_samples} samples')
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
 
 
 def plot_sequence_convergence(report: EvalReport, path: str | Path) -> Path:
@@ -106,9 +111,4 @@ def plot_sequence_convergence(report: EvalReport, path: str | Path) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f'online sequences, preset {report.preset_name}: {report.sequence["n_sequences"]} perturbations x '
                  f'{report.n_samples} frames x {report.sequence["passes"]} passes (median thick)')
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=110)

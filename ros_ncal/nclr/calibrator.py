@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ros_ncal.calib.result import CalibResult
-from ros_ncal.config_io import dataclass_from_dict, read_yaml_section
+from ros_ncal.config_io import SectionConfig
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import is_rigid, rotation_angle_deg
 
@@ -30,7 +30,12 @@ from .pretext import make_item
 
 
 @dataclass
-class NCLRInferenceConfig:
+class NCLRInferenceConfig(SectionConfig):
+    """Inference settings of the learned calibrator (YAML section ``nclr``, e.g. config/calib_eval.yaml)."""
+
+    SECTION: ClassVar[str] = 'nclr'
+    CONFIG_NAME: ClassVar[str] = 'nclr inference config'
+
     iterations: int = 3            # network passes, each starting from the previous estimate
     ransac_hypotheses: int = 256
     ransac_sample_size: int = 6
@@ -51,18 +56,6 @@ class NCLRInferenceConfig:
     trans_prior_sigma_m: float = 0.2
     reproj_sigma_px: float = 2.0
     seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> 'NCLRInferenceConfig':
-        """Overrides by name (YAML section ``nclr`` of a calibration config); unknown keys raise."""
-        cfg = dataclass_from_dict(cls, d, 'nclr inference config')
-        cfg.validate()
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = 'nclr') -> 'NCLRInferenceConfig':
-        """The ``nclr`` section of a calibration YAML (missing section or keys = defaults)."""
-        return cls.from_dict(read_yaml_section(path, section))
 
     def validate(self) -> None:
         if self.translation not in ('full', 'prior', 'fixed'):
