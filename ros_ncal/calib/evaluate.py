@@ -41,7 +41,7 @@ from ros_ncal.config_io import SectionConfig, dataclass_from_dict
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
-from .fusion import FusionConfig, OnlineExtrinsicFilter
+from .fusion import FusionConfig
 from .result import CalibResult, NoCorrection
 
 TRUE_EXTRINSIC_KEY = 'T_cam_lidar_true'
@@ -303,6 +303,8 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
     frame), trajectory ([[rre_deg, rte_cm]] after each frame).
     """
     from ros_ncal.geometry import invert
+
+    from .offline import calibrate_sequence
     if passes < 1:
         raise ValueError(f'run_sequences: passes must be >= 1, got {passes}')
     records = []
@@ -310,33 +312,23 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
         D = validate_rigid(np.asarray(D, dtype=np.float64), 1e-6, name='perturbation')
         ideal = invert(D)
         init_rre, init_rte = pose_error(np.eye(4), ideal)
+        frames = [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]   # nominal = T_true @ D, no truth
         for name, cal in calibrators.items():
-            filt = OnlineExtrinsicFilter(fusion)
-            C, fused, times, trajectory = np.eye(4), None, [], []
-            for _ in range(passes):
-                for s in samples:
-                    T_nominal = true_extrinsic(s) @ D
-                    T_start = T_nominal @ C
-                    t0 = time.perf_counter()
-                    try:
-                        res = cal.estimate(calibrator_input(s, T_nominal), T_start.copy())
-                    except Exception as exc:  # noqa: BLE001 - a raising calibrator is a failed frame
-                        res = CalibResult.failure(T_start, f'raised {type(exc).__name__}: {exc}')
-                    times.append(time.perf_counter() - t0)
-                    if res.success and filt.push(invert(T_nominal) @ res.T_cam_lidar, max(res.confidence, 1e-3)):
-                        fused = filt.estimate()
-                        C = fused.T
-                    trajectory.append([pose_error(C, ideal)[0], 100.0 * pose_error(C, ideal)[1]])
-            rre, rte = pose_error(C, ideal)
+            res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion)
+            rre, rte = pose_error(res.correction, ideal)
+            trajectory = [[pose_error(f.correction_after, ideal)[0], 100.0 * pose_error(f.correction_after, ideal)[1]]
+                          for f in res.frames]
+            f = res.fusion
 
             def finite(x: float, scale: float) -> float | None:
-                return scale * x if fused is not None and math.isfinite(x) else None
+                return scale * x if math.isfinite(x) else None
             records.append({'sequence': k, 'calibrator': name, 'init_rre_deg': init_rre,
                             'init_rte_cm': 100.0 * init_rte, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
-                            'frames': len(times), 'fused_frames': fused.n_inliers if fused is not None else 0,
-                            'rot_std_deg': finite(fused.rot_std_deg, 1.0) if fused is not None else None,
-                            'trans_std_cm': finite(fused.trans_std_m, 100.0) if fused is not None else None,
-                            'runtime_s': float(np.mean(times)), 'trajectory': trajectory})
+                            'frames': len(res.frames), 'fused_frames': f.n_inliers if f is not None else 0,
+                            'rot_std_deg': finite(f.rot_std_deg, 1.0) if f is not None else None,
+                            'trans_std_cm': finite(f.trans_std_m, 100.0) if f is not None else None,
+                            'runtime_s': float(np.mean([x.runtime_s for x in res.frames])),
+                            'trajectory': trajectory})
             if progress:
                 print(f'  sequence {k + 1}/{len(perturbations)} {name}: {init_rre:.2f} deg / {100 * init_rte:.1f} cm'
                       f' -> {rre:.2f} deg / {100 * rte:.1f} cm', flush=True)
