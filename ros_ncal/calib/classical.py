@@ -293,6 +293,29 @@ def _delta_transforms(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Rotation.from_rotvec(deltas[:, :3]).as_matrix(), deltas[:, 3:]
 
 
+class EdgeFrameError(ValueError):
+    """A frame the edge alignment cannot use; ``extras`` go into the failed CalibResult."""
+
+    def __init__(self, message: str, **extras: Any) -> None:
+        super().__init__(message)
+        self.extras = extras
+
+
+@dataclass
+class EdgeFrame:
+    """One frame prepared for edge alignment: E (H, W) float32 image edge strength (before the inverse
+    distance transform), K (3, 3) at the edge map's scale, points (M, 3) float64 LiDAR discontinuity points
+    (LiDAR frame), weights (M,) their discontinuity weights, contrast (grey levels), ordering (scan order
+    used for the neighbours)."""
+
+    E: np.ndarray
+    K: np.ndarray
+    points: np.ndarray
+    weights: np.ndarray
+    contrast: float
+    ordering: str
+
+
 class _Objective:
     """J over a batch of corrections applied in the camera frame to points already in the camera frame."""
 
@@ -386,12 +409,14 @@ class EdgeAlignmentCalibrator:
             D = D - np.float32(D.mean())
         return D
 
-    def _estimate(self, sample: Sample, T0: np.ndarray) -> CalibResult:
+    def edge_frame(self, sample: Sample, T0: np.ndarray) -> 'EdgeFrame':
+        """The image edge strength and the LiDAR discontinuity points of one frame that can project into the
+        image with ``T0`` (at most ``max_edge_points``, strongest first). Raises EdgeFrameError (with the
+        CalibResult extras) when the frame has too few points, no usable edges or too few edge points."""
         cfg = self.cfg
-        t_start = time.perf_counter()
         pts = np.asarray(sample.points)
         if pts.ndim != 2 or pts.shape[0] < cfg.min_edge_points:
-            return CalibResult.failure(T0, f'too few LiDAR points ({len(pts)})', n_points=int(len(pts)))
+            raise EdgeFrameError(f'too few LiDAR points ({len(pts)})', n_points=int(len(pts)))
         # image edge maps
         grey = grey_image(sample.image, cfg.image_scale)
         Hs, Ws = grey.shape
@@ -399,9 +424,8 @@ class EdgeAlignmentCalibrator:
             sample.K, Ws / sample.image.shape[1], Hs / sample.image.shape[0])
         E, contrast = edge_strength(grey, cfg)
         if contrast < cfg.min_edge_contrast:
-            return CalibResult.failure(T0, f'image has no usable edges (gradient p{cfg.edge_norm_percentile:g} = '
-                                           f'{contrast:.2f} grey levels < {cfg.min_edge_contrast})',
-                                       edge_contrast=contrast)
+            raise EdgeFrameError(f'image has no usable edges (gradient p{cfg.edge_norm_percentile:g} = '
+                                 f'{contrast:.2f} grey levels < {cfg.min_edge_contrast})', edge_contrast=contrast)
         # LiDAR discontinuities, kept where they can project into the image
         w, order_mode = discontinuity_weights(pts, cfg)
         idx = np.flatnonzero(w > 0)
@@ -413,16 +437,26 @@ class EdgeAlignmentCalibrator:
         v = K[1, 1] * P_c[:, 1] / zs + K[1, 2]
         m = cfg.fov_margin_px * cfg.image_scale
         keep = (z > 0.1) & (u > -m) & (u < Ws - 1 + m) & (v > -m) & (v < Hs - 1 + m)
-        idx, P_c = idx[keep], P_c[keep]
+        idx = idx[keep]
         if len(idx) > cfg.max_edge_points:
             top = np.argpartition(-w[idx], cfg.max_edge_points - 1)[:cfg.max_edge_points]
-            idx, P_c = idx[top], P_c[top]
+            idx = idx[top]
         n_edge = int(len(idx))
         if n_edge < cfg.min_edge_points:
-            return CalibResult.failure(T0, f'too few LiDAR discontinuity points near the image ({n_edge} < '
-                                           f'{cfg.min_edge_points})', n_edge_points=n_edge, edge_contrast=contrast)
-        weights = w[idx]
-        P_l = pts[idx, :3].astype(np.float64)
+            raise EdgeFrameError(f'too few LiDAR discontinuity points near the image ({n_edge} < '
+                                 f'{cfg.min_edge_points})', n_edge_points=n_edge, edge_contrast=contrast)
+        return EdgeFrame(E=E, K=K, points=pts[idx, :3].astype(np.float64), weights=w[idx], contrast=contrast,
+                         ordering=order_mode)
+
+    def _estimate(self, sample: Sample, T0: np.ndarray) -> CalibResult:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        try:
+            frame = self.edge_frame(sample, T0)
+        except EdgeFrameError as exc:
+            return CalibResult.failure(T0, str(exc), **exc.extras)
+        E, K, P_l, weights = frame.E, frame.K, frame.points, frame.weights
+        contrast, order_mode, n_edge = frame.contrast, frame.ordering, len(frame.points)
 
         rng = np.random.default_rng(cfg.seed)
         T = T0.copy()

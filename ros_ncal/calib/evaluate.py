@@ -294,13 +294,16 @@ def _format_rows(rows: list[list[str]]) -> str:
 
 
 def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibrators: dict[str, Any],
-                  passes: int, fusion: FusionConfig | None = None, progress: bool = False) -> list[dict[str, Any]]:
+                  passes: int, fusion: FusionConfig | None = None, progress: bool = False,
+                  joint=None) -> list[dict[str, Any]]:
     """The online sequence protocol (module docstring): one record per (perturbation, calibrator).
 
     perturbations: (4, 4) D each, the miscalibration of one sequence. Record keys: sequence, calibrator,
     init_rre_deg, init_rte_cm, rre_deg, rte_cm (of the final fused estimate), frames, fused_frames,
     rot_std_deg / trans_std_cm (the fusion's standard errors, None below two frames), runtime_s (mean per
-    frame), trajectory ([[rre_deg, rte_cm]] after each frame).
+    frame), trajectory ([[rre_deg, rte_cm]] after each frame). With ``joint`` (a JointEdgeRefiner) every
+    calibrator also gets a record named ``<name>+joint``: the same sequence, then the joint multi-frame
+    refinement of the fused estimate (its trajectory ends with the refined error).
     """
     from ros_ncal.geometry import invert
 
@@ -314,24 +317,29 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
         init_rre, init_rte = pose_error(np.eye(4), ideal)
         frames = [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]   # nominal = T_true @ D, no truth
         for name, cal in calibrators.items():
-            res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion)
-            rre, rte = pose_error(res.correction, ideal)
+            res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion, joint=joint)
             trajectory = [[pose_error(f.correction_after, ideal)[0], 100.0 * pose_error(f.correction_after, ideal)[1]]
                           for f in res.frames]
             f = res.fusion
 
             def finite(x: float, scale: float) -> float | None:
                 return scale * x if math.isfinite(x) else None
-            records.append({'sequence': k, 'calibrator': name, 'init_rre_deg': init_rre,
-                            'init_rte_cm': 100.0 * init_rte, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
-                            'frames': len(res.frames), 'fused_frames': f.n_inliers if f is not None else 0,
-                            'rot_std_deg': finite(f.rot_std_deg, 1.0) if f is not None else None,
-                            'trans_std_cm': finite(f.trans_std_m, 100.0) if f is not None else None,
-                            'runtime_s': float(np.mean([x.runtime_s for x in res.frames])),
+            base = {'sequence': k, 'init_rre_deg': init_rre, 'init_rte_cm': 100.0 * init_rte,
+                    'frames': len(res.frames), 'fused_frames': f.n_inliers if f is not None else 0,
+                    'rot_std_deg': finite(f.rot_std_deg, 1.0) if f is not None else None,
+                    'trans_std_cm': finite(f.trans_std_m, 100.0) if f is not None else None,
+                    'runtime_s': float(np.mean([x.runtime_s for x in res.frames]))}
+            rre, rte = pose_error(res.fused_correction, ideal)
+            records.append({**base, 'calibrator': name, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
                             'trajectory': trajectory})
+            lines = [f'{name}: {init_rre:.2f} deg / {100 * init_rte:.1f} cm -> {rre:.2f} deg / {100 * rte:.1f} cm']
+            if res.joint is not None:
+                jr, jt = pose_error(res.correction, ideal)
+                records.append({**base, 'calibrator': f'{name}+joint', 'rre_deg': jr, 'rte_cm': 100.0 * jt,
+                                'joint': res.joint.to_dict(), 'trajectory': trajectory[:-1] + [[jr, 100.0 * jt]]})
+                lines.append(f'+joint {jr:.2f} deg / {100 * jt:.1f} cm')
             if progress:
-                print(f'  sequence {k + 1}/{len(perturbations)} {name}: {init_rre:.2f} deg / {100 * init_rte:.1f} cm'
-                      f' -> {rre:.2f} deg / {100 * rte:.1f} cm', flush=True)
+                print(f'  sequence {k + 1}/{len(perturbations)} ' + ', '.join(lines), flush=True)
     return records
 
 
@@ -373,14 +381,14 @@ def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], con
                          preset: str | None = None, trials: int | None = None, sweep: bool = False,
                          sample_ids: Iterable[str] | None = None, progress: bool = False,
                          sequence_passes: int = 0, sequences: int | None = None,
-                         fusion: FusionConfig | None = None) -> EvalReport:
+                         fusion: FusionConfig | None = None, joint=None) -> EvalReport:
     """Evaluate ``calibrators`` ({name: calibrator}) on ``samples``; 'none' (NoCorrection) is always added first.
 
     preset / trials override the config. With ``sweep`` also runs every size of ``config.sweep`` with
     exact magnitudes (min = max) and ``config.sweep_trials`` trials per sample, for the error-vs-size plot.
     With ``sequence_passes`` > 0 also runs the online sequence protocol (:func:`run_sequences`): ``sequences``
     (default: the trials) perturbations drawn from the preset (seed ``[config.seed, 7919]``), each one
-    sequence over all samples.
+    sequence over all samples; ``joint`` (a JointEdgeRefiner) adds the ``<name>+joint`` rows.
     """
     cfg = config or EvalConfig()
     preset_name = preset or cfg.preset
@@ -410,8 +418,9 @@ def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], con
     if sequence_passes > 0:
         rng = np.random.default_rng([cfg.seed, 7919])
         perts = [pr.draw(rng) for _ in range(int(sequences or n_trials))]
-        recs = run_sequences(samples, perts, cals, sequence_passes, fusion, progress)
+        recs = run_sequences(samples, perts, cals, sequence_passes, fusion, progress, joint=joint)
         report.sequence = {'passes': int(sequence_passes), 'n_sequences': len(perts), 'records': recs,
                            'fusion': (fusion or FusionConfig()).to_dict(),
+                           'joint': joint.cfg.to_dict() if joint is not None else None,
                            'summary': summarize_sequences(recs, cfg.success_rre_deg, cfg.success_rte_m)}
     return report

@@ -6,7 +6,10 @@ every accepted per-frame estimate enters the robust SE(3) fusion (:class:`Online
 the correction ``C_i = inv(T_nominal_i) @ T_est_i`` in the LiDAR frame, so frames whose nominal
 extrinsics differ still agree on one correction. The result is the fused correction, the calibrated
 extrinsic ``T_nominal_ref @ C`` of the first frame's nominal, its standard errors and the record of
-every frame. Used by ``ncal calibrate`` and by the evaluation's online sequence protocol.
+every frame. With a :class:`ros_ncal.calib.joint.JointEdgeRefiner` the fused estimate is then refined
+by joint multi-frame edge alignment (one 6-DoF correction over up to ``max_frames`` frames: the stage
+that recovers the translation on real data). Used by ``ncal calibrate`` and by the evaluation's online
+sequence protocol.
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ class SequenceCalibration:
     frames: list[FrameRecord] = field(default_factory=list)
     passes: int = 1
     nominals_differ: bool = False   # the frames' nominal extrinsics were not all the same
+    fused_correction: np.ndarray | None = None   # the fusion's correction before the joint refinement
+    joint: Any = None               # JointResult of the joint refinement, when one ran
 
     @property
     def accepted(self) -> int:
@@ -83,23 +88,26 @@ class SequenceCalibration:
                 'rot_spread_deg': f.rot_spread_deg if f is not None else None,
                 'trans_spread_cm': 100.0 * f.trans_spread_m if f is not None else None,
                 'covariance': f.covariance.tolist() if f is not None and np.isfinite(f.covariance).all() else None,
-                'nominals_differ': self.nominals_differ}
+                'nominals_differ': self.nominals_differ,
+                'joint': self.joint.to_dict() if self.joint is not None else None}
 
 
 def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, fusion: FusionConfig | None = None,
                        init_from: str = 'fused', frame_ids: Iterable[str] | None = None,
-                       on_frame: Callable[[FrameRecord], None] | None = None) -> SequenceCalibration:
+                       on_frame: Callable[[FrameRecord], None] | None = None, joint=None) -> SequenceCalibration:
     """Calibrate one extrinsic from ``samples`` (module docstring).
 
     samples: Samples whose ``T_cam_lidar`` is the nominal extrinsic (an iterable; materialised when
     ``passes`` > 1). calibrator: any ``estimate(sample, T_init) -> CalibResult``; one that raises counts
-    as a failed frame. on_frame: called after every frame (progress bars, logs).
+    as a failed frame. on_frame: called after every frame (progress bars, logs). joint: a JointEdgeRefiner
+    run after the fusion from the fused estimate; its correction is kept only when it improved the joint
+    objective (``result.joint`` says what it did).
     """
     if passes < 1:
         raise ValueError(f'calibrate_sequence: passes must be >= 1, got {passes}')
     if init_from not in ('fused', 'nominal'):
         raise ValueError(f"calibrate_sequence: init_from must be 'fused' or 'nominal', got {init_from!r}")
-    seq = list(samples) if passes > 1 else samples
+    seq = list(samples) if passes > 1 or joint is not None else samples
     ids = list(frame_ids) if frame_ids is not None else None
     filt = OnlineExtrinsicFilter(fusion)
     C, fused, frames = np.eye(4), None, []
@@ -130,4 +138,9 @@ def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, f
                 on_frame(rec)
     if T_ref is None:
         raise ValueError('calibrate_sequence: no samples')
-    return SequenceCalibration(C, T_ref, T_ref @ C, fused, frames, passes, differ)
+    C_fused, joint_res = C.copy(), None
+    if joint is not None:
+        joint_res = joint.refine(seq, [np.asarray(s.T_cam_lidar, dtype=np.float64) @ C for s in seq])
+        if joint_res.success:   # L in the camera frame of the reference nominal -> a LiDAR-frame correction
+            C = invert(T_ref) @ joint_res.correction @ T_ref @ C
+    return SequenceCalibration(C, T_ref, T_ref @ C, fused, frames, passes, differ, C_fused, joint_res)

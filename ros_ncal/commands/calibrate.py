@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default=None, help='torch device for learned backends')
     parser.add_argument('--frames', type=int, default=None, help='use at most N frames (synthetic: default 8)')
     parser.add_argument('--passes', type=int, default=1, help='passes over the frames (default 1)')
+    parser.add_argument('--no-joint', action='store_true',
+                        help='skip the joint multi-frame edge alignment after the fusion (YAML section joint)')
     parser.add_argument('--init-from', choices=('fused', 'nominal'), default='fused',
                         help='initial guess of each frame: the fused estimate so far (default) or the nominal')
     parser.add_argument('--perturb', default=None, metavar='DEG,M',
@@ -105,7 +107,8 @@ def run(args) -> int:
     import numpy as np
     import yaml
 
-    from ros_ncal.calib import CalibratorUnavailableError, FusionConfig, make_calibrator
+    from ros_ncal.calib import CalibratorUnavailableError, ClassicalCalibConfig, FusionConfig, make_calibrator
+    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
     from ros_ncal.calib.evaluate import TRUE_EXTRINSIC_KEY, true_extrinsic
     from ros_ncal.calib.offline import calibrate_sequence
     from ros_ncal.geometry import pose_error, random_perturbation
@@ -121,6 +124,8 @@ def run(args) -> int:
     checkpoint = args.checkpoint or str(NCLR_ASSET)
     try:
         fusion = FusionConfig.from_yaml(config)
+        joint = None if args.no_joint else JointEdgeRefiner(JointEdgeConfig.from_yaml(config),
+                                                            ClassicalCalibConfig.from_yaml(config))
         calibrator = make_calibrator(args.backend, checkpoint=checkpoint, config_path=config, device=args.device)
     except (CalibratorUnavailableError, ValueError) as exc:
         print(f'error: {exc}')
@@ -170,7 +175,7 @@ def run(args) -> int:
             bar.update(1)
             bar.set_postfix(accepted=accepted[0], refresh=False)
     res = calibrate_sequence(samples, calibrator, passes=args.passes, fusion=fusion, init_from=args.init_from,
-                             frame_ids=ids, on_frame=on_frame)
+                             frame_ids=ids, on_frame=on_frame, joint=joint)
     if bar is not None:
         bar.close()
 
@@ -245,7 +250,10 @@ def _print_summary(s: dict) -> None:
            else 'n/a (fewer than 2 fused frames)')
     print('\n=== ncal calibrate ===')
     print(f"frames accepted {s['frames_accepted']} / {s['frames']} (fused inliers {s['fused_inliers']})")
-    print(f"change from the nominal: {ch['rot_deg']:.3f} deg / {ch['trans_cm']:.2f} cm; standard error {std}")
+    print(f"change from the nominal: {ch['rot_deg']:.3f} deg / {ch['trans_cm']:.2f} cm; fusion standard error {std}")
+    j = s.get('joint')
+    if j is not None:
+        print(('joint refinement: ' if j['success'] else 'joint refinement NOT applied: ') + j['message'])
     print('T_cam_lidar =')
     for row in s['T_cam_lidar']:
         print('  [' + ', '.join(f'{v: .6f}' for v in row) + ']')

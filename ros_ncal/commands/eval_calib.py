@@ -31,6 +31,9 @@ def add_arguments(parser) -> None:
                         help='also run the online sequence protocol (as the calibrator node: one perturbation per '
                              'sequence, each frame starting from the fused estimate) with PASSES passes over the '
                              'samples')
+    parser.add_argument('--joint', action='store_true',
+                        help="with --sequence: also refine each sequence's fused estimate by joint multi-frame edge "
+                             "alignment (rows '<name>+joint'; YAML section 'joint')")
     parser.add_argument('--sequences', type=int, default=None,
                         help='number of sequences (perturbations) for --sequence (default: --trials)')
     parser.add_argument('--out', default='runs/eval_calib', help='output folder (report.json, report.md, plot PNG)')
@@ -67,9 +70,14 @@ def run(args) -> int:
     if args.sequence < 0 or (args.sequences is not None and args.sequences < 1):
         print('error: --sequence must be >= 0 and --sequences >= 1')
         return 2
-    from ros_ncal.calib import FusionConfig
+    from ros_ncal.calib import ClassicalCalibConfig, FusionConfig
+    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
     try:
         fusion = FusionConfig.from_yaml(config_path) if config_path else FusionConfig()
+        joint = None
+        if args.joint:
+            joint = JointEdgeRefiner(JointEdgeConfig.from_yaml(config_path), ClassicalCalibConfig.from_yaml(
+                config_path)) if config_path else JointEdgeRefiner()
     except ValueError as exc:
         print(f'error: {exc}')
         return 2
@@ -109,7 +117,8 @@ def run(args) -> int:
           f'preset {args.preset or cfg.preset}', flush=True)
     report = evaluate_calibrators(samples, calibrators, cfg, preset=args.preset, trials=args.trials,
                                   sweep=args.sweep, sample_ids=ids, progress=args.progress,
-                                  sequence_passes=args.sequence, sequences=args.sequences, fusion=fusion)
+                                  sequence_passes=args.sequence, sequences=args.sequences, fusion=fusion,
+                                  joint=joint)
     report.info = {'data': args.data, 'calibrators': ['none', *calibrators], 'checkpoint': args.checkpoint,
                    'config': str(config_path) if config_path else None}
     out = Path(args.out)
