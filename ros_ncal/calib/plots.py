@@ -99,9 +99,10 @@ def plot_sequence_convergence(report: EvalReport, path: str | Path) -> Path:
             curves = np.array([[max(v, 1e-3) for v in [r[init_key]] + [step[j] for step in r['trajectory']]]
                                for r in recs if r['calibrator'] == name])      # frame 0 = the nominal
             frames = np.arange(curves.shape[1])
+            ls = '--' if name.endswith('+joint') else '-'      # a joint row repeats its base row until the end
             for cur in curves:
-                ax.plot(frames, cur, '-', color=col, alpha=0.25, lw=0.8)
-            ax.plot(frames, np.median(curves, axis=0), '-', color=col, lw=2.2, label=name)
+                ax.plot(frames, cur, ls, color=col, alpha=0.25, lw=0.8)
+            ax.plot(frames, np.median(curves, axis=0), ls, color=col, lw=2.2, label=name)
         thr = report.config['success_rre_deg'] if j == 0 else 100.0 * report.config['success_rte_m']
         ax.axhline(thr, color='k', ls=':', lw=1, label='success threshold')
         ax.set_yscale('log')
