@@ -100,6 +100,14 @@ def _default_of(f: Field) -> Any:
     return {'float': 0.0, float: 0.0, 'int': 0, int: 0, 'bool': False, bool: False}.get(f.type, MISSING)
 
 
+def dataclass_list(cls: type[T], items: list | None, where: str) -> list[T]:
+    """A list field of dataclasses (e.g. search levels): each item a ``cls`` already or a mapping for it."""
+    if items is not None and not isinstance(items, (list, tuple)):
+        raise ValueError(f'{where}: expected a list, got {type(items).__name__}')
+    return [x if isinstance(x, cls) else dataclass_from_dict(cls, x, f'{where}[{i}]')
+            for i, x in enumerate(items or [])]
+
+
 def read_yaml_mapping(path: str | Path) -> dict:
     """The top-level mapping of a YAML file ({} for an empty file); ValueError when it is not a mapping."""
     import yaml

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ros_ncal.config_io import SectionConfig, dataclass_from_dict
+from ros_ncal.config_io import SectionConfig, dataclass_list
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, scale_intrinsics
 
@@ -123,9 +123,7 @@ class ClassicalCalibConfig(SectionConfig):
     @classmethod
     def _prepare(cls, d: dict) -> dict:
         if 'levels' in d:
-            d['levels'] = [lv if isinstance(lv, SearchLevel) else
-                           dataclass_from_dict(SearchLevel, lv, f'{cls.CONFIG_NAME}: levels[{i}]')
-                           for i, lv in enumerate(d['levels'] or [])]
+            d['levels'] = dataclass_list(SearchLevel, d['levels'], f'{cls.CONFIG_NAME}: levels')
         return d
 
     def to_dict(self) -> dict[str, Any]:

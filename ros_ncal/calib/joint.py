@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ros_ncal.config_io import SectionConfig, dataclass_from_dict
+from ros_ncal.config_io import SectionConfig, dataclass_list
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error
 
@@ -68,9 +68,7 @@ class JointEdgeConfig(SectionConfig):
     @classmethod
     def _prepare(cls, d: dict) -> dict:
         if 'levels' in d:
-            d['levels'] = [lv if isinstance(lv, JointLevel) else
-                           dataclass_from_dict(JointLevel, lv, f'{cls.CONFIG_NAME}: levels[{i}]')
-                           for i, lv in enumerate(d['levels'] or [])]
+            d['levels'] = dataclass_list(JointLevel, d['levels'], f'{cls.CONFIG_NAME}: levels')
         return d
 
     def validate(self) -> None:
