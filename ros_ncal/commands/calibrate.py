@@ -117,6 +117,15 @@ def run(args) -> int:
     if args.passes < 1 or (args.frames is not None and args.frames < 1):
         print('error: --passes and --frames must be >= 1')
         return 2
+    perturb = None
+    if args.perturb:
+        try:
+            perturb = tuple(float(x) for x in args.perturb.split(','))
+            if len(perturb) != 2:
+                raise ValueError
+        except ValueError:
+            print(f'error: --perturb expects DEG,M (e.g. 5,0.3), got {args.perturb!r}')
+            return 2
     config = args.config or str(config_dir() / 'calib_eval.yaml')
     if not Path(config).is_file():
         print(f'error: config file {config} not found')
@@ -137,27 +146,21 @@ def run(args) -> int:
         print(f'error: cannot read {args.input}: {exc}')
         return 2
 
-    truth = None
+    # ground truth of the first frame (errors are reported for the first frame's nominal, as the result is)
+    T_truth = None
     if args.truth:
         try:
             T_truth = read_truth_file(args.truth)
         except (OSError, ValueError) as exc:
             print(f'error: --truth {args.truth}: {exc}')
             return 2
-        truth = [T_truth for _ in samples]
-    if args.perturb:
-        try:
-            deg, m = (float(x) for x in args.perturb.split(','))
-        except ValueError:
-            print(f'error: --perturb expects DEG,M (e.g. 5,0.3), got {args.perturb!r}')
-            return 2
-        D = random_perturbation(np.random.default_rng(args.seed), deg, m, deg, m)
-        truth = [true_extrinsic(s) for s in samples]
-        samples = [s.replace(T_cam_lidar=T @ D, meta={k: v for k, v in s.meta.items() if k != TRUE_EXTRINSIC_KEY})
-                   for s, T in zip(samples, truth)]
-    elif truth is None and any(TRUE_EXTRINSIC_KEY in s.meta for s in samples):      # synthetic data with a wrong nominal
-        truth = [true_extrinsic(s) for s in samples]
-        samples = [s.replace(meta={k: v for k, v in s.meta.items() if k != TRUE_EXTRINSIC_KEY}) for s in samples]
+    if perturb is not None:         # the recorded extrinsic becomes the truth, the nominal is moved off it
+        D = random_perturbation(np.random.default_rng(args.seed), perturb[0], perturb[1], perturb[0], perturb[1])
+        T_truth = true_extrinsic(samples[0])
+        samples = [s.replace(T_cam_lidar=true_extrinsic(s) @ D) for s in samples]
+    elif T_truth is None and TRUE_EXTRINSIC_KEY in samples[0].meta:     # synthetic data with a wrong nominal
+        T_truth = true_extrinsic(samples[0])
+    samples = [s.replace(meta={k: v for k, v in s.meta.items() if k != TRUE_EXTRINSIC_KEY}) for s in samples]
 
     print(f'{len(samples)} frames ({fmt}{f", {skipped} bag messages skipped" if skipped else ""}); backend '
           f'{args.backend}; {args.passes} pass(es); config {config}', flush=True)
@@ -182,12 +185,12 @@ def run(args) -> int:
     summary = res.summary()
     summary.update({'input': str(args.input), 'format': fmt, 'backend': args.backend, 'checkpoint': checkpoint,
                     'config': config, 'perturb': args.perturb, 'seed': args.seed})
-    if truth is not None:
-        T0 = truth[0]
-        summary['truth'] = {'T_cam_lidar': T0.tolist(),
-                            'nominal_error': dict(zip(('rot_deg', 'trans_cm'), _err(res.T_nominal, T0, pose_error))),
-                            'calibrated_error': dict(zip(('rot_deg', 'trans_cm'), _err(res.T_cam_lidar, T0,
-                                                                                       pose_error)))}
+    if T_truth is not None:
+        def error(T) -> dict:
+            rot, trans = pose_error(T, T_truth)
+            return {'rot_deg': rot, 'trans_cm': 100.0 * trans}
+        summary['truth'] = {'T_cam_lidar': T_truth.tolist(), 'nominal_error': error(res.T_nominal),
+                            'calibrated_error': error(res.T_cam_lidar)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'calibration.yaml').write_text(yaml.safe_dump(_calibration_yaml(summary), sort_keys=False,
@@ -213,11 +216,6 @@ def read_truth_file(path: str):
             T = np.asarray(data[key], dtype=np.float64).reshape(4, 4)
             return validate_rigid(T, 1e-4, name=key)
     raise ValueError('no T_cam_lidar_true or T_cam_lidar key')
-
-
-def _err(T, T_true, pose_error) -> tuple[float, float]:
-    rot, trans = pose_error(T, T_true)
-    return rot, 100.0 * trans
 
 
 def _calibration_yaml(s: dict) -> dict:
