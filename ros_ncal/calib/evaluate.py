@@ -318,8 +318,8 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
         frames = [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]   # nominal = T_true @ D, no truth
         for name, cal in calibrators.items():
             res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion, joint=joint)
-            trajectory = [[pose_error(f.correction_after, ideal)[0], 100.0 * pose_error(f.correction_after, ideal)[1]]
-                          for f in res.frames]
+            trajectory = [[rot, 100.0 * trans] for rot, trans in
+                          (pose_error(x.correction_after, ideal) for x in res.frames)]
             f = res.fusion
 
             def finite(x: float, scale: float) -> float | None:
