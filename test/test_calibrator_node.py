@@ -331,3 +331,44 @@ def test_a_pair_that_cannot_be_decoded_fails_the_same_way_for_both_workers_and_i
     for t in threads:
         t.join()
     assert sorted(claims) == [False] * 7 + [True]
+
+
+class _KeepsGuess:
+    """A backend that trusts its initial guess (so only the node's joint stage can move the estimate)."""
+
+    def estimate(self, sample, T_init):
+        return CalibResult(np.array(T_init), 0.9, True, 'kept the guess')
+
+
+def test_joint_stage_moves_the_published_extrinsic_toward_the_truth(kitti_frames):
+    """Nominal off by 0.6 deg / 20 cm on real KITTI frames; the per-frame backend changes nothing, the joint
+    multi-frame edge alignment (every 3 fused frames over the buffered frames) moves it toward the truth."""
+    register_calibrator('test_keeps_guess', lambda **_: _KeepsGuess(), overwrite=True)
+    T_true = kitti_frames[0][3]
+    # the miscalibration of test_joint.py's sequence test (on 3 frames of one day the joint optimum depends
+    # on the direction of the error: some 20 cm errors only shrink to ~18 cm; the README's numbers are the
+    # 4-frame sequences)
+    nominal = T_true @ make_T(rotvec_to_matrix(np.radians([0.0, 0.4, 0.45])), [0.12, -0.1, 0.12])
+    params = {'backend': 'test_keeps_guess', 'joint.enabled': True, 'joint.every_n': 3, 'joint.min_frames': 3,
+              'joint.min_fused_frames': 3, 'joint.min_spacing_s': 0.0, 'diagnostics_period_s': 0.1,
+              'tf.publish': False}
+    with RosGraph() as g:
+        node = g.make(CalibratorNode, params)
+        assert node.joint is not None
+        logs, status = _run_kitti(g, node, kitti_frames, nominal, 6)
+        st = node.status()
+        assert st['joint']['runs'] == 2 and st['joint']['applied'] >= 1, st['joint']
+        before, after = pose_error(nominal, T_true), pose_error(node.current, T_true)
+        assert after[1] < 0.5 * before[1] and after[0] < before[0], (before, after)
+        # the published ~/extrinsic is the refined estimate (T_lidar_cam = inverse)
+        last = logs['extrinsic'].msgs[-1].pose.pose
+        from ros_ncal.geometry import T_from_xyz_quat
+        T_pub = invert(T_from_xyz_quat(np.array([last.position.x, last.position.y, last.position.z]),
+                                       np.array([last.orientation.x, last.orientation.y, last.orientation.z,
+                                                 last.orientation.w])))
+        assert pose_error(T_pub, node.current)[1] < 1e-6
+        assert g.wait_for(lambda: status.latest['joint']['runs'] == 2, 5)
+    # the 'none' backend never gets a joint stage; the code default is off
+    with RosGraph() as g:
+        assert g.make(CalibratorNode, {'backend': 'none', 'joint.enabled': True}).joint is None
+        assert g.make(CalibratorNode, {'backend': 'test_keeps_guess'}, node_name='calibrator_b').joint is None

@@ -53,10 +53,14 @@ def test_sequence_calibration_applies_the_joint_stage_after_the_fusion(frames):
     D = make_T(rotvec_to_matrix(np.radians([0.0, 0.4, 0.45])), [0.12, -0.1, 0.12])
     same_day = frames[1:]                                     # training 000001-000003 share one calibration
     nominal = [s.replace(T_cam_lidar=s.T_cam_lidar @ D) for s in same_day]
-    res = calibrate_sequence(nominal, NoCorrection(), joint=JointEdgeRefiner())
+    res = calibrate_sequence(nominal, NoCorrection(), joint=JointEdgeRefiner(JointEdgeConfig(min_frames=3)))
     assert np.allclose(res.fused_correction, np.eye(4)) and res.joint is not None and res.joint.success
     before = pose_error(res.T_nominal, same_day[0].T_cam_lidar)
     after = pose_error(res.T_cam_lidar, same_day[0].T_cam_lidar)
     assert after[0] < before[0] and after[1] < 0.5 * before[1], (before, after)
     s = res.summary()
     assert s['joint']['success'] and s['joint']['frames_used'] == 3
+    # the default needs 4 usable frames: with 3 it leaves the fused estimate alone and says why
+    res4 = calibrate_sequence(nominal, NoCorrection(), joint=JointEdgeRefiner())
+    assert not res4.joint.success and '3 usable frames (< 4)' in res4.joint.message
+    assert np.allclose(res4.correction, np.eye(4))

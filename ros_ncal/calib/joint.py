@@ -55,7 +55,7 @@ class JointEdgeConfig(SectionConfig):
     CONFIG_NAME: ClassVar[str] = 'joint edge alignment config'
 
     max_frames: int = 20               # frames used (evenly spaced over the recording)
-    min_frames: int = 2                # fewer usable frames: no joint refinement
+    min_frames: int = 4                # fewer usable frames: no joint refinement (3 frames were not enough once)
     max_points_per_frame: int = 3000   # strongest discontinuity points per frame
     search_rotation: bool = True
     levels: list[JointLevel] = field(default_factory=_default_levels)

@@ -85,6 +85,17 @@ class DriftParams:
 
 
 @dataclass
+class JointParams:
+    enabled: bool = param(False, 'joint multi-frame edge alignment of the fused estimate (config/calibrator.yaml '
+                                 'turns it on); not with the none backend')
+    every_n: int = param(5, 'run after every n-th fused frame', min=1)
+    buffer: int = param(10, 'frames kept for it (the newest, at least min_spacing_s apart)', min=2, max=200)
+    min_frames: int = param(3, 'frames needed in the buffer', min=2)
+    min_fused_frames: int = param(5, 'fused inliers needed first (the rotation must be close)', min=1)
+    min_spacing_s: float = param(0.5, 'LiDAR-time spacing of buffered frames', min=0.0)
+
+
+@dataclass
 class OverlayParams:
     enabled: bool = param(True, 'publish ~/overlay')
     scale: float = param(0.5, 'overlay image size relative to the camera image', min=0.05, max=1.0)
@@ -112,6 +123,7 @@ class CalibratorConfig:
     fusion: FusionParams = param(default_factory=FusionParams)
     tf: TfParams = param(default_factory=TfParams)
     drift: DriftParams = param(default_factory=DriftParams)
+    joint: JointParams = param(default_factory=JointParams)
     overlay: OverlayParams = param(default_factory=OverlayParams)
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
     warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
@@ -139,6 +151,18 @@ def build_backend(cfg: CalibratorConfig, logger=None):
         if logger is not None:
             logger.warning(note)
         return make_calibrator(fallback, **options), fallback, note
+
+
+def build_joint(cfg: CalibratorConfig):
+    """The joint multi-frame refiner: settings from the ``joint`` section (and edge extraction from the
+    ``classical`` section) of ``classical_config``, else the library defaults, then the node's buffer size."""
+    from ros_ncal.calib import ClassicalCalibConfig
+    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
+    path = cfg.classical_config or None
+    jc = JointEdgeConfig.from_yaml(path) if path else JointEdgeConfig()
+    jc.max_frames = max(jc.max_frames, cfg.joint.buffer)
+    jc.min_frames = min(jc.min_frames, cfg.joint.min_frames)
+    return JointEdgeRefiner(jc, ClassicalCalibConfig.from_yaml(path) if path else None)
 
 
 def pose_covariance_lidar_cam(T_cam_lidar: np.ndarray, cov_cam_lidar: np.ndarray, unknown_var: float = 1e6) -> np.ndarray:
@@ -226,14 +250,19 @@ class CalibratorNode(Node):
         self.filter = OnlineExtrinsicFilter(FusionConfig(gate=fc.gate, window=fc.window,
                                                          min_confidence=fc.min_frame_confidence))
         self._frame_conf: deque = deque(maxlen=fc.window)   # confidences of the frames in the filter
+        self.joint = build_joint(self.cfg) if self.cfg.joint.enabled and self.backend_spec != 'none' else None
+        self._joint_frames: deque = deque(maxlen=self.cfg.joint.buffer)   # Samples for the joint refinement
         self.drops = DropCounter(self.get_logger(), self.cfg.warn_period_s)
         self.skipped: Counter = Counter()
         self._lock = threading.Lock()
         self._rectifier = Rectifier()
         # state (guarded by _lock)
         self.nominal: np.ndarray | None = None
-        self.current: np.ndarray | None = None        # fused estimate, else nominal
+        self.current: np.ndarray | None = None        # joint-refined, else fused estimate, else nominal
         self.fused = None                              # FusionResult
+        self.joint_T: np.ndarray | None = None         # last joint refinement of the fused estimate
+        self.joint_runs, self.joint_applied, self.joint_message = 0, 0, ''
+        self._n_fused = 0
         self.fused_confidence = 0.0
         self.last_result = None                        # CalibResult
         self.last_published: np.ndarray | None = None
@@ -280,6 +309,8 @@ class CalibratorNode(Node):
             self.filter.reset()
             self._frame_conf.clear()
             self.fused, self.fused_confidence, self.current = None, 0.0, None
+            self.joint_T = None
+            self._joint_frames.clear()
             self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
         return f'cleared {n} fused frames'
 
@@ -325,7 +356,7 @@ class CalibratorNode(Node):
             return
         with self._lock:
             nominal = self.nominal if self.nominal is not None else pair.T_cam_lidar
-            T_init = self.fused.T if (self.cfg.init_from == 'fused' and self.fused is not None) else nominal
+            T_init = self.current if (self.cfg.init_from == 'fused' and self.fused is not None) else nominal
         try:
             sample = Sample(points=pair.cloud.points, image=rgb, K=pair.intrinsics.K, T_cam_lidar=T_init,
                             stamp_ns=pair.cloud.stamp_ns, image_stamp_ns=pair.camera.stamp_ns,
@@ -340,20 +371,43 @@ class CalibratorNode(Node):
         with self._lock:
             if accepted:
                 self._frame_conf.append(float(res.confidence))
+                self._n_fused += 1
             fused = self.filter.estimate()
             self.fused = fused
             self.fused_confidence = self._fused_confidence(fused)
-            self.current = fused.T if fused is not None else nominal
+        if accepted and self.joint is not None:
+            self._joint_step(sample, fused)
+        with self._lock:
+            self.current = self.joint_T if self.joint_T is not None else (fused.T if fused is not None else nominal)
             self.last_result = res
-            self.processing_ms = proc_ms
+            self.processing_ms = (time.perf_counter() - t_backend) * 1e3
             current, conf = self.current, self.fused_confidence
         self._pub_proc.publish(Float64(data=float(proc_ms)))
         self._publish_extrinsic(current, fused, conf, pair)
-        self._update_drift(fused, conf, nominal, pair.cloud.stamp_ns)
-        self._maybe_publish_tf(fused, conf, nominal, pair)
+        self._update_drift(current if fused is not None else None, conf, nominal, pair.cloud.stamp_ns)
+        self._maybe_publish_tf(current, fused, conf, nominal, pair)
         with self._lock:
             self.latency_ms['calibration'] = (time.monotonic() - pair.received_mono) * 1e3
             self.n_calibrated += 1      # counted once the frame is fully handled (drift and TF included)
+
+    def _joint_step(self, sample: Sample, fused) -> None:
+        """Buffer the frame; every ``joint.every_n`` fused frames, refine the fused estimate by joint multi-frame
+        edge alignment over the buffer (calibration worker thread). Kept only when the objective improved."""
+        j = self.cfg.joint
+        last = self._joint_frames[-1].stamp_ns if self._joint_frames else None
+        if last is None or abs(sample.stamp_ns - last) >= j.min_spacing_s * 1e9:
+            self._joint_frames.append(sample)
+        if fused is None or fused.n_inliers < j.min_fused_frames or len(self._joint_frames) < j.min_frames \
+                or self._n_fused % j.every_n:
+            return
+        frames = list(self._joint_frames)
+        res = self.joint.refine(frames, [fused.T] * len(frames))
+        with self._lock:
+            self.joint_runs += 1
+            self.joint_message = res.message
+            if res.success:
+                self.joint_T = res.correction @ fused.T
+                self.joint_applied += 1
 
     def _fused_confidence(self, fused) -> float:
         if fused is None or not len(self._frame_conf):
@@ -381,13 +435,14 @@ class CalibratorNode(Node):
         self._pub_extrinsic.publish(msg)
         self._pub_conf.publish(Float32(data=float(conf)))
 
-    def _update_drift(self, fused, conf: float, nominal: np.ndarray, stamp_ns: int) -> None:
+    def _update_drift(self, T: np.ndarray | None, conf: float, nominal: np.ndarray, stamp_ns: int) -> None:
+        """T: the current estimate (None before any fused frame)."""
         d = self.cfg.drift
         with self._lock:
             now = self._advance_sensor_clock(stamp_ns)
-            if fused is None or conf < d.min_confidence:
+            if T is None or conf < d.min_confidence:
                 return                      # not judged: keep the last verdict
-            rot, trans = pose_error(fused.T, nominal)
+            rot, trans = pose_error(T, nominal)
             exceed = rot > d.tolerance_deg or trans > d.tolerance_m
             exceed2 = rot > 2 * d.tolerance_deg or trans > 2 * d.tolerance_m
             since = self.drift['since_ns']
@@ -417,7 +472,8 @@ class CalibratorNode(Node):
         self._sensor_clock['last_stamp'] = stamp_ns
         return self._sensor_clock['now']
 
-    def _maybe_publish_tf(self, fused, conf: float, nominal: np.ndarray, pair: PairedInput) -> None:
+    def _maybe_publish_tf(self, T: np.ndarray, fused, conf: float, nominal: np.ndarray, pair: PairedInput) -> None:
+        """T: the current estimate; gated on the fusion's confidence and standard errors."""
         t = self.cfg.tf
         if not t.publish or fused is None or conf < t.min_confidence:
             return
@@ -425,13 +481,13 @@ class CalibratorNode(Node):
             return
         with self._lock:
             ref = self.last_published if self.last_published is not None else nominal
-        rot, trans = pose_error(fused.T, ref)
+        rot, trans = pose_error(T, ref)
         if rot <= t.min_change_deg and trans <= t.min_change_m:
             return
         self.input.freeze_tf()     # the nominal stays the one heard before our first publication
-        self._tf.send_matrix(invert(fused.T), pair.cloud.frame_id, pair.camera.frame_id, pair.cloud.stamp_ns)
+        self._tf.send_matrix(invert(T), pair.cloud.frame_id, pair.camera.frame_id, pair.cloud.stamp_ns)
         with self._lock:
-            self.last_published = fused.T.copy()
+            self.last_published = T.copy()
             self.n_tf_published += 1
         self.get_logger().info(f'published extrinsic on /tf_static (confidence {conf:.2f}, '
                                f'{rot:.2f} deg / {trans:.3f} m from the previous)')
@@ -470,7 +526,9 @@ class CalibratorNode(Node):
                   'latency_ms': {k: round(v, 2) for k, v in self.latency_ms.items()},
                   'drift': {'rot_deg': round(self.drift['rot_deg'], 4), 'trans_m': round(self.drift['trans_m'], 5),
                             'state': self.drift['state']},
-                  'skipped': dict(self.skipped)}
+                  'skipped': dict(self.skipped),
+                  'joint': {'enabled': self.joint is not None, 'runs': self.joint_runs, 'applied': self.joint_applied,
+                            'buffered': len(self._joint_frames), 'message': self.joint_message}}
         st['dropped'] = self.drops.snapshot()
         st['received'] = self.input.received()
         st['queues'] = {**self.input.queue_sizes(), 'calib_pending': self.calib_worker.pending,
