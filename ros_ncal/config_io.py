@@ -16,7 +16,7 @@ No ROS, no torch: importable everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, fields, is_dataclass
+from dataclasses import MISSING, Field, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -173,3 +173,7 @@ class SectionConfig:
 
     def validate(self) -> None:
         """Raise ValueError for inconsistent settings (override)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (what from_dict reads back)."""
+        return asdict(self)

@@ -28,7 +28,7 @@ saturated image) gives ``success=False``, confidence 0 and ``T_init`` back; ``es
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -125,9 +125,6 @@ class ClassicalCalibConfig(SectionConfig):
         if 'levels' in d:
             d['levels'] = dataclass_list(SearchLevel, d['levels'], f'{cls.CONFIG_NAME}: levels')
         return d
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def validate(self) -> None:
         if not self.levels:

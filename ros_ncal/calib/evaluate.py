@@ -105,9 +105,6 @@ class EvalConfig(SectionConfig):
             if len(s) != 2 or s[0] < 0 or s[1] < 0:
                 raise ValueError(f'evaluation config: sweep entries are [deg, m] >= 0, got {s}')
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def true_extrinsic(sample: Sample) -> np.ndarray:
     """(4, 4) ground truth: ``sample.meta['T_cam_lidar_true']`` when present, else ``sample.T_cam_lidar``."""
@@ -320,14 +317,10 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
             res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion, joint=joint)
             trajectory = [[rot, 100.0 * trans] for rot, trans in
                           (pose_error(x.correction_after, ideal) for x in res.frames)]
-            f = res.fusion
-
-            def finite(x: float, scale: float) -> float | None:
-                return scale * x if math.isfinite(x) else None
+            summary = res.summary()
             base = {'sequence': k, 'init_rre_deg': init_rre, 'init_rte_cm': 100.0 * init_rte,
-                    'frames': len(res.frames), 'fused_frames': f.n_inliers if f is not None else 0,
-                    'rot_std_deg': finite(f.rot_std_deg, 1.0) if f is not None else None,
-                    'trans_std_cm': finite(f.trans_std_m, 100.0) if f is not None else None,
+                    'frames': len(res.frames), 'fused_frames': summary['fused_inliers'],
+                    'rot_std_deg': summary['rot_std_deg'], 'trans_std_cm': summary['trans_std_cm'],
                     'runtime_s': float(np.mean([x.runtime_s for x in res.frames]))}
             rre, rte = pose_error(res.fused_correction, ideal)
             records.append({**base, 'calibrator': name, 'rre_deg': rre, 'rte_cm': 100.0 * rte,

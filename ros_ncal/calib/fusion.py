@@ -12,7 +12,7 @@ standard error of the fused estimate, so it shrinks as frames accumulate.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,9 +43,6 @@ class FusionConfig(SectionConfig):
     def validate(self) -> None:
         if self.gate <= 0 or self.window < 1:
             raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {self.gate}, {self.window}')
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -18,7 +18,7 @@ classical calibrator, coarse to fine over edge-map decays, inside a trust region
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -81,9 +81,6 @@ class JointEdgeConfig(SectionConfig):
             if not 0.0 < lv.decay < 1.0 or lv.rot_step_deg <= 0 or lv.trans_step_m <= 0 or lv.max_iters < 1:
                 raise ValueError(f'joint edge alignment config: bad level {lv}')
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class JointResult:
@@ -122,6 +119,14 @@ class JointEdgeRefiner:
     def __init__(self, config: JointEdgeConfig | None = None, classical: ClassicalCalibConfig | None = None) -> None:
         self.cfg = config or JointEdgeConfig()
         self.edges = EdgeAlignmentCalibrator(classical or ClassicalCalibConfig())
+
+    @classmethod
+    def from_yaml(cls, path: str | None) -> 'JointEdgeRefiner':
+        """Settings from the ``joint`` section and edge extraction from the ``classical`` section of a
+        calibration YAML (config/calib_eval.yaml); None = the library defaults."""
+        if not path:
+            return cls()
+        return cls(JointEdgeConfig.from_yaml(path), ClassicalCalibConfig.from_yaml(path))
 
     @staticmethod
     def pick(n: int, max_frames: int) -> list[int]:

@@ -39,6 +39,10 @@ class CalibResult:
         self.success = bool(self.success)
         self.message = str(self.message)
 
+    def stage_extras(self) -> dict[str, Any]:
+        """This result as one stage of a combined calibrator's extras: success, confidence and its own extras."""
+        return {'success': self.success, 'confidence': self.confidence, **self.extras}
+
     @classmethod
     def failure(cls, T_init: np.ndarray, message: str, **extras: Any) -> 'CalibResult':
         """T_init unchanged, confidence 0, success False."""
@@ -81,7 +85,7 @@ class ChainCalibrator:
         for name, stage in zip(self.names, self.stages):
             res = stage.estimate(sample, T)
             messages.append(f'{name}: {res.message}')
-            extras[name] = {'success': res.success, 'confidence': res.confidence, **res.extras}
+            extras[name] = res.stage_extras()
             if res.success:
                 T, ok_any, conf = res.T_cam_lidar, True, res.confidence
         return CalibResult(T, conf, ok_any, '; '.join(messages), extras)
@@ -108,12 +112,9 @@ class HandoverCalibrator:
         coarse = self.coarse.estimate(sample, T_init)
         from_start = self.refiner.estimate(sample, T_init)
         from_coarse = self.refiner.estimate(sample, coarse.T_cam_lidar) if coarse.success else None
-        extras = {c_name: {'success': coarse.success, 'confidence': coarse.confidence, **coarse.extras},
-                  f'{r_name}_from_start': {'success': from_start.success, 'confidence': from_start.confidence,
-                                           **from_start.extras}}
+        extras = {c_name: coarse.stage_extras(), f'{r_name}_from_start': from_start.stage_extras()}
         if from_coarse is not None:
-            extras[f'{r_name}_from_{c_name}'] = {'success': from_coarse.success, 'confidence': from_coarse.confidence,
-                                                 **from_coarse.extras}
+            extras[f'{r_name}_from_{c_name}'] = from_coarse.stage_extras()
 
         def objective(res: CalibResult | None) -> float:
             v = None if res is None else res.extras.get('objective')

@@ -107,8 +107,8 @@ def run(args) -> int:
     import numpy as np
     import yaml
 
-    from ros_ncal.calib import CalibratorUnavailableError, ClassicalCalibConfig, FusionConfig, make_calibrator
-    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
+    from ros_ncal.calib import CalibratorUnavailableError, FusionConfig, make_calibrator
+    from ros_ncal.calib.joint import JointEdgeRefiner
     from ros_ncal.calib.evaluate import TRUE_EXTRINSIC_KEY, true_extrinsic
     from ros_ncal.calib.offline import calibrate_sequence
     from ros_ncal.geometry import pose_error, random_perturbation
@@ -133,8 +133,7 @@ def run(args) -> int:
     checkpoint = args.checkpoint or str(NCLR_ASSET)
     try:
         fusion = FusionConfig.from_yaml(config)
-        joint = None if args.no_joint else JointEdgeRefiner(JointEdgeConfig.from_yaml(config),
-                                                            ClassicalCalibConfig.from_yaml(config))
+        joint = None if args.no_joint else JointEdgeRefiner.from_yaml(config)
         calibrator = make_calibrator(args.backend, checkpoint=checkpoint, config_path=config, device=args.device)
     except (CalibratorUnavailableError, ValueError) as exc:
         print(f'error: {exc}')

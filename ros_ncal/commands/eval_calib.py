@@ -70,14 +70,11 @@ def run(args) -> int:
     if args.sequence < 0 or (args.sequences is not None and args.sequences < 1):
         print('error: --sequence must be >= 0 and --sequences >= 1')
         return 2
-    from ros_ncal.calib import ClassicalCalibConfig, FusionConfig
-    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
+    from ros_ncal.calib import FusionConfig
+    from ros_ncal.calib.joint import JointEdgeRefiner
     try:
         fusion = FusionConfig.from_yaml(config_path) if config_path else FusionConfig()
-        joint = None
-        if args.joint:
-            joint = JointEdgeRefiner(JointEdgeConfig.from_yaml(config_path), ClassicalCalibConfig.from_yaml(
-                config_path)) if config_path else JointEdgeRefiner()
+        joint = JointEdgeRefiner.from_yaml(config_path) if args.joint else None
     except ValueError as exc:
         print(f'error: {exc}')
         return 2

@@ -11,9 +11,9 @@ confidence and the initial guess back, never an exception or NaN.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -66,9 +66,6 @@ class NCLRInferenceConfig(SectionConfig):
                              'ransac_sample_size >= 4')
         if self.trans_prior_sigma_m <= 0 or self.reproj_sigma_px <= 0 or self.inlier_px <= 0:
             raise ValueError('nclr inference config: trans_prior_sigma_m, reproj_sigma_px, inlier_px must be > 0')
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _residual_inliers(R, t, X, uv, K, thr):

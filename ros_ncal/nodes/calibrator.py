@@ -156,13 +156,11 @@ def build_backend(cfg: CalibratorConfig, logger=None):
 def build_joint(cfg: CalibratorConfig):
     """The joint multi-frame refiner: settings from the ``joint`` section (and edge extraction from the
     ``classical`` section) of ``classical_config``, else the library defaults, then the node's buffer size."""
-    from ros_ncal.calib import ClassicalCalibConfig
-    from ros_ncal.calib.joint import JointEdgeConfig, JointEdgeRefiner
-    path = cfg.classical_config or None
-    jc = JointEdgeConfig.from_yaml(path) if path else JointEdgeConfig()
-    jc.max_frames = max(jc.max_frames, cfg.joint.buffer)
-    jc.min_frames = min(jc.min_frames, cfg.joint.min_frames)
-    return JointEdgeRefiner(jc, ClassicalCalibConfig.from_yaml(path) if path else None)
+    from ros_ncal.calib.joint import JointEdgeRefiner
+    refiner = JointEdgeRefiner.from_yaml(cfg.classical_config or None)
+    refiner.cfg.max_frames = max(refiner.cfg.max_frames, cfg.joint.buffer)
+    refiner.cfg.min_frames = min(refiner.cfg.min_frames, cfg.joint.min_frames)
+    return refiner
 
 
 def pose_covariance_lidar_cam(T_cam_lidar: np.ndarray, cov_cam_lidar: np.ndarray, unknown_var: float = 1e6) -> np.ndarray:
@@ -380,7 +378,7 @@ class CalibratorNode(Node):
         with self._lock:
             self.current = self.joint_T if self.joint_T is not None else (fused.T if fused is not None else nominal)
             self.last_result = res
-            self.processing_ms = (time.perf_counter() - t_backend) * 1e3
+            self.processing_ms = proc_ms
             current, conf = self.current, self.fused_confidence
         self._pub_proc.publish(Float64(data=float(proc_ms)))
         self._publish_extrinsic(current, fused, conf, pair)

@@ -268,8 +268,8 @@ class GraphRunResult:
 
 
 def collector_settled(status: dict, frames_published: int) -> bool:
-    """True once a collector ``~/status`` accounts for every frame published to it: its writer is idle, nothing
-    waits in the pairer, and written + dropped + skipped reaches the frames (or it stopped: full/error)."""
+    """True once a collector ``~/status`` accounts for every frame published to it: its writer is idle and
+    written + dropped + skipped reaches the frames (or it stopped: full, error or stopped)."""
     if not status:
         return False
     if status.get('state') in ('full', 'error', 'stopped'):
