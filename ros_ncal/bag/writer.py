@@ -3,7 +3,8 @@
 Per frame: PointCloud2 on ``topics.points``, Image (rgb8) on ``topics.image``, CameraInfo on
 ``topics.camera_info``; the extrinsic goes on ``/tf_static`` as ``T_lidar_cam`` (header.frame_id
 = LiDAR frame, child = camera optical frame), written once and again whenever it changes,
-with TRANSIENT_LOCAL offered QoS in the metadata (what ``ros2 bag play`` re-offers).
+with TRANSIENT_LOCAL offered QoS in the metadata (what ``ros2 bag play`` re-offers). The sensor topics are
+offered RELIABLE, or BEST_EFFORT with ``sensor_best_effort`` (what a driver's SensorDataQoS records).
 """
 from __future__ import annotations
 
@@ -51,11 +52,12 @@ def resolve_bag_output(out: str | Path, storage: str | None = None) -> tuple[Pat
     return out, storage
 
 
-def _qos(transient_local: bool, depth: int):
+def _qos(transient_local: bool, depth: int, best_effort: bool = False):
     from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
                                     QosTime)
     zero = QosTime(sec=0, nsec=0)
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth,
+               reliability=QosReliability.BEST_EFFORT if best_effort else QosReliability.RELIABLE,
                durability=QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
                deadline=zero, lifespan=zero, liveliness=QosLiveliness.AUTOMATIC,
                liveliness_lease_duration=zero, avoid_ros_namespace_conventions=False)
@@ -65,7 +67,7 @@ class SensorBagWriter:
     """Context manager: ``with SensorBagWriter(dir, 'mcap') as w: w.write_frame(frame)``."""
 
     def __init__(self, bag_dir: str | Path, storage: str = 'mcap', topics: BagTopics | None = None,
-                 tf_static_transient_local: bool = True):
+                 tf_static_transient_local: bool = True, sensor_best_effort: bool = False):
         from rosbags.rosbag2 import StoragePlugin, Writer
         if storage not in STORAGE_SUFFIX:
             raise ValueError(f'storage must be one of {sorted(STORAGE_SUFFIX)}, got {storage!r}')
@@ -73,6 +75,7 @@ class SensorBagWriter:
         self.storage = storage
         self.topics = topics or BagTopics()
         self._tf_latched = tf_static_transient_local
+        self._sensor_best_effort = sensor_best_effort
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self._writer = Writer(self.bag_dir, version=9, storage_plugin=plugin)
         self._conns: dict[str, object] = {}
@@ -92,7 +95,9 @@ class SensorBagWriter:
                                         (tp.image, 'sensor_msgs/msg/Image', False),
                                         (tp.camera_info, 'sensor_msgs/msg/CameraInfo', False)):
             self._conns[topic] = (self._writer.add_connection(
-                topic, msgtype, typestore=ts, offered_qos_profiles=[_qos(latched, 1 if latched else 10)]), msgtype)
+                topic, msgtype, typestore=ts, offered_qos_profiles=[
+                    _qos(latched, 1 if latched else (5 if self._sensor_best_effort else 10),
+                         best_effort=self._sensor_best_effort and topic != tp.tf_static)]), msgtype)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='seed of --perturb')
     parser.add_argument('--truth', default=None,
                         help='YAML/JSON with the true extrinsic (key T_cam_lidar_true or T_cam_lidar: 4x4 or 16 '
-                             'numbers) to report errors against, e.g. the .truth.json the demo keeps beside a bag')
+                             'numbers) to report errors against (default for a bag: <bag>.truth.json beside it, as '
+                             'ncal bag write-kitti-raw and the demo write it)')
     parser.add_argument('--kitti-splits', default='testing', help="with 'kitti': split folders (default testing)")
     parser.add_argument('--points-topic', default=None, help='bag: PointCloud2 topic (default: the only one)')
     parser.add_argument('--image-topic', default=None, help='bag: Image/CompressedImage topic')
@@ -147,11 +148,16 @@ def run(args) -> int:
 
     # ground truth of the first frame (errors are reported for the first frame's nominal, as the result is)
     T_truth = None
-    if args.truth:
+    truth_file = args.truth
+    if truth_file is None and perturb is None and fmt == 'bag':     # a <bag>.truth.json beside the bag
+        truth_file = truth_beside_bag(args.input)
+        if truth_file is not None:
+            print(f'ground truth: {truth_file} (beside the bag)')
+    if truth_file:
         try:
-            T_truth = read_truth_file(args.truth)
+            T_truth = read_truth_file(truth_file)
         except (OSError, ValueError) as exc:
-            print(f'error: --truth {args.truth}: {exc}')
+            print(f'error: --truth {truth_file}: {exc}')
             return 2
     if perturb is not None:         # the recorded extrinsic becomes the truth, the nominal is moved off it
         D = random_perturbation(np.random.default_rng(args.seed), perturb[0], perturb[1], perturb[0], perturb[1])
@@ -199,6 +205,15 @@ def run(args) -> int:
     _print_summary(summary)
     print(f'wrote {out}/calibration.yaml, report.json, overlay.png')
     return 0
+
+
+def truth_beside_bag(path: str) -> str | None:
+    """``<parent>/<bag name>.truth.json`` of a bag directory or storage file, when it exists (the layout of
+    ``ncal bag write-kitti-raw``, the demo's bags and the shared rig bags)."""
+    p = Path(path)
+    bag_dir = p if p.is_dir() else p.parent
+    cand = bag_dir.parent / f'{bag_dir.name}.truth.json'
+    return str(cand) if cand.is_file() else None
 
 
 def read_truth_file(path: str):

@@ -1,4 +1,5 @@
-"""`ncal prepare`: convert KITTI / SemanticKITTI / nuScenes / rosbag2 / synthetic data into dataset shards."""
+"""`ncal prepare`: convert KITTI (object, raw) / SemanticKITTI / nuScenes / rosbag2 / synthetic data into dataset
+shards."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from pathlib import Path
 NAME = 'prepare'
 HELP = 'convert a recording or dataset folder into append-only tar shards (docs/data.md)'
 
-SOURCES = ('kitti', 'semantickitti', 'nuscenes', 'rosbag', 'synthetic')
+SOURCES = ('kitti', 'kitti-raw', 'semantickitti', 'nuscenes', 'rosbag', 'synthetic')
 
 
 def _writer_args(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser('kitti', help='KITTI object split folder (velodyne, image_2, calib[, label_2])')
     p.add_argument('path', help='split folder (e.g. .../training) or the dataset root holding training/')
     p.add_argument('--split', default=None, help='with a dataset root: training or testing (default training)')
+    _writer_args(p)
+    p = sub.add_parser('kitti-raw', help='KITTI raw drive folder (image_0X/data, velodyne_points/data; the day\'s '
+                                         'calib_*.txt one level up)')
+    p.add_argument('path', help='drive folder, e.g. .../2011_09_26/2011_09_26_drive_0005_sync')
+    p.add_argument('--camera', type=int, choices=(2, 3), default=None, help='2 = image_02 (default), 3 = image_03')
+    p.add_argument('--hz', type=float, default=None, help='frame rate of synthesized stamps when the drive has no '
+                                                          'timestamps.txt (default 10)')
     _writer_args(p)
     p = sub.add_parser('semantickitti', help='SemanticKITTI sequence folder (+ odometry image_2 and calib)')
     p.add_argument('path', help='sequence folder, e.g. .../sequences/00')
@@ -80,6 +88,15 @@ def _source_items(args):
         return (iter_kitti_samples(split, cfg, frames), len(frames), {'boxes': names},
                 {'lidar': {'frame': cfg.frame_ids[0], 'model': 'Velodyne HDL-64E'},
                  'camera': {'frame': cfg.frame_ids[1], 'model': 'KITTI camera 2 (left colour, rectified)'}})
+    if args.source == 'kitti-raw':
+        from ros_ncal.data.readers.kitti_raw import KittiRawReaderConfig, iter_kitti_raw_samples, open_kitti_raw_drive
+        cfg = load_reader_config(KittiRawReaderConfig, args.config, camera=args.camera, hz=args.hz)
+        drive = open_kitti_raw_drive(args.path, cfg)
+        total = len(drive.frames) if args.max is None else min(len(drive.frames), args.max)
+        return (iter_kitti_raw_samples(args.path, cfg, slice(0, total)), total, None,
+                {'lidar': {'frame': cfg.frame_ids[0], 'model': 'Velodyne HDL-64E'},
+                 'camera': {'frame': cfg.frame_ids[1], 'model': f'KITTI camera {cfg.camera} (colour, rectified)'},
+                 'drive': drive.name, 'stamps': drive.stamps_source})
     if args.source == 'semantickitti':
         from ros_ncal.data.readers.semantickitti import (SemanticKittiReaderConfig, iter_semantickitti_samples,
                                                          semantickitti_scans)

@@ -4,6 +4,8 @@ Only file formats here; building Samples / shards is done elsewhere on top of th
 Frames: ``T_cam_lidar`` maps Velodyne points into the *rectified* left colour camera's
 optical frame (camera 2), with P2's small horizontal offset folded into the translation, so
 that ``K @ (T_cam_lidar @ p)[:3]`` equals ``P2 @ R0_rect @ Tr_velo_to_cam @ p`` exactly.
+The KITTI raw layout keeps the same chain in the day's calib files (P_rect_02, R_rect_00 in
+calib_cam_to_cam.txt, R and T in calib_velo_to_cam.txt): :func:`read_kitti_raw_calib`.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import numpy as np
 KITTI_LABEL_FIELDS = ('type', 'truncated', 'occluded', 'alpha', 'bbox', 'dimensions_hwl', 'location', 'rotation_y')
 
 
+TEXT_KEYS = ('calib_time',)   # KITTI raw calib files start with a date line
+
+
 def _read_calib_values(path: Path) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -22,6 +27,8 @@ def _read_calib_values(path: Path) -> dict[str, np.ndarray]:
         if ':' not in line:
             raise ValueError(f'{path}:{lineno}: expected "KEY: values", got {line[:60]!r}')
         key, rest = line.split(':', 1)
+        if key.strip() in TEXT_KEYS:
+            continue
         try:
             values[key.strip()] = np.array([float(x) for x in rest.split()], dtype=np.float64)
         except ValueError as exc:
@@ -52,17 +59,64 @@ def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
     P2 = vals['P2'].reshape(3, 4)
     R0 = vals['R0_rect'].reshape(3, 3)
     Tr = vals['Tr_velo_to_cam'].reshape(3, 4)
-    K = P2[:, :3].copy()
-    t_extra = np.linalg.solve(K, P2[:, 3])
+    K, T_cam_lidar = rectified_camera_from_lidar(P2, R0, Tr)
+    return {'K': K, 'T_cam_lidar': T_cam_lidar, 'P2': P2, 'R0_rect': R0, 'Tr_velo_to_cam': Tr}
+
+
+def rectified_camera_from_lidar(P: np.ndarray, R_rect: np.ndarray, Tr_velo_to_cam: np.ndarray
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """KITTI projection chain -> (K (3, 3), T_cam_lidar (4, 4)) with ``K @ (T_cam_lidar @ p)[:3] ==
+    P @ R_rect @ Tr_velo_to_cam @ p``.
+
+    P: (3, 4) rectified projection of the camera (P2 / P_rect_02); R_rect: (3, 3) rectifying rotation of the
+    reference camera (R0_rect / R_rect_00); Tr_velo_to_cam: (3, 4) Velodyne -> reference camera 0.
+    K = P[:, :3]; P's horizontal offset (the baseline to camera 0) is folded into the translation.
+    """
+    P = np.asarray(P, np.float64).reshape(3, 4)
+    K = P[:, :3].copy()
     T_offset = np.eye(4)
-    T_offset[:3, 3] = t_extra
+    T_offset[:3, 3] = np.linalg.solve(K, P[:, 3])
     R0_4 = np.eye(4)
-    R0_4[:3, :3] = R0
-    T_cam_lidar = T_offset @ R0_4 @ _to_4x4(Tr)
-    # R0_rect and Tr are orthonormal to ~1e-6 in the files; re-orthonormalize the rotation block.
+    R0_4[:3, :3] = np.asarray(R_rect, np.float64).reshape(3, 3)
+    T_cam_lidar = T_offset @ R0_4 @ _to_4x4(np.asarray(Tr_velo_to_cam, np.float64).reshape(3, 4))
+    # R_rect and Tr are orthonormal to ~1e-6 in the files; re-orthonormalize the rotation block.
     U, _, Vt = np.linalg.svd(T_cam_lidar[:3, :3])
     T_cam_lidar[:3, :3] = U @ Vt
-    return {'K': K, 'T_cam_lidar': T_cam_lidar, 'P2': P2, 'R0_rect': R0, 'Tr_velo_to_cam': Tr}
+    return K, T_cam_lidar
+
+
+def _require(vals: dict, path: Path, key: str, size: int) -> np.ndarray:
+    if key not in vals:
+        raise ValueError(f'{path}: missing {key} (has {sorted(vals)})')
+    if vals[key].size != size:
+        raise ValueError(f'{path}: {key} has {vals[key].size} values, expected {size}')
+    return vals[key]
+
+
+def read_kitti_raw_calib(calib_dir: str | Path, camera: int = 2) -> dict[str, np.ndarray]:
+    """A KITTI raw day folder's calib_cam_to_cam.txt + calib_velo_to_cam.txt -> the rectified chain of camera
+    ``camera`` (image_0X), as :func:`read_kitti_calib` gives for the object benchmark:
+
+    {'K' (3, 3), 'T_cam_lidar' (4, 4) Velodyne -> rectified camera X optical frame, 'P_rect' (3, 4),
+    'R_rect_00' (3, 3), 'Tr_velo_to_cam' (3, 4), 'image_hw' (2,) from S_rect_0X}.
+    Raises FileNotFoundError / ValueError naming the file and key.
+    """
+    d = Path(calib_dir)
+    c2c, v2c = d / 'calib_cam_to_cam.txt', d / 'calib_velo_to_cam.txt'
+    for p in (c2c, v2c):
+        if not p.is_file():
+            raise FileNotFoundError(f'missing KITTI raw calib file {p}')
+    cam = _read_calib_values(c2c)
+    velo = _read_calib_values(v2c)
+    P = _require(cam, c2c, f'P_rect_{camera:02d}', 12).reshape(3, 4)
+    R_rect = _require(cam, c2c, 'R_rect_00', 9).reshape(3, 3)
+    Tr = np.concatenate([_require(velo, v2c, 'R', 9).reshape(3, 3), _require(velo, v2c, 'T', 3).reshape(3, 1)],
+                        axis=1)
+    K, T_cam_lidar = rectified_camera_from_lidar(P, R_rect, Tr)
+    S = cam.get(f'S_rect_{camera:02d}')
+    hw = np.array([S[1], S[0]]).astype(int) if S is not None and S.size == 2 else np.zeros(2, int)
+    return {'K': K, 'T_cam_lidar': T_cam_lidar, 'P_rect': P, 'R_rect_00': R_rect, 'Tr_velo_to_cam': Tr,
+            'image_hw': hw}
 
 
 def read_velodyne(path: str | Path) -> np.ndarray:
