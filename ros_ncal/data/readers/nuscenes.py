@@ -1,7 +1,8 @@
 """nuScenes keyframes from an mmdetection3d info pickle (format v1.1) -> one Sample per camera.
 
-The pickle loads with plain ``pickle`` + numpy. Per keyframe: ``lidar_points.lidar_path`` (.pcd.bin, float32
-N x 5: x y z intensity ring), ``images[CAM].img_path / cam2img (K) / lidar2cam (T_cam_lidar) / timestamp``,
+The pickle is read with the plain-data unpickler (:mod:`ros_ncal.data.safe_pickle`: numpy arrays, dicts,
+lists, scalars; a pickle naming any code is refused before it runs). Per keyframe: ``lidar_points.lidar_path``
+(.pcd.bin, float32 N x 5: x y z intensity ring), ``images[CAM].img_path / cam2img (K) / lidar2cam (T_cam_lidar) / timestamp``,
 ``instances[].bbox_3d`` (x y z l w h yaw in the LiDAR frame, z at the box centre) and ``bbox_label_3d``
 (metainfo categories order, ros_ncal.data.labels.NUSCENES_BOX_CLASSES). All cameras of a keyframe share
 the cloud and the boxes. The ring column is dropped; intensity (0..255) is scaled by ``intensity_scale``
@@ -9,7 +10,6 @@ the cloud and the boxes. The ring column is dropped; intensity (0..255) is scale
 """
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from ..kitti_files import read_image_rgb
+from ..safe_pickle import safe_load
 from ..sample import InvalidSampleError, Sample
 from ..shards import SkipRecord
 
@@ -36,8 +37,7 @@ class NuScenesReaderConfig:
 
 def load_info(pkl_path: str | Path) -> dict:
     """The info dict {'metainfo', 'data_list'}; raises ValueError when it is not an mmdet3d v1.x info file."""
-    with open(pkl_path, 'rb') as f:
-        info = pickle.load(f)
+    info = safe_load(pkl_path)   # never pickle.load: a crafted info file would run code before this check
     if not isinstance(info, dict) or 'data_list' not in info:
         raise ValueError(f'{pkl_path}: not an mmdetection3d v1.x info file (no data_list)')
     return info
