@@ -1,4 +1,6 @@
 """Sparse tensor, voxelization and the sparse conv engines against dense conv3d / conv_transpose3d."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -6,19 +8,28 @@ import torch.nn.functional as F
 
 from ros_ncal.models.sparse import (SparseBatchNorm, SparseDownConv3d, SparseTensor, SparseUpConv3d, SubMConv3d,
                                     devoxelize, get_engine, pack_keys, unpack_keys, voxelize)
-from ros_ncal.models.sparse.engines import EngineUnavailableError
+from ros_ncal.models.sparse.engines import EngineUnavailableError, native
+from ros_ncal.models.sparse.engines import torch_engine
 
 GRID = 8
+# Every engine path is checked at one thread, two threads and all cores (deduplicated).
+THREADS = sorted({1, 2, os.cpu_count() or 1})
 
 
 @pytest.fixture(autouse=True)
 def single_thread():
-    """These tests run many small ops: one intra-op thread is as fast alone and far faster when the machine
-    is shared (two OpenMP threads on two busy cores spend most of their time waiting at barriers)."""
+    """Correctness-only tests of many tiny ops run at one intra-op thread unless they set their own count
+    (THREADS): on a shared machine, OpenMP threads waiting at barriers only add wall time to tiny ops."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def pure_torch(monkeypatch):
+    """Force the engine's pure-PyTorch path (as on CUDA, under autocast, or without a C++ compiler)."""
+    monkeypatch.setattr(native, 'supports', lambda *tensors: False)
 
 
 def random_sparse_grid(seed=0, batch=2, grid=GRID, occupancy=0.2, channels=3, offset=(0, 0, 0)):
@@ -52,9 +63,11 @@ def grads(out, inputs, seed=1):
     return torch.autograd.grad((out * upstream).sum(), inputs)
 
 
+@pytest.mark.parametrize('threads', THREADS)
 @pytest.mark.parametrize('kernel_size,dilation,offset', [(3, 1, (0, 0, 0)), (3, 2, (0, 0, 0)),
                                                          (3, 1, (-5, 3, -8)), (1, 1, (0, 0, 0))])
-def test_submanifold_conv_matches_dense_forward_and_backward(kernel_size, dilation, offset):
+def test_submanifold_conv_matches_dense_forward_and_backward(kernel_size, dilation, offset, threads):
+    torch.set_num_threads(threads)
     coords, feats = random_sparse_grid(offset=offset)
     feats.requires_grad_(True)
     conv = SubMConv3d(3, 5, kernel_size, dilation=dilation).double()
@@ -74,7 +87,9 @@ def test_submanifold_conv_matches_dense_forward_and_backward(kernel_size, dilati
     torch.testing.assert_close(g_w, r_w, rtol=1e-10, atol=1e-10)
 
 
-def test_downsample_and_transposed_conv_match_dense():
+@pytest.mark.parametrize('threads', THREADS)
+def test_downsample_and_transposed_conv_match_dense(threads):
+    torch.set_num_threads(threads)
     coords, feats = random_sparse_grid(seed=3, offset=(-4, 2, 0))
     offset = (-4, 2, 0)  # even offset keeps the stride-2 grid aligned with the dense one
     feats.requires_grad_(True)
@@ -107,6 +122,84 @@ def test_downsample_and_transposed_conv_match_dense():
     ref = grads(ref_z, [feats_d, wd, wu])
     for a, b in zip(mine, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_native_kernels_are_built_here():
+    """The CPU fast path needs a C++ compiler (g++ is part of the set-up); its absence must be loud here."""
+    assert native.available(), f'native sparse kernels unavailable: {native.unavailable_reason()}'
+
+
+def _layer_stack_outputs(coords, feats, layers):
+    f = feats.detach().clone().requires_grad_(True)
+    out = layers(SparseTensor(coords, f)).feats
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=out.dtype)
+    (out * upstream).sum().backward()
+    grads_ = [f.grad] + [p.grad.clone() for p in layers.parameters()]
+    layers.zero_grad(set_to_none=True)
+    return [out.detach()] + grads_
+
+
+def _odd_channel_stack(dtype):
+    """Channel counts that exercise every column path of the kernels (4-vector blocks, single vectors,
+    scalar remainders) and input channel counts that are odd and below one register tile."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(SubMConv3d(5, 37), SparseDownConv3d(37, 19), SubMConv3d(19, 40, dilation=2),
+                               SparseUpConv3d(40, 3)).to(dtype)
+
+
+def test_native_path_equals_pure_torch_path_float64(monkeypatch):
+    """Larger than one OpenMP chunk (256 rows, 128-pair weight-gradient chunks), odd channel counts:
+    native kernels against the gather-matmul-scatter path in float64, at every thread count."""
+    coords, feats = random_sparse_grid(seed=11, grid=16, occupancy=0.4, channels=5)
+    layers = _odd_channel_stack(torch.float64)
+    with monkeypatch.context() as m:
+        m.setattr(native, 'supports', lambda *tensors: False)
+        ref = _layer_stack_outputs(coords, feats, layers)
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        got = _layer_stack_outputs(coords, feats, layers)
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_native_results_are_bitwise_identical_for_any_thread_count():
+    """Each output row / weight-gradient block is summed by one thread in a fixed order (float32)."""
+    coords, feats = random_sparse_grid(seed=12, grid=16, occupancy=0.4, channels=5)
+    layers = _odd_channel_stack(torch.float32)
+    results = []
+    for threads in THREADS + [1]:
+        torch.set_num_threads(threads)
+        results.append(_layer_stack_outputs(coords, feats.float(), layers))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('threads', THREADS)
+def test_pure_torch_path_matches_dense(pure_torch, threads):
+    """The fallback (CUDA / autocast / no compiler) stays exact against dense conv3d too."""
+    torch.set_num_threads(threads)
+    test_submanifold_conv_matches_dense_forward_and_backward(3, 1, (-5, 3, -8), threads)
+    test_downsample_and_transposed_conv_match_dense(threads)
+
+
+def test_kernel_map_csr_layouts():
+    """The CSR derived from a map lists exactly the map's pairs, grouped by destination row."""
+    coords, feats = random_sparse_grid(seed=13)
+    x = SparseTensor(coords, feats)
+    SubMConv3d(3, 3).double()(x)
+    SparseDownConv3d(3, 3).double()(x)
+    for key, kmap in x.cache.entries.items():
+        if key[0] != 'kmap':
+            continue
+        kmap = kmap[1] if isinstance(kmap, tuple) else kmap
+        want = {(int(i), int(o), k) for k in range(kmap.num_offsets)
+                for i, o in zip(kmap.in_idx[k].tolist(), kmap.out_idx[k].tolist())}
+        for by_out in (True, False):
+            rowptr, col, koff = torch_engine._csr(kmap, by_out)
+            rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1), rowptr.diff()).tolist()
+            got = {((c, r, k) if by_out else (r, c, k)) for r, c, k in zip(rows, col.tolist(), koff.tolist())}
+            assert got == want and len(rows) == len(want), (key, by_out)
 
 
 def test_kernel_maps_are_cached_per_stride_and_shared():

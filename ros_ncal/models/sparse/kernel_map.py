@@ -6,8 +6,8 @@ tensor's :class:`KernelMapCache` so every layer at the same stride reuses them.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import List, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -20,12 +20,14 @@ class KernelMap:
 
     identity: the offset whose map is ``in == out == arange(n_out)`` (the centre of a submanifold kernel),
     or -1. n_in / n_out: number of rows of the input / output coordinate sets.
+    derived: layouts an engine derives from the pairs once and reuses (e.g. the native kernels' CSR).
     """
     in_idx: List[torch.Tensor]
     out_idx: List[torch.Tensor]
     identity: int
     n_in: int
     n_out: int
+    derived: Dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_offsets(self) -> int:
@@ -64,7 +66,9 @@ def build_submanifold_map(cs: CoordinateSet, kernel_size: int, dilation: int = 1
         in_rows = rows[found]
         in_idx[k], out_idx[k] = in_rows, out_rows
         in_idx[K - 1 - k], out_idx[K - 1 - k] = out_rows, in_rows
-    return KernelMap(in_idx, out_idx, center, n, n)
+    kmap = KernelMap(in_idx, out_idx, center, n, n)
+    kmap.derived['mirror'] = True  # pair (i, o) at offset k <=> (o, i) at offset K-1-k
+    return kmap
 
 
 @torch.no_grad()
