@@ -260,7 +260,7 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     path = save_checkpoint(tmp_path / 'ckpt' / 'm.pt', net.state_dict(), cfg, {'epoch': 2})
     assert [p.name for p in path.parent.iterdir()] == ['m.pt'], 'no temporary files may remain'
     rebuilt, payload = build_from_checkpoint(path)
-    assert payload['extra'] == {'epoch': 2} and payload['schema_version'] == 1
+    assert payload['extra'] == {'epoch': 2} and payload['schema_version'] == 2 and len(payload['content_sha256']) == 64
     pts = random_cloud(400, 9)
     with torch.no_grad():
         torch.testing.assert_close(net([pts])[0], rebuilt.eval()([pts])[0])

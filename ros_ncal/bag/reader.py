@@ -8,6 +8,9 @@ mismatch is reported in :class:`BagSummary` (``metadata_mismatch``) and raised b
 """
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -17,6 +20,31 @@ STORAGE_SUFFIXES = ('.mcap', '.db3')
 
 class BagCountMismatchError(RuntimeError):
     """A bag yielded a different number of messages than its index / metadata announce."""
+
+
+class BagReadError(ValueError):
+    """A bag cannot be read: corrupt (e.g. an MCAP chunk whose CRC-32 does not match), truncated, or a file
+    that is not a rosbag2 storage file. The message names the file."""
+
+
+# what rosbags / the CDR decoder raise on damaged bytes (rosbags' own error types are added at first use);
+# MemoryError / OverflowError: a damaged length field asks for an absurd allocation
+_DAMAGE = (struct.error, EOFError, UnicodeDecodeError, IndexError, KeyError, ValueError, MemoryError,
+           OverflowError, sqlite3.DatabaseError)
+
+
+@contextlib.contextmanager
+def _bag_errors(path, what: str = 'read'):
+    """Turn the reader's exceptions for damaged bytes into one BagReadError naming ``path``."""
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+    try:
+        yield
+    except BagReadError:
+        raise
+    except (ReaderError, AnyReaderError, *_DAMAGE) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BagReadError(f'{path}: cannot {what} the bag (corrupt or truncated?): {text}') from exc
 
 
 class BagMessage(NamedTuple):
@@ -90,7 +118,12 @@ def _read_metadata(bag_dir: Path) -> dict | None:
     if not meta_path.exists():
         return None
     import yaml
-    data = yaml.safe_load(meta_path.read_text()) or {}
+    try:
+        data = yaml.safe_load(meta_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BagReadError(f'{meta_path}: not valid YAML ({" ".join(str(exc).split())})') from exc
+    if not isinstance(data, dict):
+        raise BagReadError(f'{meta_path}: expected a mapping, got {type(data).__name__}')
     return data.get('rosbag2_bagfile_information', data)
 
 
@@ -136,7 +169,7 @@ def bag_summary(path: str | Path) -> BagSummary:
     path = Path(path)
     files = resolve_storage_files(path)
     bag_dir = path if path.is_dir() else path.parent
-    with AnyReader(files, default_typestore=_default_typestore()) as reader:
+    with _bag_errors(path, 'open'), AnyReader(files, default_typestore=_default_typestore()) as reader:
         topics: dict[str, str] = {}
         counts: dict[str, int] = {}
         for c in reader.connections:
@@ -166,10 +199,15 @@ def read_messages(path: str | Path, topics: list[str] | tuple[str, ...] | None =
 
     topics: only these (None = all). check_counts: raise BagCountMismatchError at the end when
     fewer messages came out than the storage index announces for the selected topics.
+    Damaged bytes (an MCAP chunk CRC mismatch, a truncated file, an undecodable message) raise
+    BagReadError naming the file.
     """
     from rosbags.highlevel import AnyReader
     files = resolve_storage_files(path)
-    with AnyReader(files, default_typestore=_default_typestore()) as reader:
+    with _bag_errors(path, 'open'):
+        reader = AnyReader(files, default_typestore=_default_typestore())
+        reader.open()
+    try:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
         if topics is not None:
             absent = sorted(set(topics) - {c.topic for c in reader.connections})
@@ -177,8 +215,17 @@ def read_messages(path: str | Path, topics: list[str] | tuple[str, ...] | None =
                 raise ValueError(f'{path}: topic(s) {absent} not in bag; has {sorted({c.topic for c in reader.connections})}')
         expected = sum(int(c.msgcount) for c in conns)
         n = 0
-        for conn, stamp, raw in reader.messages(connections=conns):
+        stream = reader.messages(connections=conns)
+        while True:
+            with _bag_errors(path):
+                item = next(stream, None)
+                if item is None:
+                    break
+                conn, stamp, raw = item
+                msg = reader.deserialize(raw, conn.msgtype)
             n += 1
-            yield BagMessage(conn.topic, conn.msgtype, int(stamp), reader.deserialize(raw, conn.msgtype))
+            yield BagMessage(conn.topic, conn.msgtype, int(stamp), msg)
+    finally:
+        reader.close()
     if check_counts and n != expected:
         raise BagCountMismatchError(f'{path}: read {n} messages, the storage index announces {expected}')

@@ -102,6 +102,9 @@ class SensorBagWriter:
 
     def __exit__(self, *exc) -> None:
         self._writer.close()
+        if self.storage == 'mcap':      # rosbags writes chunk CRCs as 0: fill them so damage is detected
+            from .mcap_crc import seal_mcap
+            seal_mcap(self.storage_file)
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         """Serialize ``msg`` (a rosbags object) on a registered topic with log time ``stamp_ns``."""
