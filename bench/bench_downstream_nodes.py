@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
 
-apply_safe_ros_env(domain_id=int(os.environ.get('ROS_DOMAIN_ID', 1 + os.getpid() % 100)))
+apply_safe_ros_env(isolate=True)
 
 import numpy as np  # noqa: E402
 

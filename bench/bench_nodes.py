@@ -32,7 +32,7 @@ for _i, _a in enumerate(sys.argv):   # must act before numpy is imported
 
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
 
-apply_safe_ros_env()
+apply_safe_ros_env(isolate=True)
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402

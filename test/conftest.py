@@ -6,7 +6,7 @@ from pathlib import Path
 from ros_ncal.rosenv import apply_safe_ros_env
 
 # An isolated domain per test session (overridable by exporting ROS_DOMAIN_ID).
-apply_safe_ros_env(domain_id=int(os.environ.get('ROS_DOMAIN_ID', 1 + os.getpid() % 100)))
+apply_safe_ros_env(isolate=True)
 # One intra-op thread: the sparse-conv scatter kernels are 5-10x slower with 2 threads on 2 shared cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -517,6 +517,8 @@ class EdgeAlignmentCalibrator:
             return CalibResult.failure(T0, f'diverged: correction {rre:.1f} deg / {rte:.2f} m exceeds the limit',
                                        **extras)
         ok = confidence >= cfg.min_confidence
+        estimated = tuple([any(lv.search_rotation for lv in cfg.levels)] * 3
+                          + [any(lv.search_translation for lv in cfg.levels)] * 3)
         msg = (f'edge alignment: objective {J_init:.4f} -> {J:.4f}, correction {rre:.2f} deg / {100 * rte:.1f} cm, '
                f'{n_edge} edge points, confidence {confidence:.2f}' + ('' if ok else ' (below min_confidence)'))
-        return CalibResult(T, confidence, ok, msg, extras)
+        return CalibResult(T, confidence, ok, msg, extras, estimated)

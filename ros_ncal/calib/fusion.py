@@ -7,12 +7,15 @@ Outliers: a frame is an inlier when its normalised residual
 ``sqrt((angle / s_R)^2 + (dist / s_t)^2) <= gate``, with robust scales ``s = 1.4826 * median(residual)``
 (floored by ``min_rot_scale_deg`` / ``min_trans_scale_m``); mean and mask are iterated to a fixed point.
 Uncertainty: the weighted spread of the inlier residuals, divided by sqrt(effective n) for the
-standard error of the fused estimate, so it shrinks as frames accumulate.
+standard error of the fused estimate, so it shrinks as frames accumulate. A component no inlier frame
+estimated (``estimated`` masks; e.g. the translation of a rotation-only calibrator, kept at the nominal)
+has no spread that measures it: the configured prior variance (``prior_rot_std_deg`` / ``prior_trans_std_m``)
+is added to it.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,10 +42,17 @@ class FusionConfig(SectionConfig):
     weiszfeld_iters: int = 50
     window: int = 100                 # OnlineExtrinsicFilter: frames kept (bounded memory)
     min_confidence: float = 0.0       # OnlineExtrinsicFilter: frames below are ignored
+    # standard error given to components no frame estimated (how well the nominal is known), as the root of
+    # the trace of their 3x3 block, the same measure as FusionResult.rot_std_deg / trans_std_m
+    prior_rot_std_deg: float = 1.0
+    prior_trans_std_m: float = 0.02
 
     def validate(self) -> None:
         if self.gate <= 0 or self.window < 1:
             raise ValueError(f'fusion config: gate must be > 0 and window >= 1, got {self.gate}, {self.window}')
+        if not (self.prior_rot_std_deg > 0 and self.prior_trans_std_m > 0):
+            raise ValueError('fusion config: prior_rot_std_deg and prior_trans_std_m must be > 0, got '
+                             f'{self.prior_rot_std_deg}, {self.prior_trans_std_m}')
 
 
 @dataclass
@@ -53,6 +63,7 @@ class FusionResult:
     rot_std_deg / trans_std_m: standard error of the fused estimate (inf with one inlier).
     rot_spread_deg / trans_spread_m: per-frame RMS residual of the inliers (how much frames disagree).
     covariance: (6, 6) of the estimate in the tangent space [rotvec rad (applied on the left), translation m].
+    estimated: (6,) bool, the components some inlier frame estimated; the others carry the prior.
     """
 
     T: np.ndarray
@@ -64,11 +75,13 @@ class FusionResult:
     rot_spread_deg: float
     trans_spread_m: float
     covariance: np.ndarray
+    estimated: np.ndarray = field(default_factory=lambda: np.ones(6, dtype=bool))
 
     def to_dict(self) -> dict[str, Any]:
         return {'T': self.T.tolist(), 'inliers': self.inliers.tolist(), 'n_inliers': self.n_inliers,
                 'n_total': self.n_total, 'rot_std_deg': self.rot_std_deg, 'trans_std_m': self.trans_std_m,
-                'rot_spread_deg': self.rot_spread_deg, 'trans_spread_m': self.trans_spread_m}
+                'rot_spread_deg': self.rot_spread_deg, 'trans_spread_m': self.trans_spread_m,
+                'estimated': [bool(x) for x in self.estimated]}
 
 
 def _chordal_mean(R: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -107,9 +120,11 @@ def _geometric_median(t: np.ndarray, w: np.ndarray, iters: int) -> np.ndarray:
 
 
 def fuse_extrinsics(Ts: np.ndarray | list, weights: np.ndarray | list | None = None,
-                    config: FusionConfig | None = None) -> FusionResult:
+                    config: FusionConfig | None = None, estimated: np.ndarray | list | None = None) -> FusionResult:
     """Ts: (n, 4, 4) rigid transforms of one extrinsic; weights: (n,) >= 0 (e.g. confidences) -> FusionResult.
 
+    estimated: (n, 6) or (6,) bool, which components [rx ry rz tx ty tz] each frame estimated
+    (``CalibResult.estimated``); None = all. Components no inlier estimated get the prior variance.
     Raises ValueError for an empty input, a non-rigid transform, or weights that are all zero.
     """
     cfg = config or FusionConfig()
@@ -151,12 +166,25 @@ def fuse_extrinsics(Ts: np.ndarray | list, weights: np.ndarray | list | None = N
         cov = spread_cov / max(n_eff - 1.0, 1e-9)                           # std error of the mean (unbiased)
     else:
         cov = np.full((6, 6), np.inf)
+    est = np.ones((n, 6), dtype=bool) if estimated is None else \
+        np.broadcast_to(np.asarray(estimated, dtype=bool), (n, 6))
+    est_any = est[inl].any(axis=0)
+    if not est_any.all():
+        # a component nobody estimated moved only as a consequence of the others (a left rotation turns the
+        # translation too): its spread measures nothing about it, so its variance gets the prior added
+        prior = np.array([np.radians(cfg.prior_rot_std_deg) ** 2 / 3.0] * 3 + [cfg.prior_trans_std_m ** 2 / 3.0] * 3)
+        fixed = ~est_any
+        if int(inl.sum()) > 1:
+            cov = cov.copy()
+        else:                                   # one inlier: the estimated part is unknown, the prior is not
+            cov = np.where(fixed[:, None] | fixed[None, :], 0.0, cov)
+        cov[fixed, fixed] += prior[fixed]
     rot_spread = float(np.degrees(np.sqrt(np.sum(wn * np.sum(xi[:, :3] ** 2, axis=1)))))
     trans_spread = float(np.sqrt(np.sum(wn * np.sum(xi[:, 3:] ** 2, axis=1))))
-    rot_std = float(np.degrees(np.sqrt(np.trace(cov[:3, :3])))) if np.isfinite(cov).all() else float('inf')
-    trans_std = float(np.sqrt(np.trace(cov[3:, 3:]))) if np.isfinite(cov).all() else float('inf')
+    rot_std = float(np.degrees(np.sqrt(np.trace(cov[:3, :3])))) if np.isfinite(cov[:3, :3]).all() else float('inf')
+    trans_std = float(np.sqrt(np.trace(cov[3:, 3:]))) if np.isfinite(cov[3:, 3:]).all() else float('inf')
     return FusionResult(make_T(R_ref, t_ref), inl, int(inl.sum()), n, rot_std, trans_std, rot_spread,
-                        trans_spread, cov)
+                        trans_spread, cov, est_any)
 
 
 class OnlineExtrinsicFilter:
@@ -171,12 +199,14 @@ class OnlineExtrinsicFilter:
         self.cfg = config or FusionConfig()
         self._T: deque[np.ndarray] = deque(maxlen=self.cfg.window)
         self._w: deque[float] = deque(maxlen=self.cfg.window)
+        self._est: deque[np.ndarray] = deque(maxlen=self.cfg.window)
         self._cache: FusionResult | None = None
         self.n_pushed = 0
         self.n_rejected = 0
 
-    def push(self, T: np.ndarray, confidence: float = 1.0) -> bool:
-        """Add one estimate; returns True when it was accepted."""
+    def push(self, T: np.ndarray, confidence: float = 1.0, estimated=None) -> bool:
+        """Add one estimate; returns True when it was accepted. estimated: (6,) bool components
+        [rx ry rz tx ty tz] the frame's calibrator estimated (``CalibResult.estimated``; None = all)."""
         self.n_pushed += 1
         T = np.asarray(T, dtype=np.float64)
         c = float(confidence)
@@ -186,6 +216,7 @@ class OnlineExtrinsicFilter:
             return False
         self._T.append(T.copy())
         self._w.append(min(c, 1.0))
+        self._est.append(np.ones(6, dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool).reshape(6))
         self._cache = None
         return True
 
@@ -199,10 +230,11 @@ class OnlineExtrinsicFilter:
         if not self._T:
             return None
         if self._cache is None:
-            self._cache = fuse_extrinsics(np.stack(self._T), np.array(self._w), self.cfg)
+            self._cache = fuse_extrinsics(np.stack(self._T), np.array(self._w), self.cfg, np.stack(self._est))
         return self._cache
 
     def reset(self) -> None:
         self._T.clear()
         self._w.clear()
+        self._est.clear()
         self._cache = None

@@ -126,7 +126,8 @@ def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, f
             except Exception as exc:  # noqa: BLE001 - a raising calibrator is one failed frame
                 res = CalibResult.failure(T_start, f'raised {type(exc).__name__}: {exc}')
             dt = time.perf_counter() - t0
-            accepted = bool(res.success) and filt.push(invert(T_nominal) @ res.T_cam_lidar, max(res.confidence, 1e-3))
+            accepted = bool(res.success) and filt.push(invert(T_nominal) @ res.T_cam_lidar, max(res.confidence, 1e-3),
+                                                            res.estimated)
             if accepted:
                 fused = filt.estimate()
                 C = fused.T

@@ -14,6 +14,19 @@ import numpy as np
 
 from ros_ncal.data.sample import Sample
 
+# which components of T_cam_lidar a result estimated, order [rx ry rz tx ty tz] (the fusion's tangent order)
+ESTIMATED_ALL = (True,) * 6
+ESTIMATED_ROTATION = (True,) * 3 + (False,) * 3
+ESTIMATED_NONE = (False,) * 6
+
+
+def estimated_union(*masks) -> tuple[bool, ...]:
+    """Components estimated by any of the masks."""
+    out = [False] * 6
+    for m in masks:
+        out = [a or bool(b) for a, b in zip(out, m)]
+    return tuple(out)
+
 
 @dataclass
 class CalibResult:
@@ -24,6 +37,10 @@ class CalibResult:
     success: the calibrator trusts its estimate (enough data, objective well peaked).
     message: human-readable status, names the reason of a failure.
     extras: calibrator-specific diagnostics (JSON-serialisable numbers/strings preferred).
+    estimated: 6 bools [rx ry rz tx ty tz]: the components this estimate measured. A calibrator that keeps a
+    component at T_init (e.g. rotation-only: the translation stays the nominal) must say so
+    (``ESTIMATED_ROTATION``), so the fusion gives that component the configured prior variance instead of
+    the zero spread of a constant. Default all; failures estimate nothing.
     """
 
     T_cam_lidar: np.ndarray
@@ -31,6 +48,7 @@ class CalibResult:
     success: bool
     message: str = ''
     extras: dict[str, Any] = field(default_factory=dict)
+    estimated: tuple[bool, ...] = ESTIMATED_ALL
 
     def __post_init__(self) -> None:
         self.T_cam_lidar = np.asarray(self.T_cam_lidar, dtype=np.float64).reshape(4, 4)
@@ -38,6 +56,9 @@ class CalibResult:
         self.confidence = 0.0 if not np.isfinite(c) else float(np.clip(c, 0.0, 1.0))
         self.success = bool(self.success)
         self.message = str(self.message)
+        self.estimated = tuple(bool(x) for x in self.estimated)
+        if len(self.estimated) != 6:
+            raise ValueError(f'CalibResult.estimated: expected 6 flags [rx ry rz tx ty tz], got {len(self.estimated)}')
 
     def stage_extras(self) -> dict[str, Any]:
         """This result as one stage of a combined calibrator's extras: success, confidence and its own extras."""
@@ -45,8 +66,8 @@ class CalibResult:
 
     @classmethod
     def failure(cls, T_init: np.ndarray, message: str, **extras: Any) -> 'CalibResult':
-        """T_init unchanged, confidence 0, success False."""
-        return cls(np.array(T_init, dtype=np.float64, copy=True), 0.0, False, message, dict(extras))
+        """T_init unchanged, confidence 0, success False, nothing estimated."""
+        return cls(np.array(T_init, dtype=np.float64, copy=True), 0.0, False, message, dict(extras), ESTIMATED_NONE)
 
 
 @runtime_checkable
@@ -63,7 +84,8 @@ class NoCorrection:
     name = 'none'
 
     def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
-        return CalibResult(np.array(T_init, dtype=np.float64, copy=True), 0.0, True, 'no correction applied')
+        return CalibResult(np.array(T_init, dtype=np.float64, copy=True), 0.0, True, 'no correction applied',
+                           estimated=ESTIMATED_NONE)
 
 
 class ChainCalibrator:
@@ -81,14 +103,15 @@ class ChainCalibrator:
 
     def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
         T = np.array(T_init, dtype=np.float64, copy=True)
-        ok_any, conf, messages, extras = False, 0.0, [], {}
+        ok_any, conf, messages, extras, est = False, 0.0, [], {}, ESTIMATED_NONE
         for name, stage in zip(self.names, self.stages):
             res = stage.estimate(sample, T)
             messages.append(f'{name}: {res.message}')
             extras[name] = res.stage_extras()
             if res.success:
                 T, ok_any, conf = res.T_cam_lidar, True, res.confidence
-        return CalibResult(T, conf, ok_any, '; '.join(messages), extras)
+                est = estimated_union(est, res.estimated)
+        return CalibResult(T, conf, ok_any, '; '.join(messages), extras, est)
 
 
 class HandoverCalibrator:
@@ -130,9 +153,11 @@ class HandoverCalibrator:
         msg += f', {objective(from_coarse):.4f} from {c_name})' if from_coarse is not None else ')'
         if picked == 'start':
             if from_start.success:
-                return CalibResult(from_start.T_cam_lidar, from_start.confidence, True, msg, extras)
+                return CalibResult(from_start.T_cam_lidar, from_start.confidence, True, msg, extras,
+                                   from_start.estimated)
             return CalibResult.failure(T_init, f'{msg}; {r_name}: {from_start.message}', **extras)
         if from_coarse.success:
-            return CalibResult(from_coarse.T_cam_lidar, from_coarse.confidence, True, msg, extras)
+            return CalibResult(from_coarse.T_cam_lidar, from_coarse.confidence, True, msg, extras,
+                               estimated_union(coarse.estimated, from_coarse.estimated))
         return CalibResult(coarse.T_cam_lidar, coarse.confidence, True,
-                           f'{msg}; {r_name} not confident, kept {c_name}', extras)
+                           f'{msg}; {r_name} not confident, kept {c_name}', extras, coarse.estimated)

@@ -218,13 +218,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; on any failure (ENOSPC, EIO) the temporary file is removed."""
     tmp = path.with_name(f'.{path.name}{TMP_SUFFIX}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -299,6 +311,7 @@ class ShardWriter:
         self._open_len = 0
         self._open_count = 0
         self._tmp_file = None
+        self.manifest_stale = False
         try:
             self._open_existing(class_names, sensors, source)
         except BaseException:
@@ -373,9 +386,12 @@ class ShardWriter:
         return key
 
     def flush(self) -> None:
-        """Commit what is buffered ('shard' durability); a no-op in 'sample' durability."""
+        """Commit what is buffered ('shard' durability), and a manifest that an earlier failure left stale."""
         if self._tmp_file is not None:
             self._commit_tmp()
+        elif self.manifest_stale:
+            self._write_manifest()
+            self.manifest_stale = False
 
     def close(self) -> None:
         if self._closed:
@@ -405,27 +421,38 @@ class ShardWriter:
         return final, self.root / f'.{final.name}{TMP_SUFFIX}'
 
     def _commit_grown_shard(self, group: bytes) -> None:
+        """A failure before the rename (ENOSPC, EIO) removes the temporary file and leaves the committed
+        shard as it was; a failure of the manifest after it is kept for the next append (the sample is
+        durable: readers trust the shards on disk, ``manifest_stale`` says the manifest lags)."""
         final, tmp = self._paths()
-        with open(tmp, 'wb') as out:
-            if self._open_len:
-                with open(final, 'rb') as prev:
-                    remaining = self._open_len
-                    while remaining:
-                        chunk = prev.read(min(remaining, 1 << 22))
-                        if not chunk:
-                            raise ShardError(f'{final}: shorter than the {self._open_len} bytes committed')
-                        out.write(chunk)
-                        remaining -= len(chunk)
-            out.write(group)
-            out.write(_EOF)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, 'wb') as out:
+                if self._open_len:
+                    with open(final, 'rb') as prev:
+                        remaining = self._open_len
+                        while remaining:
+                            chunk = prev.read(min(remaining, 1 << 22))
+                            if not chunk:
+                                raise ShardError(f'{final}: shorter than the {self._open_len} bytes committed')
+                            out.write(chunk)
+                            remaining -= len(chunk)
+                out.write(group)
+                out.write(_EOF)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
         _fsync_dir(self.root)
         self._open_len += len(group)
         self._open_count += 1
         self._shard_counts[final.name] = self._open_count
-        self._write_manifest()
+        try:
+            self._write_manifest()
+            self.manifest_stale = False
+        except OSError:
+            self.manifest_stale = True
 
     def _stream_into_tmp(self, group: bytes) -> None:
         final, tmp = self._paths()

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ros_ncal.calib.result import CalibResult
+from ros_ncal.calib.result import ESTIMATED_ALL, ESTIMATED_NONE, ESTIMATED_ROTATION, CalibResult
 from ros_ncal.config_io import SectionConfig
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import is_rigid, rotation_angle_deg
@@ -215,8 +215,10 @@ class NCLRCalibrator:
             extras = {'passes': passes, 'latency_s': time.perf_counter() - t0}
             if conf < self.infer.min_confidence:  # no pose update on a low-confidence estimate
                 extras['T_estimate'] = T_cur.tolist()
-                return CalibResult(T_init.copy(), conf, False, f'nclr: low confidence {conf:.2f}', extras)
-            return CalibResult(T_cur, conf, True, 'nclr: ok', extras)
+                return CalibResult(T_init.copy(), conf, False, f'nclr: low confidence {conf:.2f}', extras,
+                                   ESTIMATED_NONE)
+            estimated = ESTIMATED_ROTATION if self.infer.translation == 'fixed' else ESTIMATED_ALL
+            return CalibResult(T_cur, conf, True, 'nclr: ok', extras, estimated)
         except Exception as exc:  # never let one frame stop a batch or a node
             return CalibResult.failure(T_init, f'nclr: {type(exc).__name__}: {exc}',
                                        latency_s=time.perf_counter() - t0)

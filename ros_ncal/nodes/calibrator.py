@@ -49,6 +49,7 @@ from rclpy.node import Node
 
 from ros_ncal.data.sample import InvalidSampleError, Sample
 from ros_ncal.geometry import invert, pose_error, scale_intrinsics
+from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
                       SensorInputConfig, declare_config, param, spin_node_main, turbo_colors)
@@ -63,6 +64,10 @@ class FusionParams:
     min_frame_confidence: float = param(0.05, 'per-frame estimates below this confidence are not fused',
                                         min=0.0, max=1.0)
     min_frames: int = param(5, 'inliers needed for full fused confidence', min=1)
+    prior_rot_std_deg: float = param(1.0, 'standard error of a rotation no frame estimated (how well the nominal '
+                                          'is known); used by ~/extrinsic and the tf.max_rot_std_deg gate', min=1e-6)
+    prior_trans_std_m: float = param(0.02, 'standard error of a translation no frame estimated (kept at the '
+                                           'nominal); used by ~/extrinsic and the tf.max_trans_std_m gate', min=1e-6)
 
 
 @dataclass
@@ -93,6 +98,16 @@ class JointParams:
     min_frames: int = param(3, 'frames needed in the buffer', min=2)
     min_fused_frames: int = param(5, 'fused inliers needed first (the rotation must be close)', min=1)
     min_spacing_s: float = param(0.5, 'LiDAR-time spacing of buffered frames', min=0.0)
+
+
+@dataclass
+class CalibratorHealth(HealthConfig):
+    """``health.*``: the library's thresholds with the calibrator's defaults (config/calibrator.yaml)."""
+    stale_s: float = param(15.0, 'WARN when no frame was calibrated for this long (0 = off)', min=0.0)
+    error_after_s: float = param(15.0, 'a WARN condition lasting this long becomes ERROR (0 = never)', min=0.0)
+    ignore_reasons: list[str] = param(help='drop reasons by design, not counted in the drop ratio (busy: only the '
+                                           'newest pair waits while a calibration runs)',
+                                      default_factory=lambda: ['busy', 'overlay_busy'])
 
 
 @dataclass
@@ -127,6 +142,7 @@ class CalibratorConfig:
     overlay: OverlayParams = param(default_factory=OverlayParams)
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
     warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
+    health: CalibratorHealth = param(default_factory=CalibratorHealth)
 
 
 def build_backend(cfg: CalibratorConfig, logger=None):
@@ -176,6 +192,21 @@ def pose_covariance_lidar_cam(T_cam_lidar: np.ndarray, cov_cam_lidar: np.ndarray
     J[3:, :3] = -R.T           # d rotation / d omega
     out = J @ cov_cam_lidar @ J.T
     return 0.5 * (out + out.T)
+
+
+def tf_frames_problem(parent: str, child: str, lidar_frame: str = '', camera_frame: str = '') -> str:
+    """Why ``parent -> child`` must not go on /tf_static ('' when it may): an empty frame, parent == child,
+    or not the configured LiDAR (parent) and camera (child) frames when those are set."""
+    parent, child = parent.lstrip('/'), child.lstrip('/')
+    if not parent or not child:
+        return 'empty frame id'
+    if parent == child:
+        return 'parent equals child'
+    if lidar_frame and parent != lidar_frame.lstrip('/'):
+        return f'parent is not the configured LiDAR frame {lidar_frame!r}'
+    if camera_frame and child != camera_frame.lstrip('/'):
+        return f'child is not the configured camera frame {camera_frame!r}'
+    return ''
 
 
 def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray,
@@ -246,7 +277,10 @@ class CalibratorNode(Node):
         self.backend, self.backend_spec, self.backend_note = build_backend(self.cfg, self.get_logger())
         fc = self.cfg.fusion
         self.filter = OnlineExtrinsicFilter(FusionConfig(gate=fc.gate, window=fc.window,
-                                                         min_confidence=fc.min_frame_confidence))
+                                                         min_confidence=fc.min_frame_confidence,
+                                                         prior_rot_std_deg=fc.prior_rot_std_deg,
+                                                         prior_trans_std_m=fc.prior_trans_std_m))
+        self.health = HealthMonitor(self.cfg.health, start_s=time.monotonic())
         self._frame_conf: deque = deque(maxlen=fc.window)   # confidences of the frames in the filter
         self.joint = build_joint(self.cfg) if self.cfg.joint.enabled and self.backend_spec != 'none' else None
         self._joint_frames: deque = deque(maxlen=self.cfg.joint.buffer)   # Samples for the joint refinement
@@ -365,7 +399,7 @@ class CalibratorNode(Node):
         t_backend = time.perf_counter()
         res = self.backend.estimate(sample, T_init)
         proc_ms = (time.perf_counter() - t_backend) * 1e3
-        accepted = bool(res.success) and self.filter.push(res.T_cam_lidar, res.confidence)
+        accepted = bool(res.success) and self.filter.push(res.T_cam_lidar, res.confidence, res.estimated)
         with self._lock:
             if accepted:
                 self._frame_conf.append(float(res.confidence))
@@ -482,8 +516,13 @@ class CalibratorNode(Node):
         rot, trans = pose_error(T, ref)
         if rot <= t.min_change_deg and trans <= t.min_change_m:
             return
+        parent, child = pair.cloud.frame_id, pair.camera.frame_id
+        bad = tf_frames_problem(parent, child, self.cfg.input.lidar_frame, self.cfg.input.camera_frame)
+        if bad:
+            self.drops.drop('frame_mismatch', f'not publishing {parent!r} -> {child!r} on /tf_static: {bad}')
+            return
         self.input.freeze_tf()     # the nominal stays the one heard before our first publication
-        self._tf.send_matrix(invert(T), pair.cloud.frame_id, pair.camera.frame_id, pair.cloud.stamp_ns)
+        self._tf.send_matrix(invert(T), parent, child, pair.cloud.stamp_ns)
         with self._lock:
             self.last_published = T.copy()
             self.n_tf_published += 1
@@ -518,6 +557,8 @@ class CalibratorNode(Node):
                   'frame_confidence': round(res.confidence, 4) if res is not None else None,
                   'frame_message': res.message if res is not None else '',
                   'fused_frames': self.filter.count,
+                  'estimated': None if fused is None else ''.join(
+                      n for n, e in zip(('rx', 'ry', 'rz', 'tx', 'ty', 'tz'), fused.estimated) if e) or 'nothing',
                   'rot_std_deg': None if fused is None else _finite_or_none(fused.rot_std_deg),
                   'trans_std_m': None if fused is None else _finite_or_none(fused.trans_std_m),
                   'processing_time_ms': round(self.processing_ms, 2),
@@ -536,12 +577,18 @@ class CalibratorNode(Node):
     def publish_diagnostics(self) -> dict:
         from std_msgs.msg import String
         st = self.status()
-        self._pub_status.publish(String(data=json.dumps(st)))
         level = st['drift']['state']
         if level == 'OK' and st['backend_note']:
             level = 'WARN'
+        verdict = self.health.update(time.monotonic(), accepted=st['pairs'], processed=st['calibrated'],
+                                     drops=st['dropped'])
+        level = worst_level(level, verdict.level)
+        st['health'] = {'level': verdict.level, 'reasons': verdict.reasons}
+        self._pub_status.publish(String(data=json.dumps(st)))
         msg = (f"drift {st['drift']['rot_deg']:.2f} deg / {st['drift']['trans_m']:.3f} m ({st['drift']['state']}), "
                f"confidence {st['confidence']:.2f}, backend {st['backend']}")
+        if verdict.reasons:
+            msg = '; '.join(verdict.reasons) + '; ' + msg
         values = {'backend': st['backend'], 'frames_received': st['pairs'], 'frames_processed': st['calibrated'],
                   'overlays': st['overlays'], 'confidence': float(st['confidence']),
                   'frame_confidence': st['frame_confidence'], 'latency_ms': float(st['latency_ms']['calibration']),
@@ -549,7 +596,11 @@ class CalibratorNode(Node):
                   'processing_time_ms': float(st['processing_time_ms']),
                   'drift_deg': float(st['drift']['rot_deg']), 'drift_m': float(st['drift']['trans_m']),
                   'drift_state': st['drift']['state'], 'tf_published': st['tf_published'],
-                  'dropped_total': sum(st['dropped'].values())}
+                  'dropped_total': sum(st['dropped'].values()),
+                  'estimated': st['estimated'] or 'nothing',
+                  'rot_std_deg': st['rot_std_deg'] if st['rot_std_deg'] is not None else 'inf',
+                  'trans_std_m': st['trans_std_m'] if st['trans_std_m'] is not None else 'inf'}
+        values.update(verdict.values())
         values.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
         values.update({f'queue.{k}': v for k, v in st['queues'].items()})
         self._diag.publish(level, msg, values)

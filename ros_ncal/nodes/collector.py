@@ -20,6 +20,7 @@ if __name__ == '__main__':
     import os as _os
     _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
+import errno
 import json
 import os
 import threading
@@ -35,6 +36,7 @@ from rclpy.node import Node
 from ros_ncal.data.sample import InvalidSampleError, Sample
 from ros_ncal.data.shards import ShardError, ShardWriter
 from ros_ncal.geometry import pose_error
+from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
                       SensorInputConfig, declare_config, param, spin_node_main)
@@ -62,6 +64,9 @@ class CollectorConfig:
     autostart: bool = param(True, 'start recording at launch (else call ~/start)')
     status_period_s: float = param(1.0, 'period of ~/status and /diagnostics', min=0.05, max=60.0)
     warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
+    disk_retry_s: float = param(5.0, 'on a full disk (ENOSPC): try a write again after this long (state disk_full, '
+                                     'WARN; recording resumes by itself once a write succeeds)', min=0.1)
+    health: HealthConfig = param(default_factory=HealthConfig)
 
     def validate(self) -> None:
         if not self.output_dir.strip():
@@ -107,6 +112,9 @@ class CollectorNode(Node):
         self._writer: ShardWriter | None = None
         self._rectifier = Rectifier()
         self._disk_bytes = dir_size_bytes(Path(self.cfg.output_dir))
+        self._retry_at = 0.0           # disk_full: monotonic time of the next trial write
+        self.disk_full_events = 0
+        self.health = HealthMonitor(self.cfg.health, start_s=time.monotonic())
 
         self._sensor_group = ReentrantCallbackGroup()
         self._ctl_group = MutuallyExclusiveCallbackGroup()
@@ -146,7 +154,7 @@ class CollectorNode(Node):
 
     def stop(self) -> tuple[bool, str]:
         with self._lock:
-            if self.state != 'recording':
+            if self.state not in ('recording', 'disk_full'):
                 return True, f'not recording ({self.state})'
             self.state = 'stopped'
             return True, f'stopped after {self.written} samples'
@@ -171,7 +179,9 @@ class CollectorNode(Node):
     # -- data path (executor thread: quick)
     def _on_pair(self, pair: PairedInput) -> None:
         with self._lock:
-            if self.state != 'recording':
+            if self.state == 'disk_full' and time.monotonic() >= self._retry_at:
+                self._retry_at = time.monotonic() + self.cfg.disk_retry_s   # this pair is the trial write
+            elif self.state != 'recording':
                 self.skipped[f'not_recording_{self.state}'] += 1
                 return
             stamp = pair.cloud.stamp_ns
@@ -201,7 +211,7 @@ class CollectorNode(Node):
     # -- worker thread
     def _write_pair(self, pair: PairedInput) -> None:
         with self._lock:
-            if self.state != 'recording' or self._writer is None:
+            if self.state not in ('recording', 'disk_full') or self._writer is None:
                 self.skipped[f'not_recording_{self.state}'] += 1
                 return
             if self._limit_reached():
@@ -229,12 +239,28 @@ class CollectorNode(Node):
         try:
             self._writer.append(sample)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # the writer removed its partial temporary file; committed samples are untouched
+                self.drops.drop('disk_full', f'{type(exc).__name__}: {exc}')
+                with self._lock:
+                    if self.state != 'disk_full':
+                        self.disk_full_events += 1
+                        self.get_logger().warning(f'disk full under {self.cfg.output_dir}: recording paused, '
+                                                  f'retrying every {self.cfg.disk_retry_s:g} s')
+                    if self.state in ('recording', 'disk_full'):
+                        self.state = 'disk_full'
+                        self.state_detail = f'disk full ({exc.strerror}); retrying every {self.cfg.disk_retry_s:g} s'
+                    self._retry_at = time.monotonic() + self.cfg.disk_retry_s
+                return
             self.drops.drop('write_error', f'{type(exc).__name__}: {exc}')
             with self._lock:
                 self.state, self.state_detail = 'error', f'write failed: {exc}'
             return
         dt = (time.perf_counter() - t0) * 1e3
         with self._lock:
+            if self.state == 'disk_full':
+                self.state, self.state_detail = 'recording', ''
+                self.get_logger().info('disk space is back: recording resumed')
             self.written += 1
             self.last_write_ms = dt
             self._disk_bytes = dir_size_bytes(Path(self.cfg.output_dir))
@@ -252,7 +278,7 @@ class CollectorNode(Node):
                   'started_writes': self.started_writes,
                   'dataset_samples': self._writer.num_samples if self._writer is not None else None,
                   'disk_mb': round(self._disk_bytes / 1e6, 3), 'last_write_ms': round(self.last_write_ms, 2),
-                  'skipped': dict(self.skipped)}
+                  'skipped': dict(self.skipped), 'disk_full_events': self.disk_full_events}
         st['dropped'] = self.drops.snapshot()
         st['received'] = self.input.received()
         st['queues'] = {**self.input.queue_sizes(), 'writer_pending': self.worker.pending,
@@ -264,14 +290,22 @@ class CollectorNode(Node):
         from std_msgs.msg import String
         self.input._sync_pairer_drops()  # noqa: SLF001 - refresh pairer drop totals
         st = self.status()
+        level = {'recording': 'OK', 'stopped': 'OK', 'full': 'WARN', 'disk_full': 'WARN', 'error': 'ERROR'}[st['state']]
+        # processed: written, or deliberately skipped (min_interval, min_motion) while recording
+        verdict = self.health.update(time.monotonic(), accepted=st['received'].get('pairs_accepted', 0),
+                                     processed=st['written'] + sum(st['skipped'].values()),
+                                     drops=st['dropped'], active=st['state'] == 'recording')
+        level = worst_level(level, verdict.level)
+        st['health'] = {'level': verdict.level, 'reasons': verdict.reasons}
         self._status_pub.publish(String(data=json.dumps(st)))
-        level = {'recording': 'OK', 'stopped': 'OK', 'full': 'WARN', 'error': 'ERROR'}[st['state']]
         flat = {'state': st['state'], 'written': st['written'], 'dataset_samples': st['dataset_samples'],
                 'disk_mb': st['disk_mb'], 'last_write_ms': st['last_write_ms'],
                 'dropped_total': sum(st['dropped'].values())}
+        flat.update(verdict.values())
         flat.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
         flat.update({f'queue.{k}': v for k, v in st['queues'].items()})
-        self._diag.publish(level, st['detail'] or st['state'], flat)
+        message = '; '.join([st['detail'] or st['state'], *verdict.reasons])
+        self._diag.publish(level, message, flat)
         return st
 
     def close(self) -> None:
