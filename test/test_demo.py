@@ -150,8 +150,56 @@ def test_demo_publisher_scenario_stage1(tmp_path, kitti_dir):
                '--repeat', '1', '--rate', '0', '--keep-overlays', '2'])
     assert rc == 0
     s = json.loads((out / 'summary.json').read_text())
-    assert s['overlays_received'] == s['overlays_expected'] == 4
+    from ros_ncal.data.kitti_files import kitti_frame_ids
+    ids = kitti_frame_ids(kitti_dir / 'training')
+    assert s['overlays_received'] == s['overlays_expected'] == len(ids)
     assert len(s['overlay_files']) == 2 and all(Path(f).exists() for f in s['overlay_files'])
-    assert len(s['recorded_extrinsics']) == 2  # frame 000000 has its own calibration day
+    # one recorded extrinsic per calibration (000000 and 000006 come from other days than 2011_09_26)
+    from ros_ncal.data.kitti_files import read_kitti_calib
+    distinct = []
+    for i in ids:
+        T = read_kitti_calib(kitti_dir / 'training' / 'calib' / f'{i}.txt')['T_cam_lidar']
+        if not any(np.allclose(T, D, atol=1e-9) for D in distinct):
+            distinct.append(T)
+    assert len(distinct) >= 3 and len(s['recorded_extrinsics']) == len(distinct)
     assert s['published_extrinsics'] and all(c['rotation_error_deg'] < 1e-6 and c['translation_error_m'] < 1e-9
                                              for c in s['published_extrinsics'])
+
+
+def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsys):
+    """The main scenario on a few frames of the real drive: written as a robot's bag (nominal 10 deg / 50 cm off,
+    truth beside it), replayed at 10 Hz with best-effort QoS twice; the correct-extrinsic run is checked too."""
+    drive = shared_data / 'kitti_raw' / '2011_09_26' / '2011_09_26_drive_sfnd_sync'
+    out = tmp_path / 'drive'
+    rc = ncal(['demo', '--scenario', 'drive', '--drive-dir', str(drive), '--drive-frames', '3:7', '--backend', 'none',
+               '--no-collector', '--out', str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert 'started from the correct extrinsic' in printed and 'live: final ~/extrinsic' in printed
+    s = json.loads((out / 'summary.json').read_text())
+    runs = {r['name']: r for r in s['runs']}
+    assert set(runs) == {'drive_10deg_50cm', 'drive_correct'}
+    off, ok = runs['drive_10deg_50cm'], runs['drive_correct']
+    assert off['nominal']['rot_err_deg'] == pytest.approx(10.0, abs=1e-3)
+    assert off['nominal']['trans_err_cm'] == pytest.approx(50.0, abs=1e-2)
+    assert ok['nominal']['rot_err_deg'] == pytest.approx(0.0, abs=1e-6)
+    truth = read_truth(out / 'bags' / 'drive_10deg_50cm')
+    assert [f['frame'] for f in truth['frames']] == [f'{i:010d}' for i in range(3, 7)]
+    (nominal,) = _bag_nominals(out / 'bags' / 'drive_10deg_50cm')      # the bag carries the nominal only
+    np.testing.assert_allclose(nominal, truth['T_cam_lidar_nominal'], atol=1e-9)
+    for r in (off, ok):
+        _check_run(r)
+        assert r['pace'] == 'realtime' and r['best_effort'] and r['passes'] == 2 and r['frames_in_bag'] == 4
+        assert r['frames']['published'] == 8 and r['frames']['received'] >= 1    # best effort may lose frames
+        live = r['live']
+        assert len(live['pass_starts_s']) == 2 and 0.3 < live['pass_starts_s'][1] < 1.5   # 4 frames at 10 Hz
+        assert live['timeline'] and all(e['t_s'] >= 0 for e in live['timeline'])
+        gif = live['gif']
+        assert gif['frames'] == 8 and gif['bytes'] < 5e6 and gif['size'][0] == 621     # half of 1242 px
+        from PIL import Image as PILImage
+        with PILImage.open(gif['path']) as im:
+            assert im.n_frames == 8
+    # backend none never moves: the perturbed run misses its target, the correct run keeps its extrinsic
+    assert off['live']['check']['met'] is False and off['live']['check']['final']['rot_deg'] == pytest.approx(10, abs=1e-3)
+    c = ok['live']['check']
+    assert c['met'] and c['stayed'] and c['publications'] == 0 and not c['published_worse']

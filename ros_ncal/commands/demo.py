@@ -2,6 +2,11 @@
 
 Scenarios (config/demo.yaml, docs/demo.md):
 
+* ``drive`` (the main one): the real KITTI raw drive (77 frames, 10 Hz) written as a robot's recording
+  (:mod:`ros_ncal.bag.kitti_raw`: best-effort sensor topics, the nominal on ``/tf_static`` off by e.g.
+  10 deg / 0.5 m, the truth only beside the bag), replayed at real time like a driver (best effort, 10 Hz,
+  two passes) through the calibrator with the configured backend; a second run starts from the correct
+  extrinsic. Shows the convergence over time, before/after overlays and an animated overlay (GIF).
 * ``kitti``: real KITTI frames (the largest group sharing one calibration) written into an mcap bag,
   replayed twice: with the recorded (correct) extrinsic on ``/tf_static``, and with a nominal
   perturbed by 2 deg / 10 cm, so the calibrator has something to correct.
@@ -29,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ros_ncal.config_io import dataclass_from_dict
+from ros_ncal.config_io import dataclass_from_dict, dataclass_list
 
 from ._demo_perception import PerceptionConfig, print_perception, run_perception
 
@@ -40,9 +45,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
 NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
-SCENARIOS = ('kitti', 'synthetic', 'perception')
+SCENARIOS = ('drive', 'kitti', 'synthetic', 'perception')
+DEFAULT_DRIVE = DEFAULT_SHARED_DATA / 'kitti_raw' / '2011_09_26' / '2011_09_26_drive_sfnd_sync'
 DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus
-BACKENDS = ('auto', 'nclr/classical', 'nclr', 'nclr+classical', 'classical', 'none')
+BACKENDS = ('config', 'auto', 'nclr/classical', 'nclr', 'nclr+classical', 'classical', 'none')
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -61,6 +67,38 @@ class KittiScenarioConfig:
     hz: float = 10.0
     classical: str = 'rotation_only'
     runs: list = field(default_factory=lambda: [KittiRunConfig()])
+
+
+@dataclass
+class DriveRunConfig:
+    name: str = 'drive_10deg_50cm'
+    error_deg: float = 10.0
+    error_m: float = 0.5
+    error_seed: int = 0
+
+
+@dataclass
+class DriveScenarioConfig:
+    """The real drive replayed like a robot's sensors (docs/demo.md). joint: 'config' (config/calibrator.yaml's
+    joint.enabled) | 'on' | 'off'. classical: '' = the node's own classical settings, else a key of
+    classical_configs. targets_*: the issue's targets, printed beside the measured figures."""
+    drive_dir: str = ''
+    frames: str = ''
+    passes: int = 2
+    pace: str = 'realtime'
+    rate: float = 1.0
+    best_effort: bool = True
+    joint: str = 'config'
+    classical: str = ''
+    calibrator_params: dict = field(default_factory=dict)
+    gif_frames: int = 40
+    gif_scale: float = 0.5
+    gif_frame_ms: int = 200
+    target_deg: float = 0.2
+    target_cm: float = 3.0
+    correct_max_deg: float = 0.2
+    correct_max_cm: float = 2.0
+    runs: list = field(default_factory=lambda: [DriveRunConfig(), DriveRunConfig('drive_correct', 0.0, 0.0, 0)])
 
 
 @dataclass
@@ -86,6 +124,7 @@ class DemoConfig:
     frame_timeout_s: float = 90.0
     collector_enabled: bool = True
     collector_max_samples: int = 6
+    drive: DriveScenarioConfig = field(default_factory=DriveScenarioConfig)
     kitti: KittiScenarioConfig = field(default_factory=KittiScenarioConfig)
     synthetic: SyntheticScenarioConfig = field(default_factory=SyntheticScenarioConfig)
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
@@ -101,10 +140,21 @@ class DemoConfig:
             raise ValueError(f'demo config: backend must be one of {list(BACKENDS)}, got {self.backend!r}')
         if self.pace not in ('lockstep', 'realtime'):
             raise ValueError(f"demo config: pace must be 'lockstep' or 'realtime', got {self.pace!r}")
-        if self.kitti.passes < 1 or self.synthetic.passes < 1:
+        if self.kitti.passes < 1 or self.synthetic.passes < 1 or self.drive.passes < 1:
             raise ValueError('demo config: passes must be >= 1')
-        for where, name in (('kitti', self.kitti.classical), ('synthetic', self.synthetic.classical)):
-            if name not in self.classical_configs:
+        d = self.drive
+        if d.pace not in ('lockstep', 'realtime') or d.rate <= 0:
+            raise ValueError(f"demo config: drive.pace must be 'lockstep' or 'realtime' and drive.rate > 0, got "
+                             f'{d.pace!r}, {d.rate}')
+        if d.joint not in ('config', 'on', 'off'):
+            raise ValueError(f"demo config: drive.joint must be 'config', 'on' or 'off', got {d.joint!r}")
+        if not d.runs or len({r.name for r in d.runs}) != len(d.runs):
+            raise ValueError('demo config: drive.runs needs at least one run, with distinct names')
+        if d.gif_frames < 0 or not 0 < d.gif_scale <= 1:
+            raise ValueError('demo config: drive.gif_frames must be >= 0 and drive.gif_scale in (0, 1]')
+        for where, name in (('kitti', self.kitti.classical), ('synthetic', self.synthetic.classical),
+                            ('drive', self.drive.classical or None)):
+            if name is not None and name not in self.classical_configs:
                 raise ValueError(f'demo config: {where}.classical {name!r} is not a key of classical_configs '
                                  f'{sorted(self.classical_configs)}')
         if self.synthetic.n_frames < 1:
@@ -125,8 +175,13 @@ def load_demo_config(path: str | Path) -> tuple[DemoConfig, Path]:
     runs = [dataclass_from_dict(KittiRunConfig, r, f'{path}: demo.kitti.runs[{i}]')
             for i, r in enumerate(kitti.pop('runs', [{}]) or [])]
     raw['kitti'] = kitti
+    drive = dict(raw.get('drive', {}) or {})
+    drive_runs = dataclass_list(DriveRunConfig, drive.pop('runs', None), f'{path}: demo.drive.runs')
+    raw['drive'] = drive
     cfg = dataclass_from_dict(DemoConfig, raw, f'{path}: demo')
     cfg.kitti.runs = runs
+    if drive_runs:
+        cfg.drive.runs = drive_runs
     return cfg.validate(), path
 
 
@@ -142,6 +197,16 @@ def add_arguments(parser) -> None:
                         help='NCLR checkpoint for the nclr backends (default: the shipped asset)')
     parser.add_argument('--config', default=None, help='demo config YAML (default: config/demo.yaml of the package)')
     parser.add_argument('--out', default='out/demo', help='output directory (bags are cached in OUT/bags)')
+    drv = parser.add_argument_group('drive scenario (the real KITTI raw drive, replayed at real time)')
+    drv.add_argument('--drive-dir', default=None, help=f'KITTI raw drive folder (default {_short(DEFAULT_DRIVE)})')
+    drv.add_argument('--drive-frames', default=None, metavar='A:B', help="slice of the drive's frames (default all)")
+    drv.add_argument('--drive-passes', type=int, default=None, help='real-time passes over the drive (default 2)')
+    drv.add_argument('--drive-error', default=None, metavar='DEG,M',
+                     help='nominal error of the drive runs that start off (default 10,0.5)')
+    drv.add_argument('--drive-runs', default=None, metavar='NAME[,NAME]',
+                     help='run only these drive runs (config names, e.g. drive_correct)')
+    drv.add_argument('--joint', choices=('config', 'on', 'off'), default=None,
+                     help="drive: the calibrator's joint multi-frame stage (default: config/calibrator.yaml)")
     parser.add_argument('--kitti-dir', default=str(DEFAULT_KITTI),
                         help='KITTI object split (velodyne/, image_2/, calib/)')
     parser.add_argument('--kitti-frames', nargs='+', default=None, help='KITTI frame ids (one calibration)')
@@ -195,6 +260,26 @@ def apply_overrides(cfg: DemoConfig, args) -> DemoConfig:
         cfg.rate = args.rate
     if args.no_collector:
         cfg.collector_enabled = False
+    d = cfg.drive
+    for attr, value in (('drive_dir', args.drive_dir), ('frames', args.drive_frames), ('passes', args.drive_passes),
+                        ('joint', args.joint)):
+        if value is not None:
+            setattr(d, attr, value)
+    if args.drive_error is not None:
+        try:
+            deg, m = (float(x) for x in args.drive_error.split(','))
+        except ValueError:
+            raise ValueError(f'--drive-error expects DEG,M (e.g. 10,0.5), got {args.drive_error!r}') from None
+        for r in d.runs:
+            if r.error_deg > 0 or r.error_m > 0:
+                r.error_deg, r.error_m = deg, m
+                r.name = f'drive_{deg:g}deg_{m * 100:g}cm'
+    if args.drive_runs is not None:
+        wanted = [x for x in args.drive_runs.split(',') if x]
+        names = [r.name for r in d.runs]
+        if not wanted or set(wanted) - set(names):
+            raise ValueError(f'--drive-runs {args.drive_runs!r}: choose from {names}')
+        d.runs = [r for r in d.runs if r.name in wanted]
     if args.kitti_frames:
         cfg.kitti.frames = list(args.kitti_frames)
     if args.kitti_passes is not None:
@@ -221,6 +306,8 @@ def resolve_backend(requested: str, checkpoint: str | Path = NCLR_ASSET) -> tupl
     """'auto' | spec -> (calibrator 'backend' parameter, 'refine' parameter, note for the user)."""
     checkpoint = Path(checkpoint)
     have = checkpoint.is_file()
+    if requested == 'config':
+        return '', '', f'backend: as configured for the calibrator node ({configured_backend()})'
     if requested == 'auto':
         if have:
             return 'nclr/classical', 'none', (f'backend auto: NCLR checkpoint {_short(checkpoint)} found -> '
@@ -234,6 +321,18 @@ def resolve_backend(requested: str, checkpoint: str | Path = NCLR_ASSET) -> tupl
                                                         if requested.startswith('nclr') else '')
 
 
+def configured_backend() -> str:
+    """'backend X, refine Y, joint.enabled Z' of config/calibrator.yaml (what the node runs by default)."""
+    from ros_ncal.config_io import read_yaml_mapping
+    from ros_ncal.runner.suite import config_dir
+    try:
+        p = read_yaml_mapping(config_dir() / 'calibrator.yaml').get('/**', {}).get('ros__parameters', {})
+    except (OSError, ValueError) as exc:
+        return f'config/calibrator.yaml unreadable: {exc}'
+    return (f"config/calibrator.yaml: backend {p.get('backend')}, refine {p.get('refine')}, "
+            f"joint.enabled {(p.get('joint') or {}).get('enabled')}")
+
+
 # -------------------------------------------------------------------------------------- scenarios
 @dataclass
 class RunSpec:
@@ -245,6 +344,10 @@ class RunSpec:
     passes: int
     classical: str = 'rotation_only'
     bag_note: str = ''
+    pace: str | None = None            # None: the demo's pace / rate
+    rate: float | None = None
+    best_effort: bool = False          # sensor topics published BEST_EFFORT (a driver)
+    calibrator_params: dict = field(default_factory=dict)    # extra node parameters of this run
 
 
 def prepare_kitti(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
@@ -257,6 +360,41 @@ def prepare_kitti(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
         log(f'wrote {bag_dir} ({len(truth["frames"])} KITTI frames {truth["frames"]}, nominal off by '
             f'{truth["error_deg"]:.2f} deg / {truth["error_m"] * 100:.1f} cm) in {time.monotonic() - t:.1f} s')
         runs.append(RunSpec(r.name, 'kitti', bag_dir, truth, cfg.kitti.passes, cfg.kitti.classical))
+    return runs
+
+
+def prepare_drive(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
+    """One bag per drive run (cached under OUT/bags while drive, frames and error are unchanged)."""
+    from ros_ncal.bag.kitti_raw import parse_frame_range, write_kitti_raw_bag
+    from ros_ncal.bag.perturbed import truth_path
+    from ros_ncal.data.readers.kitti_raw import open_kitti_raw_drive
+    d = cfg.drive
+    drive = open_kitti_raw_drive(d.drive_dir or DEFAULT_DRIVE)
+    frames = parse_frame_range(d.frames or None, len(drive.frames))
+    wanted = drive.frames[frames]
+    params = dict(d.calibrator_params)
+    if d.joint != 'config':
+        params['joint.enabled'] = d.joint == 'on'
+    runs = []
+    for r in d.runs:
+        t = time.monotonic()
+        bag_dir = bags / r.name
+        truth = None
+        if truth_path(bag_dir).is_file() and not args.rebuild:
+            old = json.loads(truth_path(bag_dir).read_text())
+            same = (old.get('source', {}).get('drive_dir') == str(drive.drive_dir)
+                    and [f['frame'] for f in old.get('frames', [])] == wanted and old.get('error_seed') == r.error_seed
+                    and abs(old.get('error_deg', -1) - r.error_deg) < 1e-6 and abs(old.get('error_m', -1) - r.error_m) < 1e-9)
+            truth = old if same and any(bag_dir.glob('*.mcap')) else None
+        note = 'reused cached bag'
+        if truth is None:
+            bag_dir, _, truth = write_kitti_raw_bag(drive.drive_dir, bag_dir, r.error_deg, r.error_m, r.error_seed,
+                                                    frames, overwrite=True)
+            note = f'written in {time.monotonic() - t:.1f} s'
+        log(f'{bag_dir}: {len(truth["frames"])} frames of {drive.name} ({truth["stamps"]}), nominal off by '
+            f'{truth["error_deg"]:.2f} deg / {truth["error_m"] * 100:.1f} cm ({note})')
+        runs.append(RunSpec(r.name, 'drive', bag_dir, truth, d.passes, d.classical, note, pace=d.pace, rate=d.rate,
+                            best_effort=d.best_effort, calibrator_params=params))
     return runs
 
 
@@ -300,21 +438,31 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
     run_dir.mkdir(parents=True)
     T_true = np.asarray(spec.truth['T_cam_lidar_true'], dtype=np.float64)
     T_nominal = np.asarray(spec.truth['T_cam_lidar_nominal'], dtype=np.float64)
-    classical_yaml = run_dir / 'classical.yaml'   # the node reads a YAML with a 'classical' section
-    classical_yaml.write_text(yaml.safe_dump({'classical': cfg.classical_configs[spec.classical] or {}}))
-    cal_params = {**cfg.calibrator_params, 'backend': backend[0], 'refine': backend[1], 'fallback_backend': 'classical',
-                  'classical_config': str(classical_yaml.resolve())}
-    if Path(checkpoint).is_file():   # else the node's default ('' = the packaged asset when present)
-        cal_params['checkpoint'] = str(Path(checkpoint).resolve())
+    # a drive run is a robot's: the node's shipped settings plus the drive's own overrides (not the lockstep ones)
+    cal_params = dict(spec.calibrator_params) if spec.scenario == 'drive' else {**cfg.calibrator_params,
+                                                                              **spec.calibrator_params}
+    if spec.classical:
+        classical_yaml = run_dir / 'classical.yaml'   # the node reads a YAML with a 'classical' section
+        classical_yaml.write_text(yaml.safe_dump({'classical': cfg.classical_configs[spec.classical] or {}}))
+        cal_params['classical_config'] = str(classical_yaml.resolve())
+    if backend[0]:       # else ('config') the node's configured backend, refine and checkpoint
+        cal_params.update({'backend': backend[0], 'refine': backend[1], 'fallback_backend': 'classical'})
+        if Path(checkpoint).is_file():   # else the node's default ('' = the packaged asset when present)
+            cal_params['checkpoint'] = str(Path(checkpoint).resolve())
     col_params = None
     if cfg.collector_enabled:
         col_params = {**cfg.collector_params, 'output_dir': str((run_dir / 'dataset').resolve()),
                       'max_samples': int(cfg.collector_max_samples)}
-    log(f'--- {spec.name}: {spec.bag_dir.name} x {spec.passes} pass(es), pace {cfg.pace}, '
+        if spec.best_effort:     # a RELIABLE reader would not match the best-effort sensor publishers
+            col_params['input.reliable'] = False
+    pace, rate = spec.pace or cfg.pace, spec.rate or cfg.rate
+    log(f'--- {spec.name}: {spec.bag_dir.name} x {spec.passes} pass(es), pace {pace}'
+        f'{" x%g" % rate if pace == "realtime" else ""}{", best-effort sensor QoS" if spec.best_effort else ""}, '
         f'nominal {pose_error(T_nominal, T_true)[0]:.2f} deg / {pose_error(T_nominal, T_true)[1] * 100:.1f} cm off')
     res = run_graph(GraphRun(bag_dir=spec.bag_dir, calibrator_params=cal_params, collector_params=col_params,
-                             passes=spec.passes, pace=cfg.pace, rate=cfg.rate, frame_timeout_s=cfg.frame_timeout_s,
-                             wait_overlay=bool(cfg.calibrator_params.get('overlay.enabled', True))),
+                             passes=spec.passes, pace=pace, rate=rate, frame_timeout_s=cfg.frame_timeout_s,
+                             best_effort=spec.best_effort,
+                             wait_overlay=bool(cal_params.get('overlay.enabled', True))),
                     log=lambda m: log(f'{spec.name}: {m}'))
     estimates = [invert(r.T_lidar_cam) for r in res.extrinsics]
     final = estimates[-1] if estimates else None
@@ -326,9 +474,13 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
     errs = [pose_error(T, T_true) for T in estimates]
     images = save_before_after(*_frame_for_images(spec), T_nominal, final if final is not None else T_nominal,
                                T_true, run_dir, title=f'{spec.name}: {backend_used(st)}')
-    images['convergence'] = save_convergence_plot([e[0] for e in errs], [e[1] * 100 for e in errs], res.confidences,
-                                                  run_dir / 'convergence.png',
-                                                  f'{spec.name}: ~/extrinsic vs ground truth ({backend_used(st)})')
+    live = None
+    if spec.scenario == 'drive':     # error vs replay time, /tf_static publications, GIF (drive_report)
+        live = drive_report(spec, cfg.drive, res, T_true, T_nominal, run_dir, images, backend_used(st), log)
+    else:
+        images['convergence'] = save_convergence_plot(
+            [e[0] for e in errs], [e[1] * 100 for e in errs], res.confidences, run_dir / 'convergence.png',
+            f'{spec.name}: ~/extrinsic vs ground truth ({backend_used(st)})')
     for which, item in (('node_overlay_first', res.first_overlay), ('node_overlay_last', res.last_overlay)):
         if item is not None:
             Image.fromarray(item[1]).save(run_dir / f'{which}.png')
@@ -367,12 +519,105 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
         'collector': {'dir': str(run_dir / 'dataset') if cfg.collector_enabled else None,
                       'written': res.collector_status.get('written'), 'state': res.collector_status.get('state'),
                       'dropped': res.collector_status.get('dropped')},
-        'images': images, 'diagnostics_file': str(diag_path), 'wall_s': res.wall_s,
+        'images': images, 'diagnostics_file': str(diag_path), 'wall_s': res.wall_s, 'live': live,
+        'pace': pace, 'best_effort': spec.best_effort, 'joint': st.get('joint'),
         'diagnostics_last': {name: {'level': DIAG_LEVELS.get(d['level'], str(d['level'])), 'message': d['message']}
                              for name, d in sorted(res.diagnostics.items())},
     }
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def drive_report(spec: RunSpec, d: DriveScenarioConfig, res, T_true, T_nominal, run_dir: Path, images: dict,
+                 backend: str, log) -> dict:
+    """The live view of a drive run: ~/extrinsic error vs replay time (s since the first frame), the calibrator's
+    /tf_static publications (time, error), the targets checked, convergence.png and drive.gif."""
+    import numpy as np
+
+    from ros_ncal.geometry import invert, pose_error
+    from ros_ncal.viz.demo_report import save_convergence_plot
+    t0 = res.publish_mono[0][2] if res.publish_mono else 0.0
+    est = [(r.received_mono - t0, invert(r.T_lidar_cam)) for r in res.extrinsics]
+    timeline = [{'t_s': round(t, 3), 'rot_err_deg': round(pose_error(T, T_true)[0], 4),
+                 'trans_err_cm': round(pose_error(T, T_true)[1] * 100, 3)} for t, T in est]
+    T_ln = invert(T_nominal)
+    pubs = [(m - t0, invert(tr.T_parent_child)) for tr, m in zip(res.tf_static, res.tf_static_mono)
+            if not np.allclose(tr.T_parent_child, T_ln, atol=1e-7)]
+    published = [{'t_s': round(t, 3), 'rot_err_deg': round(pose_error(T, T_true)[0], 4),
+                  'trans_err_cm': round(pose_error(T, T_true)[1] * 100, 3)} for t, T in pubs]
+    passes = [(m - t0, f'pass {p + 1}') for p, i, m in res.publish_mono if i == 0]
+    nom_rot, nom_trans = pose_error(T_nominal, T_true)
+    correct = nom_rot < 1e-6 and nom_trans < 1e-9
+    max_dev = (max(e['rot_err_deg'] for e in timeline), max(e['trans_err_cm'] for e in timeline)) if timeline else None
+    final = timeline[-1] if timeline else None
+    if correct:   # started right: it must not move, and must not publish anything worse than the nominal
+        check = {'kind': 'correct', 'max_deg': d.correct_max_deg, 'max_cm': d.correct_max_cm,
+                 'max_deviation': None if max_dev is None else {'rot_deg': max_dev[0], 'trans_cm': max_dev[1]},
+                 'publications': len(published),
+                 'worst_publication': None if not published else {
+                     'rot_deg': max(p['rot_err_deg'] for p in published),
+                     'trans_cm': max(p['trans_err_cm'] for p in published)}}
+        check['stayed'] = max_dev is not None and max_dev[0] <= d.correct_max_deg and max_dev[1] <= d.correct_max_cm
+        check['published_worse'] = bool(published)   # any publication moves off the exact nominal
+        check['met'] = check['stayed'] and not check['published_worse']
+    else:
+        check = {'kind': 'converge', 'target_deg': d.target_deg, 'target_cm': d.target_cm,
+                 'final': None if final is None else {'rot_deg': final['rot_err_deg'], 'trans_cm': final['trans_err_cm']},
+                 'first_publication_s': published[0]['t_s'] if published else None,
+                 'last_publication': published[-1] if published else None}
+        check['met'] = final is not None and final['rot_err_deg'] <= d.target_deg and final['trans_err_cm'] <= d.target_cm
+        hit = next((e for e in timeline if e['rot_err_deg'] <= d.target_deg and e['trans_err_cm'] <= d.target_cm), None)
+        check['first_within_target_s'] = hit['t_s'] if hit else None
+    images['convergence'] = save_convergence_plot(
+        [e['rot_err_deg'] for e in timeline], [e['trans_err_cm'] for e in timeline], res.confidences,
+        run_dir / 'convergence.png', f'{spec.name}: ~/extrinsic vs truth, real-time replay ({backend})',
+        x=[e['t_s'] for e in timeline], xlabel='replay time (s)', vlines=passes,
+        published=[(p['t_s'], p['rot_err_deg'], p['trans_err_cm']) for p in published],
+        targets=(d.correct_max_deg, d.correct_max_cm) if correct else (d.target_deg, d.target_cm))
+    gif = None
+    if d.gif_frames > 0 and res.publish_mono:
+        gif = save_drive_gif(spec, d, res, est, T_nominal, T_true, run_dir / 'drive.gif')
+        images['gif'] = gif['path']
+        log(f'{spec.name}: {gif["path"]}: {gif["frames"]} frames {gif["size"][0]}x{gif["size"][1]}, '
+            f'{gif["bytes"] / 1e6:.2f} MB')
+    return {'timeline': timeline, 'tf_static': published, 'pass_starts_s': [round(t, 3) for t, _ in passes],
+            'check': check, 'gif': gif}
+
+
+def save_drive_gif(spec: RunSpec, d: DriveScenarioConfig, res, est, T_nominal, T_true, path: Path) -> dict:
+    """drive.gif: ``d.gif_frames`` frames evenly over all passes, each the bag frame projected with the estimate
+    the calibrator had published when that frame went out (the nominal before its first ~/extrinsic)."""
+    from ros_ncal.bag import BagTopics, read_messages
+    from ros_ncal.geometry import pose_error
+    from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, image_to_rgb
+    from ros_ncal.viz.demo_report import save_overlay_gif
+    slots = res.publish_mono
+    n = min(d.gif_frames, len(slots))
+    picks = [slots[round(k * (len(slots) - 1) / max(1, n - 1))] for k in range(n)]
+    need = {i for _, i, _ in picks}
+    tp = BagTopics()
+    data, k = {}, -1
+    for m in read_messages(spec.bag_dir, topics=[tp.points, tp.image, tp.camera_info]):
+        if m.topic == tp.points:
+            k += 1
+            if k in need:
+                data[k] = {'points': cloud_to_xyzi(m.msg).points}
+        elif k in need and m.topic == tp.image:
+            data[k]['image'] = image_to_rgb(m.msg)
+        elif k in need and m.topic == tp.camera_info:
+            data[k]['K'] = camera_info_to_intrinsics(m.msg).K
+    t0 = slots[0][2]
+    frames = []
+    for p, i, mono in picks:
+        T = T_nominal
+        for t, Te in est:          # the newest estimate received before this frame was published
+            if t <= mono - t0:
+                T = Te
+        rot, trans = pose_error(T, T_true)
+        f = data[i]
+        frames.append((f['image'], f['points'], f['K'], T,
+                       f'{spec.name} pass {p + 1} t={mono - t0:4.1f}s  {rot:.2f} deg / {trans * 100:.1f} cm off'))
+    return save_overlay_gif(frames, path, scale=d.gif_scale, frame_ms=d.gif_frame_ms)
 
 
 def backend_used(status: dict) -> str:
@@ -395,6 +640,25 @@ def change_text(run: dict) -> str:
         return f'{what} {x0:{fmt}} -> {x1:{fmt}} {unit}{rel}'
     return (one('rotation error', b['rot_err_deg'], a['rot_err_deg'], 'deg', '.2f') + ', '
             + one('translation error', b['trans_err_cm'], a['trans_err_cm'], 'cm', '.1f'))
+
+
+def live_text(run: dict) -> str:
+    """The drive run's figures against the issue's targets (measured numbers, then MET / MISSED)."""
+    c, j = run['live']['check'], run.get('joint') or {}
+    joint = f"joint stage {'on' if j.get('enabled') else 'off'} ({j.get('applied', 0)} applied / {j.get('runs', 0)} runs)"
+    if c['kind'] == 'correct':
+        dev = c['max_deviation']
+        worst = c['worst_publication']
+        dev_txt = 'n/a' if dev is None else f"{dev['rot_deg']:.3f} deg / {dev['trans_cm']:.2f} cm"
+        worst_txt = '' if worst is None else f", worst {worst['rot_deg']:.3f} deg / {worst['trans_cm']:.2f} cm"
+        return (f'started from the correct extrinsic: ~/extrinsic at most {dev_txt} from the truth (target <= '
+                f"{c['max_deg']} deg / {c['max_cm']} cm); /tf_static publications {c['publications']}{worst_txt}; "
+                f"{joint}; {'MET' if c['met'] else 'MISSED'}")
+    fin = c['final']
+    return (f"live: final ~/extrinsic {'n/a' if fin is None else '%.3f deg / %.2f cm' % (fin['rot_deg'], fin['trans_cm'])}"
+            f" (target <= {c['target_deg']} deg / {c['target_cm']} cm within the passes: {'MET' if c['met'] else 'MISSED'});"
+            f" first within target at {c['first_within_target_s']} s; first /tf_static publication at "
+            f"{c['first_publication_s']} s ({len(run['live']['tf_static'])} in all); {joint}")
 
 
 def print_report(summary: dict) -> None:
@@ -420,7 +684,9 @@ def print_report(summary: dict) -> None:
         for name, d in r['diagnostics_last'].items():
             print(f'  /diagnostics {name}: {d["level"]} {d["message"]}')
         print(f'  images: {Path(r["images"]["comparison"]).parent}/ (before.png after.png truth.png comparison.png '
-              f'convergence.png node_overlay_*.png)')
+              f'convergence.png node_overlay_*.png{" drive.gif" if "gif" in r["images"] else ""})')
+        if r.get('live'):
+            print('  ' + live_text(r))
     if summary.get('perception'):
         print_perception(summary['perception'])
     for name, why in summary.get('skipped_scenarios', {}).items():
@@ -462,8 +728,8 @@ def run(args) -> int:
                 continue
             t = time.monotonic()
             try:
-                specs += (prepare_kitti(cfg, args, bags, log) if scenario == 'kitti'
-                          else prepare_synthetic(cfg, args, bags, log))
+                prepare = {'drive': prepare_drive, 'kitti': prepare_kitti, 'synthetic': prepare_synthetic}[scenario]
+                specs += prepare(cfg, args, bags, log)
             except FileNotFoundError as exc:
                 if len(cfg.scenarios) == 1:
                     raise

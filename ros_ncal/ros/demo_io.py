@@ -29,7 +29,7 @@ from ros_ncal.geometry import T_from_xyz_quat
 from ros_ncal.msgcodec import image_to_rgb, stamp_to_ns, transform_stamped_to_matrix
 
 from .generic import rclpy_message_class, to_rclpy
-from .qos import TF_STATIC_QOS, reliable_qos
+from .qos import TF_STATIC_QOS, reliable_qos, sensor_qos
 
 
 @dataclass
@@ -62,16 +62,19 @@ def _shift_stamp(msg, offset_ns: int) -> None:
 
 
 class FramePlayer:
-    """Publishes a sensor bag frame by frame on ``node`` (RELIABLE publishers, /tf_static latched)."""
+    """Publishes a sensor bag frame by frame on ``node`` (RELIABLE publishers, or BEST_EFFORT like a driver's
+    SensorDataQoS with ``best_effort``; /tf_static latched)."""
 
-    def __init__(self, node, bag_dir: str | Path, topics: BagTopics | None = None, queue_depth: int = 10):
+    def __init__(self, node, bag_dir: str | Path, topics: BagTopics | None = None, queue_depth: int = 10,
+                 best_effort: bool = False):
         self.node = node
         self.topics = topics or BagTopics()
         self.tf_static, self.frames = load_bag_frames(bag_dir, self.topics)
         first = self.frames[0].msgs
         self._pubs = {}
+        qos = sensor_qos(queue_depth) if best_effort else reliable_qos(queue_depth)
         for topic, (msgtype, _) in first.items():
-            self._pubs[topic] = node.create_publisher(rclpy_message_class(msgtype), topic, reliable_qos(queue_depth))
+            self._pubs[topic] = node.create_publisher(rclpy_message_class(msgtype), topic, qos)
         self._tf_pub = (node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS)
                         if self.tf_static else None)
         self.published = 0
@@ -125,6 +128,7 @@ class DemoListener(Node):
         super().__init__(node_name, **kwargs)
         self.lock = threading.Condition()
         self.tf_static: list = []                  # [(arrival index, StampedTransform)]
+        self.tf_static_mono: list[float] = []      # arrival time (time.monotonic) of each tf_static entry
         self.extrinsics: list[ExtrinsicRecord] = []
         self.confidences: list[float] = []
         self.first_overlay = None                 # (stamp_ns, (H, W, 3) uint8)
@@ -150,6 +154,7 @@ class DemoListener(Node):
             for t in msg.transforms:
                 self._tf_count += 1
                 self.tf_static.append((self._tf_count, transform_stamped_to_matrix(t)))
+                self.tf_static_mono.append(time.monotonic())
             self.lock.notify_all()
 
     def _on_extrinsic(self, msg: PoseWithCovarianceStamped) -> None:
@@ -234,7 +239,8 @@ class GraphRun:
     collector_params None = no collector. pace: 'lockstep' (publish a frame, wait for the calibrator's
     ~/extrinsic with its stamp, up to frame_timeout_s) or 'realtime' (the bag's frame rate x rate,
     the calibrator drops what it cannot keep up with). passes: replays of the bag, stamps shifted so
-    time keeps moving forward.
+    time keeps moving forward. best_effort: sensor topics published BEST_EFFORT, as a driver does (the
+    subscribers must then not ask for RELIABLE).
     """
     bag_dir: Path
     calibrator_params: dict
@@ -245,6 +251,7 @@ class GraphRun:
     rate: float = 1.0
     frame_timeout_s: float = 60.0
     settle_s: float = 5.0
+    best_effort: bool = False
     wait_overlay: bool = True      # lockstep also waits for the frame's ~/overlay (no overlay_busy drops)
     suite: str = 'demo_full'
 
@@ -265,6 +272,10 @@ class GraphRunResult:
     collector_status: dict
     diagnostics: dict
     wall_s: float
+    publish_mono: list[tuple[int, int, float]] = field(default_factory=list)   # (pass, frame index, publish time)
+    tf_static_mono: list[float] = field(default_factory=list)   # arrival time of each tf_static entry
+    frame_stamps_ns: list[int] = field(default_factory=list)    # the bag's LiDAR stamps (first pass)
+    pass_offset_ns: int = 0                                      # stamp shift of each further pass
 
 
 def collector_settled(status: dict, frames_published: int) -> bool:
@@ -311,7 +322,8 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
         runner.add_node(listener)
         pnode = rclpy.create_node('ncal_demo_player', context=runner.context)
         runner.add_node(pnode)
-        player = FramePlayer(pnode, run.bag_dir, run.topics, queue_depth=10)
+        player = FramePlayer(pnode, run.bag_dir, run.topics, queue_depth=5 if run.best_effort else 10,
+                             best_effort=run.best_effort)
         runner.spin_in_thread()
         if not player.wait_for_subscribers(15.0):
             log('warning: not every sensor topic has a subscriber after 15 s; playing anyway')
@@ -322,10 +334,13 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                 listener.lock.wait(timeout=0.1)
         time.sleep(0.2)
         period_s = player.duration_ns / 1e9 / len(player.frames)
+        publish_mono = []
+        t_play = time.monotonic()
         for p in range(run.passes):
             for i in range(len(player.frames)):
                 t_pub = time.monotonic()
                 stamp = player.publish_frame(i, p * player.duration_ns)
+                publish_mono.append((p, i, t_pub))
                 published += 1
                 if run.pace == 'lockstep':
                     if listener.wait_extrinsic(stamp, run.frame_timeout_s, overlay=run.wait_overlay):
@@ -334,8 +349,8 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                     else:
                         log(f'no ~/extrinsic{" + ~/overlay" if run.wait_overlay else ""} for frame {i} '
                             f'(pass {p + 1}) within {run.frame_timeout_s} s')
-                else:
-                    time.sleep(max(0.0, period_s / run.rate - (time.monotonic() - t_pub)))
+                else:   # on a fixed schedule (no drift): frame k at t_play + k * period / rate
+                    time.sleep(max(0.0, t_play + published * period_s / run.rate - time.monotonic()))
             log(f'pass {p + 1}/{run.passes}: {published} frames published, '
                 f'{len(listener.extrinsics)} estimates received')
         if run.pace == 'realtime':   # let the last calibration finish
@@ -360,7 +375,9 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                 tf_static=[t for _, t in listener.tf_static], first_overlay=listener.first_overlay,
                 last_overlay=listener.last_overlay, n_overlays=listener.n_overlays,
                 calibrator_status=dict(listener.calibrator_status), collector_status=dict(listener.collector_status),
-                diagnostics=dict(listener.diagnostics), wall_s=0.0)
+                diagnostics=dict(listener.diagnostics), wall_s=0.0, publish_mono=publish_mono,
+                tf_static_mono=list(listener.tf_static_mono), frame_stamps_ns=[f.stamp_ns for f in player.frames],
+                pass_offset_ns=player.duration_ns)
     finally:
         runner.stop()
     result.wall_s = round(time.monotonic() - t0, 2)

@@ -3,7 +3,8 @@
 Messages are read with :mod:`ros_ncal.bag` (rosbags), converted to rclpy objects by field name
 and published with their original header stamps, paced by the bag's log times divided by
 ``rate`` (rate 0 = as fast as possible). Latched topics (/tf_static, or any topic recorded with
-TRANSIENT_LOCAL offered QoS) are published TRANSIENT_LOCAL depth 1.
+TRANSIENT_LOCAL offered QoS) are published TRANSIENT_LOCAL depth 1; topics recorded BEST_EFFORT (a driver's
+SensorDataQoS, e.g. ``ncal bag write-kitti-raw``) are published BEST_EFFORT, as ``ros2 bag play`` re-offers them.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from ros_ncal.bag import bag_summary, read_messages
 
 from .generic import rclpy_message_class, to_rclpy
-from .qos import latched_qos, reliable_qos
+from .qos import latched_qos, reliable_qos, sensor_qos
 
 
 @dataclass
@@ -62,8 +63,11 @@ class BagPlayer:
                 self.stats.skipped_types[topic] = str(exc)
                 node.get_logger().warning(f'not playing {topic}: {exc}')
                 continue
-            latched = topic == '/tf_static' or any('transient_local' in q for q in self.summary.offered_qos.get(topic, []))
-            qos = latched_qos(1) if latched else reliable_qos(self.cfg.queue_depth)
+            offered = self.summary.offered_qos.get(topic, [])
+            latched = topic == '/tf_static' or any('transient_local' in q for q in offered)
+            best_effort = bool(offered) and all(q.startswith('best_effort') for q in offered)
+            qos = (latched_qos(1) if latched else
+                   sensor_qos(self.cfg.queue_depth) if best_effort else reliable_qos(self.cfg.queue_depth))
             self._pubs[topic] = (node.create_publisher(cls, topic, qos), latched)
         self._resume = threading.Event()
         self._stop = threading.Event()

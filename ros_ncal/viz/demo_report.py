@@ -69,18 +69,33 @@ def save_before_after(image: np.ndarray, points: np.ndarray, K: np.ndarray, T_be
 
 
 def save_convergence_plot(rot_err_deg: list[float], trans_err_cm: list[float], confidence: list[float],
-                          path: str | Path, title: str = '') -> str:
-    """PNG: the calibrator's ~/extrinsic error vs truth (deg, cm) and its confidence, per calibrated frame."""
+                          path: str | Path, title: str = '', x: list[float] | None = None,
+                          xlabel: str = 'calibrated frame', vlines: list[tuple[float, str]] = (),
+                          published: list[tuple[float, float, float]] = (),
+                          targets: tuple[float, float] | None = None) -> str:
+    """PNG: the calibrator's ~/extrinsic error vs truth (deg, cm) and its confidence, per calibrated frame
+    (or at times ``x``, e.g. seconds of the replay). vlines: (x, label) markers (pass starts); published:
+    (x, rot_err_deg, trans_err_cm) of the calibrator's /tf_static publications (stars); targets: (deg, cm)
+    drawn as dashed lines."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    x = np.arange(1, len(rot_err_deg) + 1)
-    for ax, y, lab in ((axes[0], rot_err_deg, 'rotation error (deg)'),
-                       (axes[1], trans_err_cm, 'translation error (cm)'),
-                       (axes[2], confidence[:len(x)], 'fused confidence')):
-        ax.plot(x[:len(y)], y, marker='.')
-        ax.set_xlabel('calibrated frame')
+    x = np.arange(1, len(rot_err_deg) + 1) if x is None else np.asarray(x, np.float64)
+    for k, (ax, y, lab) in enumerate(((axes[0], rot_err_deg, 'rotation error (deg)'),
+                                      (axes[1], trans_err_cm, 'translation error (cm)'),
+                                      (axes[2], confidence[:len(x)], 'fused confidence'))):
+        ax.plot(x[:len(y)], y, marker='.', label='~/extrinsic')
+        if k < 2 and published:
+            ax.plot([p[0] for p in published], [p[1 + k] for p in published], '*', color='tab:red', ms=10,
+                    label='/tf_static published')
+            ax.legend(fontsize=7)
+        if k < 2 and targets is not None:
+            ax.axhline(targets[k], ls='--', color='gray', lw=0.8)
+        for xv, vl in vlines:
+            ax.axvline(xv, color='gray', lw=0.6, ls=':')
+            ax.text(xv, ax.get_ylim()[1], f' {vl}', fontsize=7, va='top', color='gray')
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(lab)
         ax.grid(alpha=0.3)
     if title:
@@ -111,3 +126,21 @@ def format_summary_table(runs: list[dict]) -> str:
                      f'{fr["calibrated"]:>5}/{fr["received"]}/{fr["dropped"]:<5} '
                      f'{"-" if lat is None else f"{lat:.0f}":>11}')
     return '\n'.join(lines)
+
+
+def save_overlay_gif(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]], path: str | Path,
+                     scale: float = 0.5, frame_ms: int = 200, radius: int = 0) -> dict:
+    """Animated GIF of projections: frames [(image (H, W, 3) uint8, points (N, 3+), K (3, 3), T_cam_lidar (4, 4),
+    banner text)], each drawn by :func:`draw_projection_overlay` at ``scale`` under its banner.
+    -> {'path', 'frames', 'bytes', 'size': [w, h]}."""
+    from PIL import Image
+    if not frames:
+        raise ValueError('no frames for the GIF')
+    imgs = []
+    for image, points, K, T, text in frames:
+        ov, _ = draw_projection_overlay(image, points, T, K, radius=radius, scale=scale)
+        imgs.append(Image.fromarray(_label(ov, text)).quantize(colors=255, method=Image.Quantize.FASTOCTREE,
+                                                                 dither=Image.Dither.NONE))
+    path = Path(path)
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(frame_ms), loop=0, optimize=True)
+    return {'path': str(path), 'frames': len(imgs), 'bytes': path.stat().st_size, 'size': list(imgs[0].size)}
