@@ -58,25 +58,40 @@ def cloud_dtype(fields, point_step: int, is_bigendian: bool = False) -> np.dtype
     """Structured dtype of one point (itemsize = point_step, padding honoured).
 
     fields: iterable of PointField-like objects. Raises ValueError naming the bad field.
+    Cached per layout (a stream repeats one layout; building a dtype costs more than a small cloud's copy).
     """
+    key = (tuple((str(f.name), int(f.offset), int(f.datatype), int(f.count)) for f in fields), int(point_step),
+           bool(is_bigendian))
+    dtype = _DTYPE_CACHE.get(key)
+    if dtype is None:
+        dtype = _build_cloud_dtype(key[0], key[1], key[2])
+        if len(_DTYPE_CACHE) >= 256:
+            _DTYPE_CACHE.clear()
+        _DTYPE_CACHE[key] = dtype
+    return dtype
+
+
+_DTYPE_CACHE: dict[tuple, np.dtype] = {}
+
+
+def _build_cloud_dtype(fields: tuple, point_step: int, is_bigendian: bool) -> np.dtype:
     names, formats, offsets = [], [], []
     order = '>' if is_bigendian else '<'
-    for f in fields:
-        code = int(f.datatype)
+    for name, offset, code, count in fields:
         if code not in POINTFIELD_DTYPES:
-            raise ValueError(f'PointCloud2 field {f.name!r}: unknown datatype code {code} (expected 1..8)')
-        count = int(f.count) if int(f.count) > 0 else 1
+            raise ValueError(f'PointCloud2 field {name!r}: unknown datatype code {code} (expected 1..8)')
+        count = count if count > 0 else 1
         base = POINTFIELD_DTYPES[code].newbyteorder(order)
         fmt = base if count == 1 else np.dtype((base, (count,)))
-        end = int(f.offset) + fmt.itemsize
+        end = offset + fmt.itemsize
         if end > point_step:
-            raise ValueError(f'PointCloud2 field {f.name!r}: offset {f.offset} + size {fmt.itemsize} '
+            raise ValueError(f'PointCloud2 field {name!r}: offset {offset} + size {fmt.itemsize} '
                              f'exceeds point_step {point_step}')
-        if f.name in names:
-            raise ValueError(f'PointCloud2 field {f.name!r} appears twice')
-        names.append(f.name)
+        if name in names:
+            raise ValueError(f'PointCloud2 field {name!r} appears twice')
+        names.append(name)
         formats.append(fmt)
-        offsets.append(int(f.offset))
+        offsets.append(offset)
     if point_step <= 0:
         raise ValueError(f'PointCloud2 point_step must be positive, got {point_step}')
     return np.dtype({'names': names, 'formats': formats, 'offsets': offsets, 'itemsize': point_step})
@@ -121,6 +136,12 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
     A missing ``intensity`` field gives zeros. extra_fields: names to return besides x, y, z,
     intensity (None = every other field). drop_nonfinite: drop rows whose x, y or z is NaN/inf
     and report the count. Raises ValueError when x, y or z is missing or the layout is bad.
+
+    Speed (bench/bench_conversions.py): when x, y, z are consecutive native float32 (the usual driver
+    layout, any point_step), the points come out of one strided copy of 12 or 16 bytes per point
+    (plus one column copy when intensity is elsewhere), and the finiteness test is one dot product
+    with zeros on the result (NaN * 0 and inf * 0 are NaN); the exact per-row test runs only when it
+    fails.
     """
     arr = cloud_to_structured(msg)
     names = arr.dtype.names or ()
@@ -128,15 +149,9 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
     if missing:
         raise ValueError(f'PointCloud2 lacks field(s) {missing}; has {list(names)}')
     n = arr.shape[0]
-    if _is_packed_xyzi_f32(arr.dtype):
-        # Fast path: x, y, z, intensity are the first 16 bytes as native float32: one strided copy.
-        step = arr.dtype.itemsize
-        if n == 0:
-            points = np.zeros((0, 4), np.float32)
-        elif step % 4 == 0:
-            points = arr.view(np.float32).reshape(n, step // 4)[:, :4].copy()
-        else:
-            points = arr.view(np.uint8).reshape(n, step)[:, :16].copy().view(np.float32)
+    xyz_offset = _xyz_f32_offset(arr.dtype)
+    if xyz_offset is not None and n > 0:
+        points = _copy_xyzi(arr, xyz_offset)
     else:
         points = np.empty((n, 4), dtype=np.float32)
         for i, name in enumerate(XYZI):
@@ -153,7 +168,7 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
         wanted = list(extra_fields)
     extras = {nm: arr[nm].astype(arr.dtype[nm].base.newbyteorder('='), copy=True) for nm in wanted}
     n_dropped = 0
-    if drop_nonfinite and not np.isfinite(points).all():  # cheap contiguous test first (exact per-row test below)
+    if drop_nonfinite and n and not _all_finite(points):  # cheap test first (exact per-row test below)
         ok = np.isfinite(points[:, :3]).all(axis=1)
         n_dropped = int(n - ok.sum())
         if n_dropped:
@@ -162,15 +177,58 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
     return DecodedCloud(points=points, extras=extras, n_dropped=n_dropped)
 
 
-def _is_packed_xyzi_f32(dtype: np.dtype) -> bool:
-    f32 = np.dtype(np.float32)
-    for name, offset in zip(XYZI, (0, 4, 8, 12)):
-        if name not in (dtype.names or ()):
-            return False
-        dt, off = dtype.fields[name][:2]
-        if off != offset or dt != f32:  # dt != f32 also for a foreign byte order
-            return False
-    return True
+_F32 = np.dtype(np.float32)
+_ZEROS = np.zeros(0, np.float32)
+
+
+def _all_finite(points: np.ndarray) -> bool:
+    """True when every value of the contiguous float32 array is finite: dot(values, 0) is exactly 0 then
+    and NaN otherwise (NaN * 0 and inf * 0 are NaN): one vectorized pass, no temporary boolean array."""
+    global _ZEROS
+    flat = points.reshape(-1)
+    if _ZEROS.size < flat.size:
+        _ZEROS = np.zeros(flat.size, np.float32)
+    with np.errstate(invalid='ignore'):
+        return bool(np.dot(flat, _ZEROS[:flat.size]) == 0.0)
+
+
+def _xyz_f32_offset(dtype: np.dtype) -> int | None:
+    """Byte offset of x when x, y, z are scalar native float32 at offsets o, o + 4, o + 8; else None."""
+    fields = dtype.fields
+    x = fields['x']
+    if x[0] != _F32:  # also unequal for a foreign byte order or a count > 1
+        return None
+    o = x[1]
+    for name, off in (('y', o + 4), ('z', o + 8)):
+        f = fields[name]
+        if f[1] != off or f[0] != _F32:
+            return None
+    return o
+
+
+def _copy_xyzi(arr: np.ndarray, o: int) -> np.ndarray:
+    """(N,) contiguous structured array (itemsize = point_step) with native float32 x, y, z at o, o+4, o+8
+    -> (N, 4) float32. The 16 bytes from x are copied as one 16-byte item per point (numpy's strided copy
+    is fast for 1, 2, 4, 8 and 16-byte items, slow for 12); the intensity column is then written on its
+    own unless it was among those 16 bytes (native float32 at o + 12): converted, or zeros when absent."""
+    n, step = arr.shape[0], arr.dtype.itemsize
+    raw = arr.view(np.uint8)
+    points = np.empty((n, 4), np.float32)
+    inten = arr.dtype.fields.get('intensity')
+    if o + 16 <= step:
+        src = np.ndarray((n,), dtype='V16', buffer=raw, offset=o, strides=(step,))
+        np.copyto(points.view('V16').reshape(n), src)
+        if inten is not None and inten[1] == o + 12 and inten[0] == _F32:
+            return points
+    else:  # x, y, z end the point: x, y as one 8-byte item, then z
+        src = np.ndarray((n,), dtype='V8', buffer=raw, offset=o, strides=(step,))
+        np.copyto(np.ndarray((n,), dtype='V8', buffer=points, strides=(16,)), src)
+        points[:, 2] = arr['z']
+    if inten is None:
+        points[:, 3] = 0.0
+    else:
+        points[:, 3] = arr['intensity'] if inten[0].shape == () else arr['intensity'][:, 0]
+    return points
 
 
 def xyzi_to_cloud_fields(points: np.ndarray, extras: dict[str, np.ndarray] | None = None,
