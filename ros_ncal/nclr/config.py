@@ -37,6 +37,18 @@ class InputConfig:
     max_depth: float = 60.0
     hflip_prob: float = 0.0                     # image+cloud mirror augmentation (keeps K consistent)
     color_jitter: float = 0.1
+    # Real-data augmentation and any-size cameras (docs/nclr.md "Real data").
+    keep_aspect: bool = False                   # crop the image to the network aspect ratio before resizing
+                                                # (train and inference alike), instead of stretching it
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # training: random crop of this fraction of the (aspect) crop,
+                                                # at a random position, then resized (K follows)
+    crop_prob: float = 0.0
+    gamma_jitter: float = 0.0                   # training: image gamma in [1-g, 1+g]
+    blur_prob: float = 0.0                      # training: Gaussian blur (sigma 0.5-1.5 px) with this probability
+    beam_keep: tuple[int, ...] = (1,)           # training: keep every k-th LiDAR ring, k drawn from this list
+                                                # (1: all; 2, 4: look like 32 / 16-beam sensors)
+    beam_bin_deg: float = 0.42                  # ring width used to rebuild rings from elevation
+    point_dropout: float = 0.0                  # training: drop up to this fraction of points at random
 
 
 @dataclass

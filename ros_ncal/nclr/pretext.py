@@ -10,18 +10,22 @@ into the camera optical frame). Ground truth comes from the recorded extrinsic: 
 * preset 'wide': the paper's image-to-point setting: the LiDAR cloud is moved by a planar
   perturbation D (yaw anywhere in 360 deg, xy shift ~ N(0, sigma) clipped); ``T_cam_in = T_true D^-1``.
 
-Image augmentation keeps K consistent: resize (scale_intrinsics) and horizontal mirror (the cloud
-is mirrored with it, see :func:`mirror_x`).
+Image augmentation keeps K consistent: crop (crop_intrinsics), resize (scale_intrinsics) and horizontal
+mirror (the cloud is mirrored with it, see :func:`mirror_x`). With ``input.keep_aspect`` an image of any size
+(1920x1200, 1600x900, ...) is cropped to the network's aspect ratio around its centre instead of being
+stretched, at training and at inference alike. Real-data augmentation (training only): random crops and
+rescales, photometric jitter (gain, bias, gamma, blur), LiDAR ring subsampling (a 64-beam scan made to look
+like a 32- or 16-beam one) and point dropout; see :func:`augment_points` and :func:`network_view`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ros_ncal.data.sample import Sample
-from ros_ncal.geometry import (in_image_mask, invert, project_points, random_perturbation,
+from ros_ncal.geometry import (crop_intrinsics, in_image_mask, invert, project_points, random_perturbation,
                                random_planar_perturbation, scale_intrinsics, transform_points)
 
 from .config import InputConfig, PerturbationConfig
@@ -85,6 +89,81 @@ def resize_image(image: np.ndarray, K: np.ndarray, hw: tuple[int, int]) -> tuple
     return out, scale_intrinsics(K, w / W, h / H)
 
 
+def crop_window(image_hw: tuple[int, int], net_hw: tuple[int, int], cfg: InputConfig,
+                rng: np.random.Generator | None) -> tuple[int, int, int, int]:
+    """The image window (x0, y0, w, h) fed to the network.
+
+    keep_aspect: the largest centred window with the network's aspect ratio (else the whole image). With a
+    generator and ``crop_prob`` (training), a random fraction in ``crop_scale`` of that window at a random place.
+    """
+    H, W = image_hw
+    w, h = W, H
+    if cfg.keep_aspect:
+        a = net_hw[1] / net_hw[0]
+        if W / H > a:
+            w = max(1, int(round(H * a)))
+        else:
+            h = max(1, int(round(W / a)))
+    x0, y0 = (W - w) // 2, (H - h) // 2
+    if rng is not None and cfg.crop_prob > 0 and rng.random() < cfg.crop_prob:
+        s = rng.uniform(*cfg.crop_scale)
+        cw, ch = max(8, int(round(w * s))), max(8, int(round(h * s)))
+        x0 = int(rng.integers(0, W - cw + 1)) if cfg.keep_aspect else x0 + int(rng.integers(0, w - cw + 1))
+        y0 = y0 + int(rng.integers(0, h - ch + 1))
+        w, h = cw, ch
+    return x0, y0, w, h
+
+
+def network_view(image: np.ndarray, K: np.ndarray, cfg: InputConfig,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """image (H, W, 3) uint8 + K -> the network image (cfg.image_hw) and its K (crop, then resize)."""
+    x0, y0, w, h = crop_window(image.shape[:2], tuple(cfg.image_hw), cfg, rng)
+    if (w, h) != (image.shape[1], image.shape[0]):
+        image = image[y0:y0 + h, x0:x0 + w]
+        K = crop_intrinsics(K, x0, y0)
+    return resize_image(np.ascontiguousarray(image), K, tuple(cfg.image_hw))
+
+
+def ring_index(points: np.ndarray, bin_deg: float) -> np.ndarray:
+    """points: (N, 3+) LiDAR frame -> (N,) int ring id from the elevation angle in bins of ``bin_deg``."""
+    el = np.degrees(np.arctan2(points[:, 2], np.hypot(points[:, 0], points[:, 1])))
+    return np.floor(el / bin_deg).astype(np.int64)
+
+
+def augment_points(points: np.ndarray, cfg: InputConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training-only LiDAR augmentation: keep every k-th ring (k from ``beam_keep``) and drop a random
+    fraction (up to ``point_dropout``) of the rest. points: (N, 4) -> (M, 4), M <= N."""
+    if tuple(cfg.beam_keep) in ((), (1,)) and cfg.point_dropout <= 0:
+        return points
+    keep = np.ones(len(points), bool)
+    k = int(rng.choice(np.asarray(cfg.beam_keep))) if len(cfg.beam_keep) else 1
+    if k > 1:
+        ring = ring_index(points, cfg.beam_bin_deg)
+        keep &= (ring - int(rng.integers(0, k))) % k == 0
+    if cfg.point_dropout > 0:
+        keep &= rng.random(len(points)) >= rng.uniform(0.0, cfg.point_dropout)
+    if keep.sum() < 0.1 * len(points):  # never leave a nearly empty cloud
+        return points
+    return points[keep]
+
+
+def photometric_jitter(image: np.ndarray, cfg: InputConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training-only: per-channel gain, bias, gamma and an optional blur. (H, W, 3) uint8 -> same."""
+    img = image.astype(np.float32)
+    if cfg.color_jitter > 0:
+        gain = 1.0 + rng.uniform(-cfg.color_jitter, cfg.color_jitter, size=3)
+        bias = rng.uniform(-cfg.color_jitter, cfg.color_jitter) * 255
+        img = img * gain + bias
+    img = np.clip(img, 0, 255)
+    if cfg.gamma_jitter > 0:
+        g = rng.uniform(1.0 - cfg.gamma_jitter, 1.0 + cfg.gamma_jitter)
+        img = 255.0 * (img / 255.0) ** g
+    out = img.astype(np.uint8)
+    if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5))))
+    return out
+
+
 def select_points(points_in: np.ndarray, K: np.ndarray, hw: tuple[int, int], cfg: InputConfig,
                   rng: np.random.Generator, use_frustum: bool) -> np.ndarray:
     """Indices of the points fed to the network: range gate, optional frustum gate with the input
@@ -124,16 +203,17 @@ def mirror_x(item: PretextItem) -> PretextItem:
 
 
 def make_item(sample: Sample, T_in_lidar: np.ndarray, cfg: InputConfig, rng: np.random.Generator,
-              T_true: np.ndarray | None = None, use_frustum: bool = True) -> PretextItem:
+              T_true: np.ndarray | None = None, use_frustum: bool = True, augment: bool = False) -> PretextItem:
     """Build a network input from a sample and a chosen input frame.
 
     T_true None (inference): uv_gt / overlap_gt are computed with the identity guess and are not
-    ground truth; T_cam_in is then the identity.
+    ground truth; T_cam_in is then the identity. augment (training): random crop and LiDAR augmentation.
     """
-    image, K = resize_image(sample.image, sample.K, tuple(cfg.image_hw))
-    pts_in = transform_points(T_in_lidar, sample.points).astype(np.float32)
+    image, K = network_view(sample.image, sample.K, cfg, rng if augment else None)
+    src = augment_points(sample.points, cfg, rng) if augment else sample.points
+    pts_in = transform_points(T_in_lidar, src).astype(np.float32)
     idx = select_points(pts_in, K, image.shape[:2], cfg, rng, use_frustum)
-    points = np.concatenate([pts_in[idx], sample.points[idx, 3:4]], axis=1).astype(np.float32)
+    points = np.concatenate([pts_in[idx], src[idx, 3:4]], axis=1).astype(np.float32)
     T_cam_in = np.eye(4) if T_true is None else T_true @ invert(T_in_lidar)
     uv, z = project_points(transform_points(T_cam_in, points[:, :3]), K)
     overlap = in_image_mask(uv, z, image.shape[:2], cfg.min_depth, cfg.max_depth)
@@ -146,11 +226,9 @@ def make_pretext(sample: Sample, rng: np.random.Generator, pert: PerturbationCon
     """Draw a hidden pose for ``sample`` and return the network input with its ground truth."""
     T_true = true_extrinsic(sample)
     T_in_lidar = draw_input_frame(rng, T_true, pert, step)
-    item = make_item(sample, T_in_lidar, inp, rng, T_true=T_true, use_frustum=pert.preset == 'calib')
-    if inp.color_jitter > 0:
-        gain = 1.0 + rng.uniform(-inp.color_jitter, inp.color_jitter, size=3)
-        bias = rng.uniform(-inp.color_jitter, inp.color_jitter) * 255
-        item.image = np.clip(item.image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    item = make_item(sample, T_in_lidar, inp, rng, T_true=T_true, use_frustum=pert.preset == 'calib', augment=True)
+    if inp.color_jitter > 0 or inp.gamma_jitter > 0 or inp.blur_prob > 0:
+        item.image = photometric_jitter(item.image, inp, rng)
     if inp.hflip_prob > 0 and rng.random() < inp.hflip_prob:
         item = mirror_x(item)
     return item

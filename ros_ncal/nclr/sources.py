@@ -1,4 +1,6 @@
-"""Where pretraining Samples come from: synthetic world, dataset shards, KITTI folders (mixable)."""
+"""Where pretraining Samples come from: synthetic world, dataset shards, KITTI object folders, KITTI raw
+drives and rosbag2 recordings (mixable). Real recordings train self-supervised: only their recorded
+extrinsic is used, as the truth the pretext perturbation hides."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -54,9 +56,22 @@ class ShardsSource(CachedSource):
         return super().get(i)
 
 
+def _index_range(spec: dict, n: int, what: str) -> list[int]:
+    """spec 'frames': [a, b] (half-open, a contiguous block: neighbouring frames of a drive are near copies,
+    so held-out frames must be a separate block) or null for all n."""
+    fr = spec.get('frames')
+    if fr is None:
+        return list(range(n))
+    if len(fr) != 2 or not 0 <= int(fr[0]) < int(fr[1]) <= n:
+        raise ValueError(f'{what}: frames must be [a, b] with 0 <= a < b <= {n}, got {fr}')
+    return list(range(int(fr[0]), int(fr[1])))
+
+
 def build_source(spec: dict) -> CachedSource:
     """spec: {'kind': 'synthetic', 'indices': [a, b], 'config': yaml-or-null}
-    | {'kind': 'shards', 'path': DIR, 'refresh_every': 0} | {'kind': 'kitti', 'root': DIR, 'frames': [...] or null}."""
+    | {'kind': 'shards', 'path': DIR, 'refresh_every': 0} | {'kind': 'kitti', 'root': DIR, 'frames': [...] or null}
+    | {'kind': 'kitti_raw', 'drive': DRIVE_DIR, 'frames': [a, b] or null}
+    | {'kind': 'rosbag', 'path': BAG, 'frames': [a, b] or null} (the bag's readable pairs, in time order)."""
     kind = spec.get('kind')
     if kind == 'synthetic':
         from ros_ncal.data.synthetic import SyntheticWorld
@@ -72,7 +87,19 @@ def build_source(spec: dict) -> CachedSource:
         root = Path(spec['root'])
         frames = spec.get('frames') or kitti_frames(root)
         return CachedSource(f'kitti:{root}', len(frames), lambda i: read_kitti_frame(root, frames[i]), 64)
-    raise ValueError(f"unknown data source kind {kind!r} (synthetic, shards, kitti)")
+    if kind == 'kitti_raw':
+        from ros_ncal.data.readers.kitti_raw import open_kitti_raw_drive, read_kitti_raw_frame
+        drive = open_kitti_raw_drive(spec['drive'])
+        idx = _index_range(spec, len(drive.frames), f"kitti_raw source {spec['drive']}")
+        return CachedSource(f"kitti_raw:{drive.name}[{idx[0]}:{idx[-1] + 1}]", len(idx),
+                            lambda i: read_kitti_raw_frame(drive, idx[i]), spec.get('cache', 128))
+    if kind == 'rosbag':
+        from ros_ncal.data.readers.rosbag import iter_rosbag_samples
+        samples = [s for s in iter_rosbag_samples(spec['path']) if isinstance(s, Sample)]
+        idx = _index_range(spec, len(samples), f"rosbag source {spec['path']}")
+        samples = [samples[i] for i in idx]
+        return CachedSource(f"rosbag:{spec['path']}", len(samples), lambda i: samples[i], len(samples) or 1)
+    raise ValueError(f"unknown data source kind {kind!r} (synthetic, shards, kitti, kitti_raw, rosbag)")
 
 
 class MixedSource:
