@@ -264,3 +264,88 @@ def test_miou_and_pq_on_a_real_semantickitti_scan(shared_data):
     pq.add(sem, merged, sem, inst)
     car = pq.compute()['per_class']['1']
     assert n_cars > 1 and car['TP'] <= 1 and car['FN'] >= n_cars - 1
+
+
+# ------------------------------------------------------------------ points in boxes, FP counting, calibration
+
+def test_points_in_boxes_hand_case():
+    from ros_ncal.eval.box_geometry import points_in_boxes
+    pts = np.array([[0.0, 0.0, 0.0], [1.9, 0.0, 0.0], [0.0, 0.9, 0.0], [2.1, 0.0, 0.0], [0.0, 0.0, 1.1],
+                    [10.0, 10.0, 0.0]])
+    box = np.array([[0.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0]])
+    assert points_in_boxes(pts, box)[0].tolist() == [True, True, True, False, False, False]
+    # turned by 90 degrees: length along y now
+    turned = box.copy()
+    turned[0, 6] = math.pi / 2
+    assert points_in_boxes(pts, turned)[0].tolist() == [True, False, True, False, False, False]
+    assert points_in_boxes(pts, box, margin=0.2)[0].tolist() == [True, True, True, True, True, False]
+    assert points_in_boxes(np.zeros((0, 3)), box).shape == (1, 0)
+
+
+def _camera_ahead():
+    """A pinhole looking along LiDAR +x (KITTI-like axes): 90 deg horizontal field of view."""
+    K = np.array([[500.0, 0, 500.0], [0, 500.0, 200.0], [0, 0, 1]])
+    T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)   # x fwd -> z optical
+    return K, T, (400, 1000)
+
+
+def test_fov_false_positives_hand_case():
+    from ros_ncal.eval.det_calibration import fov_false_positives, in_camera
+    cam = _camera_ahead()
+    gt = np.array([[10.0, 0.0, -1.0, 4.0, 1.8, 1.5, 0.0], [20.0, 5.0, -1.0, 0.8, 0.6, 1.7, 0.0]])
+    gt_lab = np.array([0, 1])
+    dets = np.array([[10.2, 0.1, -1.0, 4.0, 1.8, 1.5, 0.0],    # TP car
+                     [10.0, 0.0, -1.0, 4.0, 1.8, 1.5, 0.05],   # duplicate of the same car: FP
+                     [15.0, -6.0, -1.0, 4.0, 1.8, 1.5, 0.0],   # car where nothing is labelled: FP
+                     [-12.0, 3.0, -1.0, 4.0, 1.8, 1.5, 0.0],   # behind the sensor: not counted
+                     [20.1, 5.0, -1.0, 0.8, 0.6, 1.7, 0.0],    # pedestrian TP
+                     [20.0, 5.0, -1.0, 4.0, 1.8, 1.5, 0.0],    # a car on the pedestrian: FP (class-aware)
+                     [30.0, -2.0, -1.0, 5.0, 2.0, 2.5, 0.0]])  # on a labelled van: ignored
+    scores = np.array([0.9, 0.8, 0.7, 0.9, 0.6, 0.5, 0.9])
+    labels = np.array([0, 0, 0, 0, 1, 0, 0])
+    van = np.array([[30.0, -2.0, -1.0, 5.2, 2.0, 2.5, 0.0]])
+    assert in_camera(dets, cam).tolist() == [True, True, True, False, True, True, True]
+    r = fov_false_positives(dets, scores, labels, gt, gt_lab, cam, ignore_boxes=van)
+    assert r == {'fp': 3, 'tp': 2, 'in_fov': 6, 'fp_by_class': {0: 3}}
+    r = fov_false_positives(dets, scores, labels, gt, gt_lab, cam)   # without the ignore box the van counts
+    assert r['fp'] == 4
+    r = fov_false_positives(dets, scores, labels, gt, gt_lab, cam, ignore_boxes=van, score_threshold=0.75)
+    assert r == {'fp': 1, 'tp': 1, 'in_fov': 3, 'fp_by_class': {0: 1}}
+
+
+def test_fov_false_positives_on_real_kitti_labels(kitti_dir):
+    """label_2 scored against itself: no FP; every box moved 4 m sideways: each one in view is an FP."""
+    from ros_ncal.data.readers.kitti import read_kitti_frame
+    from ros_ncal.eval.det_calibration import fov_false_positives, in_camera
+    from ros_ncal.train.downstream_data import kitti_ignore_boxes
+    s = read_kitti_frame(kitti_dir / 'training', '000010')
+    cam = (s.K, s.T_cam_lidar, s.image.shape[:2])
+    ign = kitti_ignore_boxes(kitti_dir / 'training', '000010')
+    scores = np.linspace(0.9, 0.5, len(s.boxes))
+    r = fov_false_positives(s.boxes, scores, s.box_labels, s.boxes, s.box_labels, cam, ignore_boxes=ign)
+    assert r['fp'] == 0 and r['tp'] == int(in_camera(s.boxes, cam).sum()) == 9
+    moved = s.boxes.copy()
+    moved[:, 1] += 4.0
+    r = fov_false_positives(moved, scores, s.box_labels, s.boxes, s.box_labels, cam, ignore_boxes=ign)
+    assert r['tp'] == 0 and r['fp'] == int(in_camera(moved, cam).sum()) > 0
+
+
+def test_platt_fit_and_threshold_choice():
+    from ros_ncal.eval.det_calibration import choose_threshold, fit_platt
+    rng = np.random.default_rng(0)
+    # raw scores overconfident: true probability = sigmoid(0.5 * logit(p) - 1)
+    p = rng.uniform(0.05, 0.95, 4000)
+    true = 1 / (1 + np.exp(-(0.5 * np.log(p / (1 - p)) - 1.0)))
+    y = rng.random(4000) < true
+    a, b = fit_platt(p, y, prior=0.0)
+    assert abs(a - 0.5) < 0.1 and abs(b + 1.0) < 0.15
+    assert fit_platt(p[:4], y[:4], prior=100.0) == pytest.approx((1.0, 0.0), abs=0.05)   # prior dominates
+    # 2 frames, 3 labelled boxes: TP at 0.9, 0.8, 0.4; FP at 0.7, 0.6, 0.3, 0.2
+    scores = np.array([0.9, 0.8, 0.4, 0.7, 0.6, 0.3, 0.2])
+    outcome = np.array([1, 1, 1, 0, 0, 0, 0])
+    r = choose_threshold(scores, outcome, ['a'] * 7, num_gt=3, num_frames=2, max_fp_per_frame=1.0,
+                         candidates=[0.25, 0.35, 0.5, 0.65, 0.75])
+    # 0.35: 3 TP 2 FP (1 per frame, F1 0.75); 0.25: 3 FP, too many; 0.75: F1 0.8 with 0 FP
+    assert r['threshold'] == 0.75 and r['fp'] == 0 and r['recall'] == pytest.approx(2 / 3)
+    r = choose_threshold(scores, outcome, ['a'] * 7, 3, 2, 1.0, candidates=[0.25, 0.35, 0.5])
+    assert r['threshold'] == 0.35 and r['fp_per_frame'] == 1.0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 LOOSE_IOU_THRESHOLDS = (0.5, 0.25, 0.25)   # second, looser reading (as in docs/downstream.md)
 ASSETS = Path(__file__).resolve().parents[1] / 'assets'
+OLD_FIGURE = Path(__file__).resolve().parents[2] / 'docs' / 'img' / 'demo_perception_bev_synthetic_only.png'
 
 
 @dataclass
@@ -35,6 +36,9 @@ class PerceptionConfig:
     seg_max_range: float = 32.0        # m, horizontal (the range seg.pt was measured with in docs/downstream.md)
     det_grid_m: float = 32.0           # boxes with |x| or |y| beyond this are outside the detector's BEV grid
     metrics: bool = True
+    draw_labels: bool = True           # label_2 boxes (green) in bev.png, when the frame has them
+    compare_image: str = ''            # '' = docs/img/demo_perception_bev_synthetic_only.png of a source checkout:
+                                       # the synthetic-only models' figure, put beside the new bev.png
 
 
 def _checkpoint(path: str, name: str) -> Path:
@@ -48,8 +52,11 @@ def _histogram(labels, names) -> dict:
     return {str(names[i]) if 0 <= i < len(names) else str(i): int(c) for i, c in zip(ids[order], counts[order])}
 
 
-def save_bev(points, labels, boxes, classes, path: Path, title: str, extent_m: float = 40.0) -> str:
-    """points (N, 3+), labels (N,) -> BEV PNG: points coloured by the SemanticKITTI palette, boxes drawn."""
+def save_bev(points, labels, boxes, classes, path: Path, title: str, extent_m: float = 40.0,
+             gt_boxes=None, camera=None) -> str:
+    """points (N, 3+), labels (N,) -> BEV PNG: points coloured by the SemanticKITTI palette, boxes drawn
+    (white); optional ground-truth boxes (green) and the camera's horizontal field of view (grey lines,
+    camera = (K, T_cam_lidar, (H, W)))."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -70,6 +77,20 @@ def save_bev(points, labels, boxes, classes, path: Path, title: str, extent_m: f
         ax.plot(xy[:, 0], xy[:, 1], color='white', linewidth=1.2)
         ax.plot([x, x + c * length / 2], [y, y + s * length / 2], color='white', linewidth=1.2)
         ax.text(x, y + width, name, color='yellow', fontsize=7)
+    for box in ([] if gt_boxes is None else gt_boxes):
+        x, y, _, length, width, _, yaw = (float(v) for v in box)
+        c, s = np.cos(yaw), np.sin(yaw)
+        corners = np.array([[length, width], [length, -width], [-length, -width], [-length, width],
+                            [length, width]]) / 2.0
+        xy = corners @ np.array([[c, s], [-s, c]]) + [x, y]
+        ax.plot(xy[:, 0], xy[:, 1], color='lime', linewidth=1.0, linestyle='--')
+    if camera is not None:
+        K, T, (h, w) = camera
+        T_lidar_cam = np.linalg.inv(np.asarray(T, np.float64))
+        for u in (0.0, float(w)):
+            ray = np.linalg.solve(np.asarray(K, np.float64), [u, h / 2.0, 1.0]) * extent_m * 1.5
+            a, b = T_lidar_cam[:3, 3], T_lidar_cam[:3, :3] @ ray + T_lidar_cam[:3, 3]
+            ax.plot([a[0], b[0]], [a[1], b[1]], color='grey', linewidth=0.8, linestyle=':')
     ax.set_xlim(-extent_m, extent_m)
     ax.set_ylim(-extent_m, extent_m)
     ax.set_aspect('equal')
@@ -79,6 +100,24 @@ def save_bev(points, labels, boxes, classes, path: Path, title: str, extent_m: f
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return str(path)
+
+
+def save_side_by_side(left: Path, right: Path, path: Path, titles=('before', 'after')) -> str:
+    """Two PNGs side by side (heights matched) with a caption strip each -> PNG."""
+    from PIL import Image, ImageDraw
+    with Image.open(left) as a, Image.open(right) as b:
+        a, b = a.convert('RGB'), b.convert('RGB')
+        h = max(a.height, b.height)
+        a = a.resize((round(a.width * h / a.height), h))
+        b = b.resize((round(b.width * h / b.height), h))
+        out = Image.new('RGB', (a.width + b.width, h + 28), 'white')
+        out.paste(a, (0, 28))
+        out.paste(b, (a.width, 28))
+    draw = ImageDraw.Draw(out)
+    draw.text((10, 8), titles[0], fill='black')
+    draw.text((a.width + 10, 8), titles[1], fill='black')
+    out.save(path)
     return str(path)
 
 
@@ -113,8 +152,12 @@ def seg_metrics(checkpoint: Path, sequence_dir: Path, max_range: float) -> dict:
         raise FileNotFoundError(f'SemanticKITTI sequence not found: {sequence_dir}')
     pred = DownstreamPredictor.from_checkpoint(checkpoint, device='auto', max_range=max_range)
     ev = SegmentationEvaluator(len(SEMANTICKITTI_CLASSES), ignore_index=0, class_names=list(SEMANTICKITTI_CLASSES))
+    ev_held = SegmentationEvaluator(len(SEMANTICKITTI_CLASSES), ignore_index=0, class_names=list(SEMANTICKITTI_CLASSES))
+    real = ((pred.payload or {}).get('config') or {}).get('finetune', {}).get('real') or {}
+    held_out = [str(f) for f in real.get('eval_frames', [])] if real.get('kind') == 'semantickitti' else []
+    trained_on = [str(f) for f in real.get('train_frames', [])] if real.get('kind') == 'semantickitti' else []
     n_scans = n_points = 0
-    for _, points, labels, _ in iter_semantickitti_scans(sequence_dir):
+    for scan, points, labels, _ in iter_semantickitti_scans(sequence_dir):
         if labels is None:
             continue
         finite = np.isfinite(points).all(axis=1)
@@ -122,6 +165,8 @@ def seg_metrics(checkpoint: Path, sequence_dir: Path, max_range: float) -> dict:
         near = np.hypot(points[:, 0], points[:, 1]) <= max_range
         out = pred.predict(points)
         ev.add(out.labels[near], labels[near])
+        if scan in held_out:
+            ev_held.add(out.labels[near], labels[near])
         n_scans += 1
         n_points += int(near.sum())
     if n_scans == 0:
@@ -129,7 +174,10 @@ def seg_metrics(checkpoint: Path, sequence_dir: Path, max_range: float) -> dict:
     res = ev.compute()
     per_class = {k: round(float(v) * 100, 2) for k, v in res['IoU'].items()
                  if v == v}   # NaN (class absent, not predicted) left out
-    return {'checkpoint': str(checkpoint), 'sequence': str(sequence_dir), 'scans': n_scans, 'points': n_points,
+    held = ev_held.compute() if held_out else None
+    return {'held_out_scans': held_out, 'trained_on_scans': trained_on,
+            'mIoU_held_out': None if held is None or held['mIoU'] != held['mIoU'] else round(float(held['mIoU']) * 100, 2),
+            'checkpoint': str(checkpoint), 'sequence': str(sequence_dir), 'scans': n_scans, 'points': n_points,
             'max_range_m': max_range, 'mIoU': round(float(res['mIoU']) * 100, 2),
             'accuracy': round(float(res.get('accuracy', float('nan'))) * 100, 2), 'per_class_iou': per_class}
 
@@ -139,17 +187,25 @@ def det_metrics(checkpoint: Path, kitti_dir: Path, grid_m: float) -> dict:
     import numpy as np
 
     from ros_ncal.data.readers.kitti import kitti_frames, read_kitti_frame
+    from ros_ncal.eval.det_calibration import FP_IOU, fov_false_positives
     from ros_ncal.eval.metrics_det import DEFAULT_IOU_THRESHOLDS, DetectionEvaluator
+    from ros_ncal.train.downstream_data import kitti_ignore_boxes
     from ros_ncal.geometry import project_lidar
     from ros_ncal.train.predictor import DownstreamPredictor
     pred = DownstreamPredictor.from_checkpoint(checkpoint, device='auto')
+    real = ((pred.payload or {}).get('config') or {}).get('finetune', {}).get('real') or {}
+    held_out = [str(f) for f in real.get('eval_frames', [])] if real.get('kind') == 'kitti' else []
     names = tuple(pred.class_names) if getattr(pred, 'class_names', None) else ('car', 'pedestrian', 'cyclist')
     ev, ev_loose = DetectionEvaluator(), DetectionEvaluator(iou_thresholds=LOOSE_IOU_THRESHOLDS)
     frames = [f for f in kitti_frames(kitti_dir) if (Path(kitti_dir) / 'label_2' / f'{f}.txt').exists()]
     n_det = 0
+    fp_per_frame = {}
     for f in frames:
         s = read_kitti_frame(kitti_dir, f)
         out = pred.predict(s.points)
+        camera = (s.K, s.T_cam_lidar, s.image.shape[:2])
+        fp_per_frame[f] = fov_false_positives(out.boxes, out.scores, out.box_labels, s.boxes, s.box_labels, camera,
+                                              ignore_boxes=kitti_ignore_boxes(kitti_dir, f))['fp']
 
         def region(boxes):
             boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
@@ -173,7 +229,12 @@ def det_metrics(checkpoint: Path, kitti_dir: Path, grid_m: float) -> dict:
             'mAP_3d': None if res['mAP_3d'] != res['mAP_3d'] else round(res['mAP_3d'] * 100, 2),
             'AP_bev_loose': pct(loose['AP_bev']), 'AP_3d_loose': pct(loose['AP_3d']),
             'loose_iou_thresholds': dict(zip(('car', 'pedestrian', 'cyclist'), LOOSE_IOU_THRESHOLDS)),
-            'num_gt': res['num_gt'], 'detections': n_det}
+            'num_gt': res['num_gt'], 'detections': n_det,
+            'false_positives_in_fov': fp_per_frame,
+            'fp_rule': f'detection in the camera image matching no label_2 box of its class at BEV IoU '
+                       f'{dict(zip(("car", "pedestrian", "cyclist"), FP_IOU))} (Van/Truck/Tram/Misc overlaps ignored), '
+                       f'at the model\'s default score threshold',
+            'held_out_frames': held_out, 'score_threshold': float(pred.model.head.cfg.score_threshold)}
 
 
 def run_perception(pcfg: PerceptionConfig, kitti_dir: str | Path, shared_data: Path, out: Path, log) -> dict:
@@ -218,11 +279,24 @@ def run_perception(pcfg: PerceptionConfig, kitti_dir: str | Path, shared_data: P
         summary['last_frame'] = {'stamp_ns': last.stamp_ns, 'points': int(len(last.labels)),
                                  'points_labelled': int((last.labels > 0).sum()), 'label_histogram': hist,
                                  'boxes': int(len(last.boxes)), 'boxes_by_class': boxes_by_class}
-        summary['images']['bev'] = save_bev(last.points, last.labels, last.boxes, last.classes, run_dir / 'bev.png',
-                                            f'segmenter labels + detector boxes, KITTI {frame_id}')
+        s = None
         try:
             from ros_ncal.data.readers.kitti import read_kitti_frame
             s = read_kitti_frame(kitti_dir, frame_id) if frame_id else None
+        except (FileNotFoundError, ValueError) as exc:
+            log(f'perception: frame {frame_id} not readable for the figure ({exc})')
+        gt = s.boxes if (s is not None and pcfg.draw_labels and s.boxes is not None) else None
+        cam = (s.K, s.T_cam_lidar, s.image.shape[:2]) if s is not None else None
+        summary['images']['bev'] = save_bev(
+            last.points, last.labels, last.boxes, last.classes, run_dir / 'bev.png',
+            f'segmenter labels + detector boxes (white), KITTI {frame_id}'
+            + (' label_2 (green dashed), camera view (dotted)' if gt is not None else ''), gt_boxes=gt, camera=cam)
+        old_fig = Path(pcfg.compare_image) if pcfg.compare_image else OLD_FIGURE
+        if old_fig.is_file():
+            summary['images']['bev_comparison'] = save_side_by_side(
+                old_fig, run_dir / 'bev.png', run_dir / 'bev_comparison.png',
+                ('before: models fine-tuned on synthetic scenes only', 'now: the shipped seg.pt / det.pt'))
+        try:
             if s is not None:
                 summary['images']['camera'] = save_camera(last.points, last.labels, s.image, s.K, s.T_cam_lidar,
                                                           run_dir / 'camera.png')
@@ -264,6 +338,9 @@ def print_perception(p: dict) -> None:
         print(f'seg.pt on {seg["scans"]} SemanticKITTI scan(s) (points within {seg["max_range_m"]:g} m): '
               f'mIoU {seg["mIoU"]:.1f} %, accuracy {seg["accuracy"]:.1f} %; best IoU: '
               + ', '.join(f'{k} {v:.1f}' for k, v in top))
+        if seg.get('held_out_scans'):
+            print(f'  held-out scan(s) {seg["held_out_scans"]}: mIoU {seg["mIoU_held_out"]} % '
+                  f'(trained on {seg["trained_on_scans"]})')
     elif seg:
         print(f'seg metrics: {seg["error"]}')
     if det and 'error' not in det:
@@ -272,5 +349,9 @@ def print_perception(p: dict) -> None:
               f'gt boxes {det["num_gt"]}): AP_bev % {pr(det["AP_bev"])}; AP_3d % {pr(det["AP_3d"])}; '
               f'at IoU {det["loose_iou_thresholds"]}: AP_bev % {pr(det["AP_bev_loose"])}, '
               f'AP_3d % {pr(det["AP_3d_loose"])}')
+        print(f'  false positives in the camera view per frame at score >= {det["score_threshold"]:.2f}: '
+              + ', '.join(f'{k} {v}{"*" if k in det["held_out_frames"] else ""}'
+                          for k, v in det['false_positives_in_fov'].items())
+              + (' (* held out from fine-tuning)' if det['held_out_frames'] else ''))
     elif det:
         print(f'det metrics: {det["error"]}')

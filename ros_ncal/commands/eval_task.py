@@ -20,6 +20,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--eval-region', choices=('grid', 'camera_fov'), default=None,
                         help='det only: count boxes in the whole BEV grid or only those whose centre is in the '
                              'image (KITTI labels); default: the checkpoint config')
+    parser.add_argument('--real-frames', nargs='+', default=None, metavar='ID',
+                        help='real frames to evaluate on (KITTI training / SemanticKITTI ids); default: real.eval_frames '
+                             'of the config when it has a real section (config/finetune/det_kitti.yaml, seg_semantickitti.yaml)')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     parser.add_argument('--out', default=None, help='write the metrics as JSON here')
     parser.add_argument('--per-class', action='store_true', help='print per-class values too')
@@ -28,7 +31,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
     from ros_ncal.models.checkpoint import CheckpointError
-    from ros_ncal.train.downstream_data import load_task_samples
+    from ros_ncal.train.downstream_data import load_real_samples, load_task_samples
     from ros_ncal.train.finetune import (_jsonable, config_from_dict, load_finetune_config, load_finetuned,
                                         resolve_device)
     try:
@@ -49,13 +52,26 @@ def run(args) -> int:
             data.source, data.shards, data.eval_shards = 'shards', args.shards, None
         if args.eval_indices:
             data.eval_indices = tuple(args.eval_indices)
-        samples = load_task_samples(data, 'eval')
+        if args.real_frames:
+            if not cfg.real.kind:
+                raise ValueError('--real-frames needs a config with a real section (--config config/finetune/det_kitti.yaml)')
+            cfg.real.eval_frames = list(args.real_frames)
+        real = bool(cfg.real.kind and cfg.real.eval_frames and not args.shards and not args.eval_indices)
+        samples = load_real_samples(cfg.real, data, 'eval') if real else load_task_samples(data, 'eval')
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
         print(f'ncal eval: {exc}', file=sys.stderr)
         return 2
     model.to(device)
     with torch.no_grad():
         metrics = task.evaluate(model, samples, device, cfg.eval_batch_size)
+        if task.name == 'det' and real and cfg.real.kind == 'kitti':
+            from ros_ncal.eval.det_calibration import fov_false_positives
+            dets = task.detect(model, samples, device, cfg.eval_batch_size)   # at the deployed threshold
+            fps = {s.scene: fov_false_positives(d['boxes'], d['scores'], d['labels'], s.boxes, s.box_labels, s.camera,
+                                                ignore_boxes=s.ignore_boxes)['fp'] for s, d in zip(samples, dets)}
+            metrics['false_positives_in_fov'] = fps
+            metrics['score_threshold'] = float(model.head.cfg.score_threshold)
+            metrics['frames'] = [s.scene for s in samples]
     metrics = _jsonable(metrics)  # NaN (undefined, e.g. a class without ground truth) -> null
     shown = metrics if args.per_class else {k: v for k, v in metrics.items() if k not in ('per_class', 'IoU')}
     print(json.dumps(shown, indent=2, default=str))

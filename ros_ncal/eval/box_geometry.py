@@ -140,3 +140,30 @@ def rotated_nms(boxes, scores, iou_threshold: float, max_keep: int | None = None
             break
         suppressed |= iou[k] > iou_threshold
     return np.asarray(keep, np.int64)
+
+
+def points_in_boxes(points, boxes, margin: float = 0.0) -> np.ndarray:
+    """points (N, 3+), boxes (M, 7) -> (M, N) bool: point inside the box (each side grown by ``margin`` m).
+
+    The test runs in each box's frame: |dx| <= l/2, |dy| <= w/2 (after rotating by -yaw), |dz| <= h/2.
+    Only points inside a box's bounding circle are rotated, so the cost is about N x M comparisons.
+    """
+    b = check_boxes(boxes)
+    p = np.asarray(points, np.float64).reshape(len(points), -1)[:, :3] if len(points) else np.zeros((0, 3))
+    out = np.zeros((len(b), len(p)), bool)
+    order = np.argsort(p[:, 0], kind='stable')     # one sort, then each box reads its x slice only
+    xs = p[order, 0]
+    for m, (x, y, z, l, w, h, yaw) in enumerate(b):
+        half = np.array([l, w, h]) / 2.0 + margin
+        r = float(np.hypot(half[0], half[1]))
+        i0, i1 = np.searchsorted(xs, x - r, 'left'), np.searchsorted(xs, x + r, 'right')
+        cand = order[i0:i1]
+        q = p[cand]
+        near = cand[(np.abs(q[:, 1] - y) <= r) & (np.abs(q[:, 2] - z) <= half[2])]
+        if len(near) == 0:
+            continue
+        dx, dy = p[near, 0] - x, p[near, 1] - y
+        c, s = np.cos(yaw), np.sin(yaw)
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        out[m, near[(np.abs(u) <= half[0]) & (np.abs(v) <= half[1])]] = True
+    return out

@@ -109,6 +109,8 @@ class DetTask:
                 cfg[key] = tuple(cfg[key])
         self.iou_thresholds = tuple(cfg.pop('iou_thresholds', (0.7, 0.5, 0.5)))
         self.eval_region = str(cfg.pop('eval_region', 'grid'))
+        # AP ranks all detections: evaluation may decode below the deployed score threshold (None: the same)
+        self.eval_score_threshold = cfg.pop('eval_score_threshold', None)
         if self.eval_region not in ('grid', 'camera_fov'):
             raise ValueError(f"det head eval_region must be 'grid' or 'camera_fov', got {self.eval_region!r}")
         self.cfg = BEVDetConfig(**cfg).validate()
@@ -131,23 +133,46 @@ class DetTask:
         targets = model.head.build_targets([s.boxes for s in batch], [s.box_labels for s in batch], device)
         return model.head.loss(out, targets)
 
+    LOOSE_IOU_THRESHOLDS = (0.5, 0.25, 0.25)
+
     @torch.no_grad()
     def evaluate(self, model: TaskModel, samples, device, batch_size: int = 2) -> dict:
+        """AP_R40 at ``iou_thresholds`` (KITTI 0.7 / 0.5 / 0.5) plus the looser 0.5 / 0.25 / 0.25 reading
+        (keys ``*_loose``)."""
         ev = DetectionEvaluator(self.cfg.class_names, self.iou_thresholds)
+        ev_loose = DetectionEvaluator(self.cfg.class_names, self.LOOSE_IOU_THRESHOLDS[:len(self.cfg.class_names)])
         for k in range(0, len(samples), batch_size):
             batch = samples[k:k + batch_size]
             pts, bidx = _cat(batch, device)
             feats = torch.cat(model.features(pts))
-            dets = model.head.decode(model.head(torch.cat(pts)[:, :3], feats, bidx, len(batch)))
+            xyz = torch.cat(pts)[:, :3]
+            dets = model.head.decode(model.head(xyz, feats, bidx, len(batch)), xyz, bidx, self.eval_score_threshold)
             for s, d in zip(batch, dets):
                 keep = self.cfg.boxes_in_range(s.boxes) & (s.box_labels >= 0)
                 pkeep = np.ones(len(d['boxes']), bool)
                 if self.eval_region == 'camera_fov':
                     keep &= self._in_camera(s, s.boxes)
                     pkeep = self._in_camera(s, d['boxes'])
-                ev.add(d['boxes'][pkeep], d['scores'][pkeep], d['labels'][pkeep], s.boxes[keep], s.box_labels[keep])
-        return ev.compute()
+                for e in (ev, ev_loose):
+                    e.add(d['boxes'][pkeep], d['scores'][pkeep], d['labels'][pkeep], s.boxes[keep], s.box_labels[keep])
+        res, loose = ev.compute(), ev_loose.compute()
+        for k in ('AP_bev', 'AP_3d', 'mAP_bev', 'mAP_3d'):
+            res[f'{k}_loose'] = loose[k]
+        return res
 
+
+    @torch.no_grad()
+    def detect(self, model: TaskModel, samples, device, batch_size: int = 2,
+               score_threshold: float | None = None) -> list:
+        """-> per sample dict(boxes, scores, labels) (decode with an optional score threshold override)."""
+        res = []
+        for k in range(0, len(samples), batch_size):
+            batch = samples[k:k + batch_size]
+            pts, bidx = _cat(batch, device)
+            feats = torch.cat(model.features(pts))
+            xyz = torch.cat(pts)[:, :3]
+            res.extend(model.head.decode(model.head(xyz, feats, bidx, len(batch)), xyz, bidx, score_threshold))
+        return res
 
     @staticmethod
     def _in_camera(s, boxes) -> np.ndarray:

@@ -25,8 +25,8 @@ import torch
 
 from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base
 
-from .downstream_data import (AugmentConfig, DataConfig, augment, labelled_subset, load_task_samples,
-                              select_labelled_scenes)
+from .downstream_data import (AugmentConfig, DataConfig, GTDatabase, RealDataConfig, augment, labelled_subset,
+                              load_real_samples, load_task_samples, select_labelled_scenes)
 from .downstream_tasks import TASKS, TaskModel, make_task
 
 FINETUNED_MODEL_TYPE = 'ros_ncal.finetuned'
@@ -41,6 +41,7 @@ class OptimConfig:
     warmup_frac: float = 0.05     # linear warm-up over this fraction of the steps
     min_lr_ratio: float = 0.01    # cosine decays to lr x this
     grad_clip: float = 10.0       # max gradient norm; 0 disables
+    time_budget_s: float = 0.0    # > 0: stop training after this many seconds (then evaluate and save as usual)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FinetuneConfig:
     head: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    real: RealDataConfig = field(default_factory=RealDataConfig)  # real labelled frames (KITTI / SemanticKITTI)
     optim: OptimConfig = field(default_factory=OptimConfig)
     label_fraction: float = 1.0
     label_seed: int = 0           # fixes the labelled scenes (same for every seed and for pretrained vs scratch)
@@ -59,6 +61,8 @@ class FinetuneConfig:
     linear_probe: bool = False
     pretrained: str | None = None  # backbone checkpoint (from `ncal pretrain` or any ros_ncal checkpoint)
     backbone_from_checkpoint: bool = True  # build the backbone with the checkpoint's config, not ``backbone``
+    init_head_from_pretrained: bool = False  # ``pretrained`` is a fine-tuned model of this task: start its head too
+    calibration: dict = field(default_factory=lambda: {'max_fp_per_frame': 1.0, 'prior': 1.0})  # det + real
     eval_batch_size: int = 2
     log_every: int = 10
     output_dir: str = 'runs/finetune'
@@ -236,6 +240,18 @@ def build_task_model(cfg: FinetuneConfig, log: Callable[[str], None] = print):
     task = make_task(cfg.task, cfg.head)
     backbone, bcfg, report = build_backbone(cfg, log)
     head = task.build_head(backbone_out_dim(backbone))
+    if cfg.pretrained and cfg.init_head_from_pretrained:
+        from ros_ncal.models.checkpoint import load_checkpoint
+        state = load_checkpoint(cfg.pretrained).get('model_state') or {}
+        hstate = {k[5:]: v for k, v in state.items() if k.startswith('head.')}
+        own = head.state_dict()
+        fit = {k: v for k, v in hstate.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+        if not fit:
+            raise ValueError(f'{cfg.pretrained}: init_head_from_pretrained but no head tensor fits the {cfg.task} head')
+        head.load_state_dict(fit, strict=False)
+        log(f'head initialised from {cfg.pretrained}: {len(fit)} of {len(own)} tensors')
+        if report is not None:
+            report['head_loaded'] = len(fit)
     return TaskModel(backbone, head, cfg.task, freeze_backbone=cfg.linear_probe), task, bcfg, report
 
 
@@ -271,6 +287,45 @@ def load_labelled_samples(cfg: FinetuneConfig, log: Callable[[str], None] = prin
     return labelled_subset(load_task_samples(d, 'train', progress=log), cfg.label_fraction, cfg.label_seed)
 
 
+def calibrate_detector(model, task, samples, device, cfg: FinetuneConfig, log: Callable[[str], None] = print) -> dict:
+    """Fit the per-class score calibration and the default score threshold on held-out real frames.
+
+    Detections are decoded without a threshold (raw peak probabilities), labelled TP / FP against label_2
+    in the camera view (ros_ncal.eval.det_calibration), a Platt mapping is fitted per class with at least
+    one TP and one FP, and the threshold is the best-F1 one with at most ``calibration.max_fp_per_frame``
+    false positives per frame. Sets them on ``model.head.cfg`` and returns them (with the fit's data)."""
+    from ros_ncal.eval.det_calibration import choose_threshold, fit_platt, in_camera, label_detections
+    head = model.head
+    saved = dict(head.cfg.score_calibration)
+    head.cfg.score_calibration = {}
+    model.eval()
+    dets = task.detect(model, samples, device, cfg.eval_batch_size, score_threshold=0.02)
+    names = head.cfg.class_names
+    rows = []   # (frame, class, raw score, outcome)
+    num_gt = 0
+    for s, d in zip(samples, dets):
+        fov = in_camera(d['boxes'], s.camera)
+        gt_fov = in_camera(s.boxes, s.camera) & head.cfg.boxes_in_range(s.boxes)
+        num_gt += int(gt_fov.sum())
+        out = label_detections(d['boxes'][fov], d['scores'][fov], d['labels'][fov], s.boxes[gt_fov],
+                               s.box_labels[gt_fov], ignore_boxes=s.ignore_boxes)
+        rows += [(s.scene, int(c), float(p), int(o)) for c, p, o in zip(d['labels'][fov], d['scores'][fov], out)]
+    calib = {}
+    for c, name in enumerate(names):
+        r = [(p, o) for _, cc, p, o in rows if cc == c and o >= 0]
+        if any(o == 1 for _, o in r) and any(o == 0 for _, o in r):
+            calib[name] = list(fit_platt([p for p, _ in r], [o for _, o in r], prior=float(cfg.calibration.get('prior', 1.0))))
+    head.cfg.score_calibration = calib or saved
+    cal_scores = head.calibrate_scores(np.array([p for _, _, p, _ in rows]), np.array([c for _, c, _, _ in rows]))
+    thr = choose_threshold(cal_scores, [o for *_, o in rows], [f for f, *_ in rows], num_gt, len(samples),
+                           float(cfg.calibration.get('max_fp_per_frame', 1.0)))
+    head.cfg.score_threshold = thr['threshold']
+    log(f'calibration on {len(samples)} held-out frame(s) ({[s.scene for s in samples]}): {len(rows)} detections, '
+        f'{num_gt} labelled boxes; Platt {calib}; threshold {thr}')
+    return {'frames': [s.scene for s in samples], 'score_calibration': head.cfg.score_calibration,
+            'score_threshold': thr['threshold'], 'threshold_choice': thr, 'detections': len(rows)}
+
+
 @dataclass
 class FinetuneResult:
     run_name: str
@@ -294,13 +349,23 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
     fraction is not applied again; ``num_train_total`` is then only reported).
     """
     validate_config(cfg)
+    cfg = copy.deepcopy(cfg)   # the calibration writes into cfg.head; the caller's config stays as given
     t0 = time.time()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = resolve_device(cfg.device)
-    if train_samples is None:
+    real = cfg.real
+    use_real = bool(real.kind)
+    real_train: list = []
+    if use_real and train_samples is None:
+        real_train = load_real_samples(real, cfg.data, 'train', log)
+        if not real_train:
+            raise ValueError('real.kind is set but real.train_frames is empty')
+    if train_samples is None and use_real and real.weight >= 1.0:
+        labelled, n_train = [], 0
+    elif train_samples is None:
         labelled = load_labelled_samples(cfg, log)
         n_train = int(cfg.data.train_indices[1]) - int(cfg.data.train_indices[0])
     elif train_is_labelled:
@@ -309,8 +374,19 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
     else:
         labelled = labelled_subset(train_samples, cfg.label_fraction, cfg.label_seed)
         n_train = len(train_samples)
+    real_train = real_train or [s for s in labelled if s.real]
+    synth = [s for s in labelled if not s.real]
+    labelled = real_train + synth
     if not labelled:
         raise ValueError('no labelled training samples')
+    p_real = (0.0 if not real_train else 1.0 if not synth else float(real.weight))
+    gt_db = None
+    if cfg.task == 'det' and cfg.augment.gt_sampling and real_train:
+        gt_db = GTDatabase(real_train)
+        log(f'GT database: {len(gt_db)} objects from {len(real_train)} real frames, per class {gt_db.counts()}')
+    if real_train:
+        log(f'{len(real_train)} real + {len(synth)} synthetic training samples; a batch element is real with '
+            f'probability {p_real:g}')
     scenes = list(dict.fromkeys(s.scene for s in labelled))
     log(f'{cfg.task}: {len(labelled)} labelled of {n_train} training samples '
         f'({len(scenes)} scene(s), fraction {cfg.label_fraction}, label seed {cfg.label_seed})')
@@ -330,9 +406,15 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
 
     losses = []
     model.train()
+    t_train = time.time()
     for step in range(o.steps):
-        pick = rng.choice(len(labelled), size=o.batch_size, replace=len(labelled) < o.batch_size)
-        batch = [augment(labelled[i], cfg.augment, rng) for i in pick]
+        if o.time_budget_s > 0 and step > 0 and time.time() - t_train > o.time_budget_s:
+            log(f'time budget {o.time_budget_s:g} s reached after {step} of {o.steps} steps: stopping here')
+            break
+        batch = []
+        for _ in range(o.batch_size):
+            pool = real_train if (real_train and (not synth or rng.random() < p_real)) else synth
+            batch.append(augment(pool[int(rng.integers(len(pool)))], cfg.augment, rng, gt_db))
         out = task.loss(model, batch, device)
         loss = out['loss']
         if not torch.isfinite(loss):
@@ -354,10 +436,16 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
         if changed:
             raise RuntimeError(f'linear probing changed backbone tensors: {changed[:5]}')
 
+    calibration = None
+    if cfg.task == 'det' and use_real and real.calib_frames and evaluate:
+        calibration = calibrate_detector(model, task, load_real_samples(real, cfg.data, 'calib', log), device, cfg, log)
+        cfg.head = dict(cfg.head, score_calibration=calibration['score_calibration'],
+                        score_threshold=calibration['score_threshold'])
     metrics = {}
     if evaluate:
         if eval_samples is None:
-            eval_samples = load_task_samples(cfg.data, 'eval', progress=log)
+            eval_samples = (load_real_samples(real, cfg.data, 'eval', log) if use_real and real.eval_frames
+                            else load_task_samples(cfg.data, 'eval', progress=log))
         model.eval()
         metrics = task.evaluate(model, eval_samples, device, cfg.eval_batch_size)
         log(f'{cfg.task} eval on {len(eval_samples)} samples: {task.main_metric} = {metrics.get(task.main_metric)}')
@@ -378,7 +466,8 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
                    'labelled_scenes': scenes, 'seed': cfg.seed, 'pretrained': cfg.pretrained,
                    'pretrained_report': report, 'linear_probe': cfg.linear_probe, 'steps': o.steps,
                    'final_loss': losses[-1], 'first_loss': losses[0], 'statistics': stats,
-                   'seconds': time.time() - t0, 'config': asdict(cfg), 'checkpoint': ckpt_path}
+                   'seconds': time.time() - t0, 'config': asdict(cfg), 'checkpoint': ckpt_path,
+                   'real_train_frames': [s.scene for s in real_train], 'calibration': calibration}
         summary_path = str(out_dir / f'{run}.json')
         with open(summary_path, 'w') as f:
             json.dump(_jsonable(summary), f, indent=2)

@@ -30,6 +30,89 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIGS = {'seg': 'config/finetune/seg_1pct.yaml', 'det': 'config/finetune/det_1pct.yaml',
                    'panoptic': 'config/finetune/panoptic_1pct.yaml'}
 METRIC_OF_TASK = {'seg': 'mIoU', 'det': 'mAP_bev', 'panoptic': 'PQ'}
+# Real-data protocol (--real): real labelled frames only, held-out real frames for evaluation
+REAL_CONFIGS = {'seg': 'config/finetune/seg_semantickitti.yaml', 'det': 'config/finetune/det_kitti.yaml'}
+# (row metric name, metrics key, class or None) reported per real run
+REAL_METRICS = {
+    'seg': [('mIoU', 'mIoU', None)],
+    'det': [('car AP_bev@0.7', 'AP_bev', 'car'), ('car AP_3d@0.7', 'AP_3d', 'car'),
+            ('car AP_bev@0.5', 'AP_bev_loose', 'car'), ('car AP_3d@0.5', 'AP_3d_loose', 'car'),
+            ('mAP_bev', 'mAP_bev', None)],
+}
+
+
+def _metric_value(metrics: dict, key: str, cls):
+    v = metrics.get(key)
+    if cls is not None:
+        v = (v or {}).get(cls)
+    return None if v is None or v != v else float(v)
+
+
+def run_real_sweep(pretrained: str, tasks=('seg', 'det'), fractions=(1.0,), seeds=(0, 1, 2),
+                   out_dir: str | Path = 'runs/label_efficiency_real', steps: int | None = None,
+                   config_paths: dict | None = None, overrides: dict | None = None,
+                   log: Callable[[str], None] = print) -> list[dict]:
+    """Pretrained backbone vs scratch on real labels: for each task, fraction of the real training frames
+    (chosen by frame with ``label_seed``), seed and init, one fine-tuning run on real frames only
+    (``real.weight`` 1, no synthetic scenes, no score calibration) evaluated on the held-out
+    ``real.eval_frames``. Same architecture (the checkpoint's), frames, steps, schedule and augmentation
+    for both arms. Writes results.jsonl (one row per run and metric), label_efficiency.md and .png."""
+    from ros_ncal.models.checkpoint import load_checkpoint
+    from .downstream_data import load_real_samples
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    backbone_cfg = _backbone_config_in(load_checkpoint(pretrained))
+    if backbone_cfg is None:
+        raise ValueError(f'{pretrained}: the checkpoint stores no backbone config')
+    results_path = out / 'results.jsonl'
+    rows: list[dict] = []
+    for task in tasks:
+        path = (config_paths or {}).get(task) or str(REPO / REAL_CONFIGS[task])
+        base = load_finetune_config(path, copy.deepcopy(overrides or {}))
+        if base.task != task or not base.real.kind:
+            raise ValueError(f'{path}: not a real-data {task!r} config (needs task {task} and real.kind)')
+        base.backbone = dict(backbone_cfg)
+        base.backbone_from_checkpoint = False
+        base.init_head_from_pretrained = False
+        base.real.weight = 1.0
+        base.real.calib_frames = []
+        if steps is not None:
+            base.optim.steps = int(steps)
+        t0 = time.time()
+        train = load_real_samples(base.real, base.data, 'train')
+        evals = load_real_samples(base.real, base.data, 'eval')
+        log(f'{task}: {len(train)} real training frames {[s.scene for s in train]}, {len(evals)} held out '
+            f'{[s.scene for s in evals]} ({time.time() - t0:.0f} s)')
+        for frac in fractions:
+            labelled = labelled_subset(train, frac, base.label_seed)
+            for seed in seeds:
+                for init in ('scratch', 'pretrained'):
+                    cfg = copy.deepcopy(base)
+                    cfg.label_fraction = float(frac)
+                    cfg.seed = int(seed)
+                    cfg.pretrained = pretrained if init == 'pretrained' else None
+                    cfg.output_dir = str(out / 'runs')
+                    cfg.run_name = f'{task}_real{frac * 100:g}pct_{init}_s{seed}'
+                    log(f'--- real {task} {len(labelled)} frame(s) {init} seed {seed} ({cfg.optim.steps} steps)')
+                    common = {'task': task, 'fraction': float(frac), 'init': init, 'seed': int(seed),
+                              'steps': cfg.optim.steps, 'frames': [s.scene for s in labelled],
+                              'eval_frames': [s.scene for s in evals], 'real': True}
+                    try:
+                        res = finetune(cfg, labelled, evals, log=log, train_is_labelled=True, num_train_total=len(train))
+                    except (ValueError, FloatingPointError, RuntimeError) as exc:
+                        log(f'run failed: {exc}')
+                        new = [dict(common, metric=m, value=None, error=str(exc)) for m, _, _ in REAL_METRICS[task]]
+                    else:
+                        new = [dict(common, metric=m, value=_metric_value(res.metrics, key, cls),
+                                    first_loss=res.losses[0], final_loss=res.losses[-1],
+                                    seconds=round(res.seconds, 1), checkpoint=res.checkpoint)
+                               for m, key, cls in REAL_METRICS[task]]
+                    rows += new
+                    with open(results_path, 'a') as f:
+                        for r in new:
+                            f.write(json.dumps(r, default=str) + '\n')
+    write_report(rows, out, pretrained)
+    return rows
 
 
 def _data_key(cfg: FinetuneConfig) -> str:
@@ -174,17 +257,18 @@ def write_report(rows: list[dict], out: Path, pretrained: str) -> tuple[Path, Pa
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        tasks = sorted({e['task'] for e in table})
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
-            es = [e for e in table if e['task'] == task]
+        panels = sorted({(e['task'], e['metric']) for e in table})
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), squeeze=False)
+        for ax, (task, metric) in zip(axes[0], panels):
+            es = [e for e in table if e['task'] == task and e['metric'] == metric]
             x = [e['fraction'] * 100 for e in es]
             for init, color in (('scratch', 'tab:gray'), ('pretrained', 'tab:blue')):
                 ax.errorbar(x, [100 * e[f'{init}_mean'] for e in es], yerr=[100 * e[f'{init}_std'] for e in es],
                             marker='o', capsize=3, label=init, color=color)
-            ax.set_xscale('log')
-            ax.set_xlabel('labelled scenes (%)')
-            ax.set_ylabel(f"{es[0]['metric']} (%)")
+            if len(x) > 1:
+                ax.set_xscale('log')
+            ax.set_xlabel('labelled real frames (%)' if any(r.get('real') for r in rows) else 'labelled scenes (%)')
+            ax.set_ylabel(f'{metric} (%)')
             ax.set_title(task)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -209,8 +293,17 @@ def main(argv=None) -> int:
     p.add_argument('--config', action='append', default=[], metavar='TASK=YAML',
                    help='config per task (default config/finetune/<task>_1pct.yaml; the fraction is overridden)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='config override (repeatable)')
+    p.add_argument('--real', action='store_true',
+                   help='real-data protocol: real labelled frames only (config/finetune/{seg_semantickitti,det_kitti}'
+                        '.yaml), fractions of the real training frames, held-out real frames')
     args = p.parse_args(argv)
     paths = dict(item.split('=', 1) for item in args.config)
+    if args.real:
+        fr = args.fractions if args.fractions != [0.01, 0.1] else [1.0]
+        rows = run_real_sweep(args.pretrained, args.tasks, fr, args.seeds, args.out, args.steps, paths,
+                              parse_set_options(args.set), log=lambda m: print(m, flush=True))
+        print((Path(args.out) / 'label_efficiency.md').read_text())
+        return 0 if rows else 1
     rows = run_sweep(args.pretrained, args.tasks, args.fractions, args.seeds, args.out, args.steps, paths,
                      parse_set_options(args.set), args.linear_probe, log=lambda m: print(m, flush=True))
     print((Path(args.out) / 'label_efficiency.md').read_text())

@@ -44,6 +44,7 @@ class DownstreamPredictor:
         self.model.to(self.device)
         self.max_range, self.max_points = float(max_range), int(max_points)
         self.class_names = class_names
+        self.payload: dict | None = None   # the checkpoint payload (config, metrics) when built from a file
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = 'auto', max_range: float = 0.0,
@@ -51,7 +52,9 @@ class DownstreamPredictor:
         from .finetune import load_finetuned, resolve_device
         model, task, payload = load_finetuned(path, map_location='cpu')
         names = getattr(task, 'class_names', None) or getattr(getattr(task, 'cfg', None), 'class_names', None)
-        return cls(model, task, resolve_device(device), max_range, max_points, names)
+        p = cls(model, task, resolve_device(device), max_range, max_points, names)
+        p.payload = {k: v for k, v in payload.items() if k != 'model_state'}
+        return p
 
     @property
     def task_name(self) -> str:
@@ -91,7 +94,7 @@ class DownstreamPredictor:
             out.instances = self._spread(pts, keep, idx, inst)
         else:
             bidx = torch.zeros(len(idx), dtype=torch.long, device=self.device)
-            det = head.decode(head(sub[:, :3], feats, bidx, 1))[0]
+            det = head.decode(head(sub[:, :3], feats, bidx, 1), sub[:, :3], bidx)[0]
             out.boxes, out.scores, out.box_labels = det['boxes'], det['scores'], det['labels']
         out.seconds = time.perf_counter() - t0
         return out

@@ -6,7 +6,8 @@
 3. Heads: a heatmap per class (car, pedestrian, cyclist), trained with the CenterNet focal loss against
    Gaussian peaks at the box centres, and 8 regression channels at the centre cell: sub-cell offset
    (dx, dy), centre z, log(l), log(w), log(h), sin(yaw), cos(yaw), trained with L1.
-4. Decode: 3x3 max-pool peaks, top-k over classes and cells, score threshold, rotated BEV NMS per class.
+4. Decode: 3x3 max-pool peaks, top-k over classes and cells, per-class score calibration (Platt), score
+   threshold, boxes with fewer than ``min_points_in_box`` input points dropped, rotated BEV NMS per class.
 
 Grid layout: tensor ``[b, c, ix, iy]`` with ``ix = floor((x - x_min) / cell)``, ``iy = floor((y - y_min) / cell)``.
 Boxes: (x, y, z, l, w, h, yaw) in the LiDAR frame, z at the box centre (ros_ncal.eval.box_geometry).
@@ -42,6 +43,13 @@ class BEVDetConfig:
     score_threshold: float = 0.1
     nms_iou: float = 0.1                # rotated BEV IoU above which a lower-scoring box is suppressed
     max_detections: int = 50
+    min_points_in_box: int = 0          # decode keeps a box only with at least this many input points inside it
+    score_calibration: dict = None      # {class name: [a, b]}: score = sigmoid(a * logit(peak) + b) (Platt, fitted
+                                        # on held-out frames; ros_ncal.eval.det_calibration); None / missing = raw
+
+    def __post_init__(self):
+        if self.score_calibration is None:
+            self.score_calibration = {}
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -198,19 +206,42 @@ class BEVDetHead(nn.Module):
         return {'loss': total, 'heatmap': hm.detach(), 'regression': rg.detach()}
 
     # ------------------------------------------------------------------ inference
+    def calibrate_scores(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Raw peak probabilities (D,) of classes (D,) -> calibrated probabilities (Platt per class)."""
+        out = np.asarray(scores, np.float64).copy()
+        for c, name in enumerate(self.cfg.class_names):
+            ab = self.cfg.score_calibration.get(name)
+            if not ab:
+                continue
+            sel = np.asarray(labels) == c
+            p = np.clip(out[sel], 1e-6, 1 - 1e-6)
+            out[sel] = 1.0 / (1.0 + np.exp(-(float(ab[0]) * np.log(p / (1 - p)) + float(ab[1]))))
+        return out.astype(np.float32)
+
     @torch.no_grad()
-    def decode(self, out: dict) -> list:
-        """-> per sample dict(boxes (D, 7) float32 np, scores (D,), labels (D,) int64), best score first."""
+    def decode(self, out: dict, points=None, batch_idx=None, score_threshold: float | None = None) -> list:
+        """-> per sample dict(boxes (D, 7) float32 np, scores (D,), labels (D,) int64), best score first.
+
+        points (N, 3+) / batch_idx (N,): the input cloud(s), needed for ``min_points_in_box``.
+        score_threshold: overrides cfg.score_threshold (calibration fitting decodes everything).
+        """
+        from ros_ncal.eval.box_geometry import points_in_boxes
         cfg = self.cfg
+        thr = cfg.score_threshold if score_threshold is None else float(score_threshold)
         heat = torch.sigmoid(out['heatmap'].float())
         reg = out['regression'].float()
         B, K, nx, ny = heat.shape
         peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat).float()
+        pts_np = bidx_np = None
+        if points is not None and cfg.min_points_in_box > 0:
+            pts_np = torch.as_tensor(points)[:, :3].detach().float().cpu().numpy()
+            bidx_np = (np.zeros(len(pts_np), np.int64) if batch_idx is None
+                       else torch.as_tensor(batch_idx).detach().cpu().numpy())
         results = []
         for b in range(B):
             k = min(cfg.top_k, K * nx * ny)
             scores, idx = peaks[b].reshape(-1).topk(k)
-            keep = scores > cfg.score_threshold
+            keep = scores > min(thr, 0.01) if cfg.score_calibration else scores > thr
             scores, idx = scores[keep], idx[keep]
             cls = idx // (nx * ny)
             cell = idx % (nx * ny)
@@ -222,6 +253,14 @@ class BEVDetHead(nn.Module):
             yaw = torch.atan2(r[:, 6], r[:, 7])
             boxes = torch.cat([x[:, None], y[:, None], r[:, 2:3], size, yaw[:, None]], 1).cpu().numpy()
             scores_np, cls_np = scores.cpu().numpy(), cls.cpu().numpy()
+            if cfg.score_calibration:
+                scores_np = self.calibrate_scores(scores_np, cls_np)
+                sel = scores_np > thr
+                boxes, scores_np, cls_np = boxes[sel], scores_np[sel], cls_np[sel]
+            if pts_np is not None and len(boxes):
+                n_in = points_in_boxes(pts_np[bidx_np == b], boxes).sum(axis=1)
+                sel = n_in >= cfg.min_points_in_box
+                boxes, scores_np, cls_np = boxes[sel], scores_np[sel], cls_np[sel]
             kept = []
             for c in np.unique(cls_np):
                 sel = np.where(cls_np == c)[0]
