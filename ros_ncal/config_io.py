@@ -108,11 +108,23 @@ def dataclass_list(cls: type[T], items: list | None, where: str) -> list[T]:
             for i, x in enumerate(items or [])]
 
 
+def yaml_error_text(exc: Exception) -> str:
+    """One line for a PyYAML error: the problem and where (line, column; 1-based)."""
+    problem = getattr(exc, 'problem', None)
+    mark = getattr(exc, 'problem_mark', None)
+    if problem and mark is not None:
+        return f'{problem} at line {mark.line + 1}, column {mark.column + 1}'
+    return ' '.join(str(exc).split())
+
+
 def read_yaml_mapping(path: str | Path) -> dict:
     """The top-level mapping of a YAML file ({} for an empty file); ValueError when it is not a mapping."""
     import yaml
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:     # its message says '<unicode string>': name the file
+        raise ValueError(f'{path}: not valid YAML: {yaml_error_text(exc)}') from exc
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a mapping at the top level, got {type(data).__name__}')
     return data
@@ -168,8 +180,14 @@ class SectionConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = None):
-        """The ``section`` (default ``SECTION``) of a YAML file; a missing section gives the defaults."""
-        return cls.from_dict(read_yaml_section(path, section or cls.SECTION))
+        """The ``section`` (default ``SECTION``) of a YAML file; a missing section gives the defaults.
+        Errors (unknown key, wrong type, invalid value) name the file."""
+        try:
+            return cls.from_dict(read_yaml_section(path, section or cls.SECTION))
+        except ValueError as exc:
+            if str(path) in str(exc):
+                raise
+            raise ValueError(f'{path}: {exc}') from exc
 
     def validate(self) -> None:
         """Raise ValueError for inconsistent settings (override)."""

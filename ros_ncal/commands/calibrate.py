@@ -196,8 +196,11 @@ def run(args) -> int:
             return {'rot_deg': rot, 'trans_cm': 100.0 * trans}
         summary['truth'] = {'T_cam_lidar': T_truth.tolist(), 'nominal_error': error(res.T_nominal),
                             'calibrated_error': error(res.T_cam_lidar)}
+    summary['drop_reasons'] = drop_reasons(res.frames)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if res.accepted == 0:
+        return _no_frame_accepted(res, summary, out)
     (out / 'calibration.yaml').write_text(yaml.safe_dump(_calibration_yaml(summary), sort_keys=False,
                                                          default_flow_style=None, width=120))
     (out / 'report.json').write_text(json.dumps({**summary, 'frames': [f.to_dict() for f in res.frames]}, indent=1))
@@ -214,6 +217,41 @@ def truth_beside_bag(path: str) -> str | None:
     bag_dir = p if p.is_dir() else p.parent
     cand = bag_dir.parent / f'{bag_dir.name}.truth.json'
     return str(cand) if cand.is_file() else None
+
+
+EXIT_NO_RESULT = 3     # the run completed but no frame was accepted: no calibration written
+
+
+def drop_reasons(frames) -> dict[str, int]:
+    """{reason: frames} for the frames that did not enter the fusion; numbers in the calibrators' messages
+    are replaced by '#' so that equal reasons count together."""
+    import re
+    counts: dict[str, int] = {}
+    for f in frames:
+        if f.accepted:
+            continue
+        if f.success:
+            key = 'rejected by the fusion (outlier or inconsistent with the other frames)'
+        else:
+            key = re.sub(r'\([^)]*\)', '', f.message or 'failed without a message')
+            key = re.sub(r'[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?', '#', key)
+            key = re.sub(r'\s+([;:,])', r'\1', ' '.join(key.split())).strip(' ;:,')[:120] or 'failed without a message'
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _no_frame_accepted(res, summary: dict, out: Path) -> int:
+    """No calibration: say why by reason, keep report.json for diagnosis, never leave a calibration.yaml."""
+    (out / 'report.json').write_text(json.dumps({**summary, 'frames': [f.to_dict() for f in res.frames]}, indent=1))
+    stale = out / 'calibration.yaml'
+    removed = stale.exists()
+    if removed:
+        stale.unlink()      # an older result beside this run's report would look like this run's
+    why = '; '.join(f'{n} x {reason}' for reason, n in summary['drop_reasons'].items())
+    print(f'ncal calibrate: error: no frame was accepted ({len(res.frames)} frame(s): {why}); calibration.yaml '
+          f'not written{" (the older one in " + str(out) + " was removed)" if removed else ""}; per-frame '
+          f'messages in {out}/report.json', file=sys.stderr)
+    return EXIT_NO_RESULT
 
 
 def read_truth_file(path: str):

@@ -50,6 +50,8 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f'ncal finetune: {exc}', file=sys.stderr)
         return 2
+    from ros_ncal.cli_errors import ensure_writable
+    ensure_writable(cfg.output_dir, 'output_dir')      # before any work (the checkpoint is written at the end)
     result = finetune(cfg, log=lambda m: print(m, flush=True))
     summary = {'run': result.run_name, 'checkpoint': result.checkpoint, 'summary': result.summary_path,
                'labelled_samples': result.num_labelled_samples, 'seconds': round(result.seconds, 1),

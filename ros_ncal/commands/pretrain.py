@@ -38,7 +38,14 @@ def run(args) -> int:
 
     from ros_ncal.nclr.config import NCLRConfig
     from ros_ncal.train.pretrain import pretrain
-    cfg = NCLRConfig.from_yaml(args.config, parse_overrides(args))
+    from ros_ncal.cli_errors import UserError, ensure_writable
+    from ros_ncal.train.pretrain import check_train_config
+    try:
+        cfg = NCLRConfig.from_yaml(args.config, parse_overrides(args))
+        check_train_config(cfg.train)
+    except ValueError as exc:           # unknown key, wrong type, batch_size 0: name the file
+        raise UserError(exc if args.config in str(exc) else f'{args.config}: {exc}') from exc
+    ensure_writable(cfg.train.out_dir, 'train.out_dir')     # before any work
     res = pretrain(cfg, device=args.device, resume=not args.no_resume)
     if 'nclr' in res:
         print(json.dumps(res, indent=2))

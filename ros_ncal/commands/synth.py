@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 NAME = 'synth'
+OUTPUT_ARGS = ('out', 'shards')     # checked writable by the CLI before any frame is rendered
 HELP = 'render synthetic LiDAR+camera frames (procedural streets): preview PNGs and/or dataset shards'
 
 

@@ -66,11 +66,22 @@ def load_nclr(path: str | Path, map_location='cpu') -> tuple[NCLRNet, NCLRConfig
     return model, cfg, payload
 
 
+def check_train_config(tc) -> None:
+    """ValueError naming the key for a training setting that cannot work (e.g. ``train.batch_size: 0``)."""
+    for key in ('batch_size', 'steps', 'log_every', 'ckpt_every'):
+        if getattr(tc, key) < 1:
+            raise ValueError(f'train.{key} must be >= 1, got {getattr(tc, key)}')
+    for key in ('num_threads', 'num_workers'):
+        if getattr(tc, key) < 0:
+            raise ValueError(f'train.{key} must be >= 0, got {getattr(tc, key)}')
+    if not tc.lr > 0:
+        raise ValueError(f'train.lr must be > 0, got {tc.lr}')
+
+
 def pretrain(cfg: NCLRConfig, device: str = 'auto', resume: bool = True, progress: bool = True) -> dict:
     """Train NCLR on the pretext task; returns the final logged scalars and output paths."""
     tc = cfg.train
-    if tc.num_threads < 0:
-        raise ValueError(f'train.num_threads must be >= 0, got {tc.num_threads}')
+    check_train_config(tc)
     if tc.num_threads > 0:
         torch.set_num_threads(tc.num_threads)
     info = setup_distributed(device)
