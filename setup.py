@@ -16,24 +16,24 @@ def config_tree():
             out.append((os.path.join('share', PACKAGE, root), sorted(picked)))
     return out
 
+
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=find_packages(exclude=['test', 'test.*', 'bench', 'interfaces']),
+    # ros_ncal/assets holds data only (packaged checkpoints): listed as a package so its files install with it
+    packages=find_packages(exclude=['test', 'test.*', 'bench', 'bench.*']) + ['ros_ncal.assets'],
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
     ] + config_tree(),
-    package_data={PACKAGE: ['assets/*', 'assets/**/*']},
-    include_package_data=True,
+    package_data={'ros_ncal.assets': ['*.pt']},
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='ros_ncal developers',
     maintainer_email='dev@ros-ncal.invalid',
     description='2D-3D neural calibration (NCLR) for ROS 2: collector, calibrator, segmenter, detector.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'ncal = ros_ncal.cli:main',
