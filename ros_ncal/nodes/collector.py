@@ -47,7 +47,9 @@ class CollectorConfig:
     """Collector parameters (``config/collector.yaml``)."""
     input: SensorInputConfig = param(default_factory=SensorInputConfig)
     extrinsic: ExtrinsicParams = param(default_factory=ExtrinsicParams)
-    output_dir: str = param('ncal_dataset', 'dataset directory (created; an existing one is appended to)')
+    output_dir: str = param('ncal_dataset', 'dataset directory (created; an existing one is appended to); a '
+                                            'relative path is under $ROS_HOME (default ~/.ros), not the working '
+                                            'directory: ncal_dataset -> ~/.ros/ncal_dataset')
     samples_per_shard: int = param(4, 'samples per tar shard (each append rewrites the open shard)', min=1,
                                    max=10000)
     image_format: str = param('png', 'image encoding in the shards', choices=('png', 'jpg'))
@@ -71,8 +73,21 @@ class CollectorConfig:
     def validate(self) -> None:
         if not self.output_dir.strip():
             raise ValueError('parameter output_dir must not be empty')
+        self.output_dir = str(resolve_output_dir(self.output_dir))
         if (self.min_motion_m > 0 or self.min_motion_deg > 0) and not self.input.tf_topic:
             raise ValueError('min_motion_m / min_motion_deg need /tf: set input.tf_topic to true')
+
+
+def ros_home() -> Path:
+    """$ROS_HOME, else ~/.ros (where ROS 2 keeps logs and per-user data)."""
+    return Path(os.environ.get('ROS_HOME') or Path.home() / '.ros').expanduser()
+
+
+def resolve_output_dir(output_dir: str) -> Path:
+    """Absolute dataset directory: ``~`` expanded; a relative path is taken under :func:`ros_home`, so the
+    dataset does not land wherever ``ros2 launch`` happened to be started."""
+    path = Path(output_dir.strip()).expanduser()
+    return path if path.is_absolute() else ros_home() / path
 
 
 def dir_size_bytes(root: Path) -> int:
