@@ -1,9 +1,11 @@
 """Classical edge-alignment calibrator on real KITTI frames: recovers small errors, never raises."""
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ros_ncal.calib import ClassicalCalibConfig, EdgeAlignmentCalibrator, calibrator_input, make_calibrator
-from ros_ncal.calib.classical import discontinuity_weights
+from ros_ncal.calib.classical import (EdgeAlignmentCalibrator as _Cal, discontinuity_weights, gaussian_local_mean,
+                                      inverse_distance_transform, inverse_distance_transform_reference)
 from ros_ncal.data.readers.kitti import KittiReaderConfig, read_kitti_frame
 from ros_ncal.geometry import pose_error, random_perturbation
 
@@ -74,3 +76,37 @@ def test_unordered_cloud_rebuilds_scan_lines(frame):
     # the edge points found in both orderings mostly coincide
     both = np.count_nonzero((w[perm] > 0) & (w2 > 0))
     assert both > 0.5 * min(n1, n2)
+
+
+def test_fast_path_gives_the_reference_estimate_on_a_real_frame(frame):
+    """implementation 'fast' (cached frame preparation, incremental maximum filters, FFT high-pass, batched
+    float32 grid_sample objective) against the original code path ('reference') from the same guesses."""
+    cfg = ClassicalCalibConfig.from_yaml('config/calib_eval.yaml')
+    ref_cfg = ClassicalCalibConfig.from_yaml('config/calib_eval.yaml')
+    ref_cfg.implementation = 'reference'
+    fast, ref = _Cal(cfg), _Cal(ref_cfg)
+    E = fast.edge_frame(frame, frame.T_cam_lidar).E
+    for decay in (0.95, 0.9):
+        D = inverse_distance_transform(E, decay, cfg.idt_alpha, cfg.idt_radii)
+        assert np.abs(D - inverse_distance_transform_reference(E, decay, cfg.idt_alpha, cfg.idt_radii)).max() < 1e-6
+        assert np.abs(gaussian_local_mean(D, 20.0) - ndimage.gaussian_filter(D, 20.0, mode='nearest')).max() < 1e-5
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        T_init = frame.T_cam_lidar @ random_perturbation(rng, 2.0, 0.1, 2.0, 0.1)
+        a = ref.estimate(calibrator_input(frame, T_init), T_init)
+        b = fast.estimate(calibrator_input(frame, T_init), T_init)
+        c = fast.estimate(calibrator_input(frame, T_init), T_init)            # served from the frame cache
+        rot, trans = pose_error(a.T_cam_lidar, b.T_cam_lidar)
+        assert rot < 1e-3 and trans < 1e-5, (rot, trans)
+        assert abs(a.extras['objective'] - b.extras['objective']) < 1e-6
+        assert abs(a.confidence - b.confidence) < 1e-3 and a.success == b.success
+        assert a.extras['levels'][0]['iters'] == b.extras['levels'][0]['iters']
+        assert np.array_equal(b.T_cam_lidar, c.T_cam_lidar) and b.confidence == c.confidence
+        assert b.extras['levinson_fraction'] is None and 0.0 <= a.extras['levinson_fraction'] <= 1.0
+    assert len(fast._cache) == 1                          # one frame, prepared once
+    # a changed frame (same arrays' shapes, different content) is never served from the cache
+    moved = frame.replace(points=frame.points + np.array([0.0, 0.0, 0.05, 0.0], np.float32))
+    fast.estimate(moved, frame.T_cam_lidar)
+    assert len(fast._cache) == 2
+    with pytest.raises(ValueError, match='implementation'):
+        ClassicalCalibConfig.from_dict({'implementation': 'gpu'})

@@ -11,8 +11,8 @@ from ros_ncal.geometry import make_T, pose_error, random_perturbation, rotvec_to
 
 @pytest.fixture(scope='module')
 def frames(kitti_dir):
-    samples, _ = load_kitti_samples(kitti_dir, splits=('training',))
-    assert len(samples) == 4
+    samples, ids = load_kitti_samples(kitti_dir, splits=('training',), max_frames=4)
+    assert ids == [f'training/00000{i}' for i in range(4)]          # 000000-000003: one calibration day
     return samples
 
 

@@ -19,7 +19,13 @@ After Levinson & Thrun, "Automatic Online Calibration of Cameras and Lasers" (RS
   default levels search rotation only (translation is weakly observable from one frame).
 * Confidence: fraction of random rotation probes (within ``probe_ball_deg``) scoring lower than the
   estimate, times the peak prominence mapped to [0, 1]; Levinson's grid criterion is reported in
-  ``extras['levinson_fraction']``.
+  ``extras['levinson_fraction']`` when ``levinson_fraction`` is set (None otherwise).
+* Cost (``implementation: fast``, the default): the per-frame work that does not depend on the extrinsic
+  (image edges, LiDAR discontinuities, the edge map of each level) is cached for the last frames, so the
+  handover's second run on a frame only searches; the square maximum filters of the inverse distance
+  transform are built incrementally, the high-pass is an FFT convolution, and the objective projects all
+  candidates of an iteration in one float32 batch with a bilinear ``grid_sample``. The estimate equals
+  the original code path (``implementation: reference``) within float32 rounding (test_classical_calib).
 
 It is a LOCAL method: on KITTI it converges from rotation errors up to about 2 deg, not from the
 wide pretext perturbations (docs/calibration_eval.md). Bad input (no points in the image, a black or
@@ -28,10 +34,13 @@ saturated image) gives ``success=False``, confidence 0 and ``T_init`` back; ``es
 from __future__ import annotations
 
 import time
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy import fft as _fft
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -119,6 +128,13 @@ class ClassicalCalibConfig(SectionConfig):
     prominence_low: float = 1.5            # peak z-score mapped linearly: <= low -> 0, >= high -> 1
     prominence_high: float = 3.0
     min_confidence: float = 0.35           # success needs at least this confidence
+    # cost (bench/bench_calibrator.py); none of these changes the estimate
+    implementation: str = 'fast'           # 'fast' | 'reference' (the original code path: scipy filters, float64
+                                           # einsum objective, no cache; kept for tests and same-run baselines)
+    levinson_fraction: bool = False        # also report Levinson's grid criterion (728 more objective evaluations;
+                                           # a diagnostic only, the confidence does not use it)
+    cache_frames: int = 2                  # per-frame preparations kept (image edges, LiDAR discontinuities, edge
+                                           # maps): the nclr/classical handover runs this calibrator twice per frame
 
     @classmethod
     def _prepare(cls, d: dict) -> dict:
@@ -139,6 +155,11 @@ class ClassicalCalibConfig(SectionConfig):
             raise ValueError(f'classical calibration config: image_scale must be in (0, 1], got {self.image_scale}')
         if self.max_edge_points < self.min_edge_points:
             raise ValueError('classical calibration config: max_edge_points < min_edge_points')
+        if self.implementation not in ('fast', 'reference'):
+            raise ValueError(f"classical calibration config: implementation must be 'fast' or 'reference', "
+                             f'got {self.implementation!r}')
+        if self.cache_frames < 0:
+            raise ValueError('classical calibration config: cache_frames must be >= 0')
 
 
 # ----------------------------------------------------------------------------- LiDAR side
@@ -244,19 +265,85 @@ def edge_strength(grey: np.ndarray, cfg: ClassicalCalibConfig) -> tuple[np.ndarr
     return E, contrast
 
 
+def _idt_radii(decay: float, shape: tuple[int, int], n_radii: int) -> np.ndarray:
+    k_max = int(np.ceil(np.log(0.02) / np.log(decay)))        # beyond: decay^k < 2 %
+    k_max = max(1, min(k_max, max(shape)))
+    return np.unique(np.round(np.geomspace(1, k_max, max(2, n_radii))).astype(int))
+
+
+def inverse_distance_transform_reference(E: np.ndarray, decay: float, alpha: float, n_radii: int = 12) -> np.ndarray:
+    """The original :func:`inverse_distance_transform` (one scipy maximum filter per radius); same values."""
+    spread = E.copy()
+    for k in _idt_radii(decay, E.shape, n_radii):
+        spread = np.maximum(spread, (decay ** k) * ndimage.maximum_filter(E, size=2 * k + 1, mode='constant'))
+    return (alpha * E + (1.0 - alpha) * spread).astype(np.float32)
+
+
+def _dilate1d(a: np.ndarray, d: int, axis: int) -> np.ndarray:
+    """a: (H, W) float32 >= 0 -> max over the window [i - d, i + d] along ``axis``, zeros outside (exactly
+    scipy's maximum_filter1d(a, 2d + 1, mode='constant')), by doubling: O(log d) array maxima."""
+    if d <= 0:
+        return a
+    n, L = a.shape[axis], 2 * d + 1
+
+    def sl(lo: int, hi: int) -> tuple:
+        return (slice(lo, hi), slice(None)) if axis == 0 else (slice(None), slice(lo, hi))
+    shape = list(a.shape)
+    shape[axis] = n + 2 * d
+    f = np.zeros(shape, np.float32)
+    f[sl(d, d + n)] = a
+    span, m = 1, n + 2 * d                                       # f[i] = max over [i, i + span)
+    while 2 * span <= L:
+        np.maximum(f[sl(0, m - span)], f[sl(span, m)], out=f[sl(0, m - span)])   # ascending i: reads ahead only
+        span, m = 2 * span, m - span
+    return np.maximum(f[sl(0, n)], f[sl(L - span, L - span + n)])
+
+
+def inverse_distance_transforms(E: np.ndarray, decays: list[float], alpha: float, n_radii: int = 12) -> list[np.ndarray]:
+    """:func:`inverse_distance_transform` for several decays at once, sharing the square maximum filters."""
+    E = np.ascontiguousarray(E, dtype=np.float32)
+    radii = [set(int(k) for k in _idt_radii(d, E.shape, n_radii)) for d in decays]
+    spreads = [E.copy() for _ in decays]
+    M, prev = E, 0
+    for k in sorted(set().union(*radii)):
+        M = _dilate1d(_dilate1d(M, k - prev, 0), k - prev, 1)
+        prev = k
+        for d, rs, spread in zip(decays, radii, spreads):
+            if k in rs:
+                np.maximum(spread, np.float32(d ** k) * M, out=spread)
+    return [(alpha * E + (1.0 - alpha) * spread).astype(np.float32) for spread in spreads]
+
+
 def inverse_distance_transform(E: np.ndarray, decay: float, alpha: float, n_radii: int = 12) -> np.ndarray:
     """D = alpha E + (1 - alpha) max_q E_q decay^cheb(p, q), approximated on a geometric set of radii.
 
     E: (H, W) in [0, 1] -> D (H, W) float32 in [0, 1]. The max over radius k of decay^k times a
-    (2k+1)-square maximum filter is exact at the sampled radii and a lower bound in between.
+    (2k+1)-square maximum filter is exact at the sampled radii and a lower bound in between. The square
+    filters are built incrementally (a square of radius k is the one of the previous radius dilated by the
+    difference; exact for E >= 0), each dilation by doubling along rows and columns.
     """
-    k_max = int(np.ceil(np.log(0.02) / np.log(decay)))        # beyond: decay^k < 2 %
-    k_max = max(1, min(k_max, max(E.shape)))
-    radii = np.unique(np.round(np.geomspace(1, k_max, max(2, n_radii))).astype(int))
-    spread = E.copy()
-    for k in radii:
-        spread = np.maximum(spread, (decay ** k) * ndimage.maximum_filter(E, size=2 * k + 1, mode='constant'))
-    return (alpha * E + (1.0 - alpha) * spread).astype(np.float32)
+    return inverse_distance_transforms(E, [decay], alpha, n_radii)[0]
+
+
+def gaussian_local_mean(D: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy's ``gaussian_filter(D, sigma, mode='nearest')`` (truncate 4) as two single-precision FFT
+    convolutions: D (H, W) float32 -> (H, W) float32, within ~1e-6 of scipy's, the same cost for any sigma."""
+    fft = _fft
+    r = int(4.0 * float(sigma) + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 / (float(sigma) ** 2) * x ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    out = np.ascontiguousarray(D, dtype=np.float32)
+    for axis in (1, 0):
+        n = out.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r, r)
+        xp = np.pad(out, pad, mode='edge')                      # 'nearest'
+        nf = fft.next_fast_len(xp.shape[axis] + 2 * r, real=True)
+        kf = fft.rfft(k, nf).reshape([-1 if a == axis else 1 for a in range(2)])
+        full = fft.irfft(fft.rfft(xp, nf, axis=axis) * kf, nf, axis=axis)
+        out = full[:, 2 * r:2 * r + n] if axis == 1 else full[2 * r:2 * r + n]
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def bilinear_lookup(D: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -283,9 +370,24 @@ def bilinear_lookup(D: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- objective and search
 
+def _rotvec_matrices(rv: np.ndarray) -> np.ndarray:
+    """rv: (B, 3) rotation vectors (rad) -> (B, 3, 3) float64 (Rodrigues; scipy's from_rotvec within 1e-15)."""
+    rv = np.asarray(rv, dtype=np.float64)
+    th = np.linalg.norm(rv, axis=1)
+    small = th < 1e-6
+    ths = np.where(small, 1.0, th)
+    a = np.where(small, 1.0 - th ** 2 / 6.0, np.sin(ths) / ths)            # sin(th) / th
+    b = np.where(small, 0.5 - th ** 2 / 24.0, (1.0 - np.cos(ths)) / ths ** 2)  # (1 - cos th) / th^2
+    x, y, z = rv[:, 0], rv[:, 1], rv[:, 2]
+    W = np.zeros((len(rv), 3, 3))
+    W[:, 0, 1], W[:, 0, 2], W[:, 1, 0] = -z, y, z
+    W[:, 1, 2], W[:, 2, 0], W[:, 2, 1] = -x, -y, x
+    return np.eye(3) + a[:, None, None] * W + b[:, None, None] * (W @ W)
+
+
 def _delta_transforms(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """deltas: (B, 6) [rotvec rad, translation m] -> R (B, 3, 3), t (B, 3)."""
-    return Rotation.from_rotvec(deltas[:, :3]).as_matrix(), deltas[:, 3:]
+    return _rotvec_matrices(deltas[:, :3]), deltas[:, 3:]
 
 
 class EdgeFrameError(ValueError):
@@ -311,8 +413,8 @@ class EdgeFrame:
     ordering: str
 
 
-class _Objective:
-    """J over a batch of corrections applied in the camera frame to points already in the camera frame."""
+class _ReferenceObjective:
+    """The original objective (float64 einsum projection, numpy bilinear look-up); same values as _Objective."""
 
     def __init__(self, D: np.ndarray, K: np.ndarray, weights: np.ndarray, chunk: int = 2_000_000) -> None:
         self.D = D
@@ -324,7 +426,7 @@ class _Objective:
 
     def __call__(self, P_cam: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """P_cam: (M, 3) at the current estimate; deltas: (B, 6) -> J (B,)."""
-        R, t = _delta_transforms(deltas)
+        R, t = Rotation.from_rotvec(deltas[:, :3]).as_matrix(), deltas[:, 3:]
         M = len(P_cam)
         step = max(1, self.chunk // max(M, 1))
         out = np.empty(len(deltas))
@@ -337,6 +439,68 @@ class _Objective:
             u = np.where(front, K[0, 0] * Q[..., 0] / zs + K[0, 1] * Q[..., 1] / zs + K[0, 2], np.nan)
             v = np.where(front, K[1, 1] * Q[..., 1] / zs + K[1, 2], np.nan)
             out[s:s + step] = bilinear_lookup(self.D, u, v) @ self.w32 / self.wsum
+        return out
+
+
+class _Objective:
+    """J over a batch of corrections applied in the camera frame to points already in the camera frame.
+
+    D: (H, W) edge map; K: (3, 3) at the map's scale; weights: (M,) of the points passed to ``__call__``.
+    One batched float32 projection per chunk of candidates (the intrinsics and grid_sample's normalised
+    coordinates folded into one 3x3 per candidate) and torch's bilinear ``grid_sample``; points behind the
+    camera (z <= 0.1) or outside [0, W-1] x [0, H-1] score 0, exactly as :func:`bilinear_lookup`. The points
+    are visited in image-row order (fixed at the first call) so the look-ups stay cache-local.
+    """
+
+    def __init__(self, D: np.ndarray, K: np.ndarray, weights: np.ndarray, chunk: int = 1 << 18) -> None:
+        import torch
+        self._torch = torch
+        H, W = D.shape
+        self.D = torch.from_numpy(np.ascontiguousarray(D, dtype=np.float32))[None, None]
+        # pixel (u, v, 1) -> grid_sample's normalised coordinates (align_corners=True)
+        S = np.array([[2.0 / max(W - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(H - 1, 1), -1.0], [0.0, 0.0, 1.0]])
+        self.SK = S @ np.asarray(K, dtype=np.float64)
+        self._w = np.asarray(weights, dtype=np.float64)
+        self.wsum = float(self._w.sum())
+        self.chunk = chunk
+        self._perm: np.ndarray | None = None
+        self._wt: Any = None
+        self._P_src: np.ndarray | None = None     # the caller's array (held: identity is the cache key)
+        self._P: Any = None
+
+    def _points(self, P_cam: np.ndarray):
+        if P_cam is not self._P_src:
+            P_cam = np.asarray(P_cam, dtype=np.float64)
+            if self._perm is None:                # image-row order of the first projection
+                q = P_cam @ self.SK.T
+                with np.errstate(divide='ignore', invalid='ignore'):
+                    gx, gy = q[:, 0] / q[:, 2], q[:, 1] / q[:, 2]
+                self._perm = np.lexsort((np.nan_to_num(gx), np.floor(np.nan_to_num(gy) * 64.0)))
+                self._wt = self._torch.from_numpy(self._w[self._perm])
+            self._P = self._torch.from_numpy(np.ascontiguousarray(P_cam[self._perm].T, dtype=np.float32))  # (3, M)
+            self._P_src = P_cam
+        return self._P
+
+    def __call__(self, P_cam: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """P_cam: (M, 3) at the current estimate; deltas: (B, 6) -> J (B,)."""
+        torch = self._torch
+        deltas = np.asarray(deltas, dtype=np.float64).reshape(-1, 6)
+        P = self._points(P_cam)
+        M = P.shape[1]
+        A = (self.SK @ _rotvec_matrices(deltas[:, :3])).astype(np.float32)             # (B, 3, 3)
+        b = (deltas[:, 3:] @ self.SK.T).astype(np.float32)                              # (B, 3)
+        out = np.empty(len(deltas))
+        step = max(1, self.chunk // max(M, 1))
+        for s in range(0, len(deltas), step):
+            Q = torch.baddbmm(torch.from_numpy(b[s:s + step, :, None]), torch.from_numpy(A[s:s + step]),
+                              P.expand(len(A[s:s + step]), 3, M))                       # (b, 3, M)
+            z = Q[:, 2]
+            xy = Q[:, :2] / z[:, None]                                                  # (b, 2, M)
+            bad = (z <= 0.1) | ~(xy.abs().amax(1) <= 1.0)                               # NaN: bad too
+            xy.masked_fill_(bad[:, None], -4.0)                                         # far outside: 0
+            val = torch.nn.functional.grid_sample(self.D, xy.transpose(1, 2).contiguous()[None], mode='bilinear',
+                                                  padding_mode='zeros', align_corners=True)[0, 0]   # (b, M)
+            out[s:s + step] = (val.double() @ self._wt).numpy() / self.wsum
         return out
 
 
@@ -372,6 +536,44 @@ class EdgeAlignmentCalibrator:
     def __init__(self, config: ClassicalCalibConfig | None = None) -> None:
         self.cfg = config or ClassicalCalibConfig()
         self.cfg.validate()
+        self._cache: OrderedDict[tuple, dict] = OrderedDict()   # frame content key -> prepared frame
+
+    @property
+    def _fast(self) -> bool:
+        return self.cfg.implementation != 'reference'
+
+    def _prepared(self, sample: Sample) -> dict:
+        """Per-frame work that does not depend on the extrinsic, kept for the last ``cache_frames`` frames
+        (keyed by the content of image, cloud and K, so a changed frame is never served stale): the image
+        edge strength E and contrast, K at the edge map's scale, the LiDAR discontinuity weights, and the
+        edge maps per (decay, sigma) filled by :meth:`_level_map`. Entries are computed on first use."""
+        if not self._fast or self.cfg.cache_frames <= 0:
+            return {'maps': {}}
+        img, pts = np.ascontiguousarray(sample.image), np.ascontiguousarray(sample.points)
+        K = np.ascontiguousarray(sample.K, dtype=np.float64)
+        key = (img.shape, str(img.dtype), zlib.crc32(img), pts.shape, str(pts.dtype), zlib.crc32(pts), K.tobytes())
+        prep = self._cache.get(key)
+        if prep is None:
+            prep = {'maps': {}}
+            self._cache[key] = prep
+            while len(self._cache) > self.cfg.cache_frames:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return prep
+
+    def _level_map(self, prep: dict, E: np.ndarray, decay: float, sigma: float | None) -> np.ndarray:
+        """The edge map of one search level, from the frame cache; a miss computes every level's map at once."""
+        def key(d: float, s: float | None) -> tuple:
+            return float(d), None if s is None else float(s)
+        if key(decay, sigma) not in prep['maps']:
+            levels = [(lv.decay, self.cfg.local_mean_sigma_px if lv.local_mean_sigma_px is None
+                       else lv.local_mean_sigma_px) for lv in self.cfg.levels]
+            specs = [(decay, sigma)] + [ds for ds in levels if key(*ds) not in prep['maps']]
+            specs = list(dict.fromkeys(key(d, s) for d, s in specs))
+            for k, D in zip(specs, self._edge_maps(E, specs)):
+                prep['maps'][k] = D
+        return prep['maps'][key(decay, sigma)]
 
     def estimate(self, sample: Sample, T_init: np.ndarray) -> CalibResult:
         try:
@@ -394,12 +596,30 @@ class EdgeAlignmentCalibrator:
         ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         return (ang <= self.cfg.trust_rot_deg) & (np.linalg.norm(t_new - T0[:3, 3], axis=1) <= self.cfg.trust_trans_m)
 
-    def _edge_map(self, E: np.ndarray, decay: float, local_mean_sigma_px: float | None = None) -> np.ndarray:
-        D = inverse_distance_transform(E, decay, self.cfg.idt_alpha, self.cfg.idt_radii)
+    def _edge_maps(self, E: np.ndarray, specs: list[tuple[float, float | None]]) -> list[np.ndarray]:
+        """:meth:`_edge_map` for several (decay, local_mean_sigma_px) at once (shared maximum filters)."""
+        if not self._fast:
+            return [self._edge_map(E, d, s) for d, s in specs]
+        decays = sorted({float(d) for d, _ in specs})
+        idts = dict(zip(decays, inverse_distance_transforms(E, decays, self.cfg.idt_alpha, self.cfg.idt_radii)))
+        return [self._edge_map(E, d, s, idt=idts[float(d)]) for d, s in specs]
+
+    def _edge_map(self, E: np.ndarray, decay: float, local_mean_sigma_px: float | None = None,
+                  idt: np.ndarray | None = None) -> np.ndarray:
+        """E (H, W) -> the (H, W) float32 edge map of one level (inverse distance transform, high-pass);
+        ``idt``: its inverse distance transform when already computed."""
+        if idt is not None:
+            D = idt
+        else:
+            transform = inverse_distance_transform if self._fast else inverse_distance_transform_reference
+            D = transform(E, decay, self.cfg.idt_alpha, self.cfg.idt_radii)
         sigma = self.cfg.local_mean_sigma_px if local_mean_sigma_px is None else local_mean_sigma_px
         if sigma > 0:
             # high-pass: subtract the local mean, so drifting into textured regions earns nothing by itself
-            D = D - ndimage.gaussian_filter(D, sigma * self.cfg.image_scale, mode='nearest')
+            if self._fast:
+                D = D - gaussian_local_mean(D, sigma * self.cfg.image_scale)
+            else:
+                D = D - ndimage.gaussian_filter(D, sigma * self.cfg.image_scale, mode='nearest')
         elif self.cfg.center_edge_map:
             D = D - np.float32(D.mean())
         return D
@@ -408,21 +628,29 @@ class EdgeAlignmentCalibrator:
         """The image edge strength and the LiDAR discontinuity points of one frame that can project into the
         image with ``T0`` (at most ``max_edge_points``, strongest first). Raises EdgeFrameError (with the
         CalibResult extras) when the frame has too few points, no usable edges or too few edge points."""
+        return self._edge_frame(sample, T0, self._prepared(sample))
+
+    def _edge_frame(self, sample: Sample, T0: np.ndarray, prep: dict) -> 'EdgeFrame':
         cfg = self.cfg
         pts = np.asarray(sample.points)
         if pts.ndim != 2 or pts.shape[0] < cfg.min_edge_points:
             raise EdgeFrameError(f'too few LiDAR points ({len(pts)})', n_points=int(len(pts)))
         # image edge maps
-        grey = grey_image(sample.image, cfg.image_scale)
-        Hs, Ws = grey.shape
-        K = sample.K if cfg.image_scale == 1.0 else scale_intrinsics(
-            sample.K, Ws / sample.image.shape[1], Hs / sample.image.shape[0])
-        E, contrast = edge_strength(grey, cfg)
+        if 'E' not in prep:
+            grey = grey_image(sample.image, cfg.image_scale)
+            Hs, Ws = grey.shape
+            prep['K'] = sample.K if cfg.image_scale == 1.0 else scale_intrinsics(
+                sample.K, Ws / sample.image.shape[1], Hs / sample.image.shape[0])
+            prep['E'], prep['contrast'] = edge_strength(grey, cfg)
+        E, contrast, K = prep['E'], prep['contrast'], prep['K']
+        Hs, Ws = E.shape
         if contrast < cfg.min_edge_contrast:
             raise EdgeFrameError(f'image has no usable edges (gradient p{cfg.edge_norm_percentile:g} = '
                                  f'{contrast:.2f} grey levels < {cfg.min_edge_contrast})', edge_contrast=contrast)
         # LiDAR discontinuities, kept where they can project into the image
-        w, order_mode = discontinuity_weights(pts, cfg)
+        if 'w' not in prep:
+            prep['w'], prep['ordering'] = discontinuity_weights(pts, cfg)
+        w, order_mode = prep['w'], prep['ordering']
         idx = np.flatnonzero(w > 0)
         P_l = pts[idx, :3].astype(np.float64)
         P_c = P_l @ T0[:3, :3].T + T0[:3, 3]
@@ -446,10 +674,13 @@ class EdgeAlignmentCalibrator:
     def _estimate(self, sample: Sample, T0: np.ndarray) -> CalibResult:
         cfg = self.cfg
         t_start = time.perf_counter()
+        prep = self._prepared(sample)
         try:
-            frame = self.edge_frame(sample, T0)
+            frame = self._edge_frame(sample, T0, prep)
         except EdgeFrameError as exc:
             return CalibResult.failure(T0, str(exc), **exc.extras)
+        fast = self._fast
+        Objective = _Objective if fast else _ReferenceObjective
         E, K, P_l, weights = frame.E, frame.K, frame.points, frame.weights
         contrast, order_mode, n_edge = frame.contrast, frame.ordering, len(frame.points)
 
@@ -459,7 +690,7 @@ class EdgeAlignmentCalibrator:
         history = []
         for lv in cfg.levels:
             sigma = cfg.local_mean_sigma_px if lv.local_mean_sigma_px is None else lv.local_mean_sigma_px
-            obj = _Objective(self._edge_map(E, lv.decay, sigma), K, weights)
+            obj = Objective(self._level_map(prep, E, lv.decay, sigma), K, weights)
             P_cur = P_l @ T[:3, :3].T + T[:3, 3]
             J = float(obj(P_cur, np.zeros((1, 6)))[0])
             if J_init is None:
@@ -482,6 +713,8 @@ class EdgeAlignmentCalibrator:
                 rand = rng.normal(size=(cfg.random_directions, 6))
                 rand /= np.linalg.norm(rand, axis=1, keepdims=True)
                 dirs = np.concatenate([np.eye(6), -np.eye(6), rand]) * mask
+                if fast:                       # the axis moves of a masked component are no move: never better
+                    dirs = dirs[np.any(dirs != 0, axis=1)]
                 cands = dirs * steps
                 scores = obj(P_cur, cands)
                 scores[~self._inside_trust(cands, T, T0)] = -np.inf
@@ -498,7 +731,7 @@ class EdgeAlignmentCalibrator:
         # it is kept in extras. The confidence compares the estimate with random rotations within
         # probe_ball_deg: the fraction scoring lower times the peak's prominence (z-score) mapped to [0, 1].
         probe = np.array([np.radians(cfg.probe_rot_deg)] * 3 + [cfg.probe_trans_m] * 3)
-        levinson = float(np.mean(obj(P_cur, _GRID * probe) < J))
+        levinson = float(np.mean(obj(P_cur, _GRID * probe) < J)) if (cfg.levinson_fraction or not fast) else None
         prng = np.random.default_rng(cfg.seed + 1)
         axes = prng.normal(size=(cfg.probe_count, 3))
         axes /= np.linalg.norm(axes, axis=1, keepdims=True)
