@@ -126,3 +126,21 @@ def _assert_same(a, b):
         assert a.dtype == b.dtype
     else:
         assert a == b or (a != a and b != b)
+
+
+def test_no_loader_in_the_package_can_run_code():
+    """Static guard: every pickle-based read in ros_ncal goes through a restricted unpickler."""
+    import re
+    bad = []
+    rules = [(re.compile(r'\bpickle\.(load|loads|Unpickler)\b'), 'plain pickle'),
+             (re.compile(r'\btorch\.load\((?!.*weights_only=True)'), 'torch.load without weights_only=True'),
+             (re.compile(r'allow_pickle\s*=\s*True'), 'np.load(allow_pickle=True)'),
+             (re.compile(r'\byaml\.(load|unsafe_load|full_load)\('), 'yaml.load (not safe_load)'),
+             (re.compile(r'\b(joblib|dill|shelve|marshal)\b'), 'a code-running deserializer')]
+    for path in sorted((REPO / 'ros_ncal').rglob('*.py')):
+        if path.name == 'safe_pickle.py':
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split('#', 1)[0]
+            bad += [f'{path.relative_to(REPO)}:{n}: {why}' for rx, why in rules if rx.search(code)]
+    assert not bad, bad
