@@ -175,7 +175,7 @@ def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsy
                '--no-collector', '--out', str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    assert 'started from the correct extrinsic' in printed and 'live: final ~/extrinsic' in printed
+    assert 'started from the correct extrinsic' in printed and 'live: ~/extrinsic at the end of the passes' in printed
     s = json.loads((out / 'summary.json').read_text())
     runs = {r['name']: r for r in s['runs']}
     assert set(runs) == {'drive_10deg_50cm', 'drive_correct'}
@@ -192,7 +192,7 @@ def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsy
         assert r['pace'] == 'realtime' and r['best_effort'] and r['passes'] == 2 and r['frames_in_bag'] == 4
         assert r['frames']['published'] == 8 and r['frames']['received'] >= 1    # best effort may lose frames
         live = r['live']
-        assert len(live['pass_starts_s']) == 2 and 0.3 < live['pass_starts_s'][1] < 1.5   # 4 frames at 10 Hz
+        assert len(live['pass_starts_s']) == 2 and live['pass_starts_s'][1] >= 0.35   # 4 frames at 10 Hz, never faster
         assert live['timeline'] and all(e['t_s'] >= 0 for e in live['timeline'])
         gif = live['gif']
         assert gif['frames'] == 8 and gif['bytes'] < 5e6 and gif['size'][0] == 621     # half of 1242 px
@@ -200,6 +200,7 @@ def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsy
         with PILImage.open(gif['path']) as im:
             assert im.n_frames == 8
     # backend none never moves: the perturbed run misses its target, the correct run keeps its extrinsic
-    assert off['live']['check']['met'] is False and off['live']['check']['final']['rot_deg'] == pytest.approx(10, abs=1e-3)
+    c = off['live']['check']
+    assert c['met'] is False and c['final']['rot_deg'] == pytest.approx(10, abs=1e-3) and 'at_end_of_passes' in c
     c = ok['live']['check']
     assert c['met'] and c['stayed'] and c['publications'] == 0 and not c['published_worse']

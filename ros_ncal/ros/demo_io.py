@@ -78,6 +78,7 @@ class FramePlayer:
         self._tf_pub = (node.create_publisher(TFMessage, self.topics.tf_static, TF_STATIC_QOS)
                         if self.tf_static else None)
         self.published = 0
+        self._converted: list | None = None      # preconvert(): rclpy messages per frame
 
     @property
     def duration_ns(self) -> int:
@@ -98,14 +99,31 @@ class FramePlayer:
             time.sleep(0.02)
         return False
 
+    def preconvert(self) -> None:
+        """Convert every frame to rclpy messages now, so a real-time replay only stamps and publishes
+        (the conversion of a 100k-point cloud costs up to ~0.2 s on a loaded machine)."""
+        from ros_ncal.msgcodec.time import ns_to_sec_nanosec
+        self._converted = []
+        for frame in self.frames:
+            conv = {}
+            for topic, (msgtype, msg) in frame.msgs.items():
+                conv[topic] = (to_rclpy(msg, msgtype), stamp_to_ns(msg.header.stamp))
+            self._converted.append(conv)
+        self._ns_to_sec_nanosec = ns_to_sec_nanosec
+
     def publish_frame(self, index: int, stamp_offset_ns: int = 0) -> int:
         """Publish frame ``index`` (image and camera_info first, the cloud last) -> its LiDAR stamp."""
         frame = self.frames[index]
         order = sorted(frame.msgs, key=lambda t: t == self.topics.points)
+        conv = self._converted
         for topic in order:
-            msgtype, msg = frame.msgs[topic]
-            out = to_rclpy(msg, msgtype)
-            _shift_stamp(out, stamp_offset_ns)
+            if conv is not None:
+                out, stamp = conv[index][topic]
+                out.header.stamp.sec, out.header.stamp.nanosec = self._ns_to_sec_nanosec(stamp + stamp_offset_ns)
+            else:
+                msgtype, msg = frame.msgs[topic]
+                out = to_rclpy(msg, msgtype)
+                _shift_stamp(out, stamp_offset_ns)
             self._pubs[topic].publish(out)
         self.published += 1
         return frame.stamp_ns + stamp_offset_ns
@@ -324,6 +342,8 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
         runner.add_node(pnode)
         player = FramePlayer(pnode, run.bag_dir, run.topics, queue_depth=5 if run.best_effort else 10,
                              best_effort=run.best_effort)
+        if run.pace == 'realtime':
+            player.preconvert()
         runner.spin_in_thread()
         if not player.wait_for_subscribers(15.0):
             log('warning: not every sensor topic has a subscriber after 15 s; playing anyway')
@@ -353,11 +373,16 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                     time.sleep(max(0.0, t_play + published * period_s / run.rate - time.monotonic()))
             log(f'pass {p + 1}/{run.passes}: {published} frames published, '
                 f'{len(listener.extrinsics)} estimates received')
-        if run.pace == 'realtime':   # let the last calibration finish
+        if run.pace == 'realtime':   # let the last calibration (and, on a loaded machine, the first overlay) finish
             def idle(s: dict) -> bool:
                 q = s.get('queues', {})
-                return q.get('calib_busy', 1) == 0 and q.get('calib_pending', 1) == 0
+                return q.get('calib_busy', 1) == 0 and q.get('calib_pending', 1) == 0 and q.get('overlay_pending', 0) == 0
             listener.wait_status(idle, run.frame_timeout_s)
+            if run.wait_overlay:
+                deadline = time.monotonic() + run.frame_timeout_s
+                with listener.lock:
+                    while listener.n_overlays == 0 and time.monotonic() < deadline:
+                        listener.lock.wait(timeout=0.2)
         n_est = len(listener.extrinsics)
         listener.wait_status(lambda s: s.get('calibrated', -1) >= n_est, run.settle_s)
         if run.collector_params is not None:   # every pair the collector formed is written, dropped or skipped
