@@ -201,6 +201,8 @@ def add_arguments(parser) -> None:
     drv.add_argument('--drive-dir', default=None, help=f'KITTI raw drive folder (default {_short(DEFAULT_DRIVE)})')
     drv.add_argument('--drive-frames', default=None, metavar='A:B', help="slice of the drive's frames (default all)")
     drv.add_argument('--drive-passes', type=int, default=None, help='real-time passes over the drive (default 2)')
+    drv.add_argument('--drive-rate', type=float, default=None,
+                     help='replay speed factor (default 1 = real time; e.g. 0.2 on a machine too loaded to keep up)')
     drv.add_argument('--drive-error', default=None, metavar='DEG,M',
                      help='nominal error of the drive runs that start off (default 10,0.5)')
     drv.add_argument('--drive-runs', default=None, metavar='NAME[,NAME]',
@@ -262,7 +264,7 @@ def apply_overrides(cfg: DemoConfig, args) -> DemoConfig:
         cfg.collector_enabled = False
     d = cfg.drive
     for attr, value in (('drive_dir', args.drive_dir), ('frames', args.drive_frames), ('passes', args.drive_passes),
-                        ('joint', args.joint)):
+                        ('joint', args.joint), ('rate', args.drive_rate)):
         if value is not None:
             setattr(d, attr, value)
     if args.drive_error is not None:
