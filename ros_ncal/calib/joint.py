@@ -177,7 +177,7 @@ class JointEdgeRefiner:
                 rand = rng.normal(size=(cfg.random_directions, 6))
                 rand /= np.linalg.norm(rand, axis=1, keepdims=True)
                 cands = delta + np.concatenate([np.eye(6), -np.eye(6), rand]) * mask * steps
-                ok = np.array([self._inside_trust(c) for c in cands])
+                ok = self._inside_trust_batch(cands)
                 scores = np.where(ok, J(cands), -np.inf)
                 b = int(np.argmax(scores))
                 if scores[b] > cur + cfg.min_improvement:
@@ -195,3 +195,9 @@ class JointEdgeRefiner:
     def _inside_trust(self, delta: np.ndarray) -> bool:
         rot, trans = pose_error(_left(delta), np.eye(4))
         return rot <= self.cfg.trust_rot_deg and trans <= self.cfg.trust_trans_m
+
+    def _inside_trust_batch(self, deltas: np.ndarray) -> np.ndarray:
+        """deltas: (B, 6) -> (B,) bool, :meth:`_inside_trust` of each (the angle of exp([w]) is |w| for
+        |w| <= pi, the search's steps are degrees), without a Python loop."""
+        rot = np.degrees(np.linalg.norm(deltas[:, :3], axis=1))
+        return (rot <= self.cfg.trust_rot_deg) & (np.linalg.norm(deltas[:, 3:], axis=1) <= self.cfg.trust_trans_m)
