@@ -377,6 +377,7 @@ def prepare_drive(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
     params = dict(d.calibrator_params)
     if d.joint != 'config':
         params['joint.enabled'] = d.joint == 'on'
+        log(f"drive: the calibrator's joint multi-frame stage {d.joint} (demo override of joint.enabled)")
     runs = []
     for r in d.runs:
         t = time.monotonic()
