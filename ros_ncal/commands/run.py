@@ -51,31 +51,28 @@ def run(args) -> int:
         return 0
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()
-    import time
-
+    from ros_ncal.ros.lifecycle import InterruptWatcher, spin_until_interrupted
     from ros_ncal.ros.suite_runner import NodeMissingError, SuiteRunner
-    runner = SuiteRunner(invs, skip_missing=args.skip_missing)
-    try:
-        runner.start()
-    except NodeMissingError as exc:
-        enable_arg = next((i.spec.enable_arg for i in invs if i.spec.name == exc.node_name), exc.node_name)
-        print(f'ncal run: {exc}\n  (use --skip-missing to start the others, or --arg {enable_arg}:=false)',
-              file=sys.stderr)
-        return 3
-    except (FileNotFoundError, ValueError) as exc:
-        print(f'ncal run: {exc}', file=sys.stderr)
-        return 2
-    for name, why in runner.report.missing.items():
-        print(f'ncal run: skipped {name}: {why}', file=sys.stderr)
-    print(f'ncal run: started {", ".join(runner.report.started) or "nothing"}', flush=True)
-    try:
-        if args.duration > 0:
-            runner.spin_in_thread()
-            time.sleep(args.duration)
-        else:
-            runner.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        runner.stop()
+    # Ctrl-C (SIGINT, then another from ros2 launch or an impatient user) or SIGTERM: stop the executor,
+    # close every node (workers, open datasets), shut rclpy down; exit 0 without a traceback
+    with InterruptWatcher() as interrupts:
+        runner = SuiteRunner(invs, skip_missing=args.skip_missing)
+        try:
+            runner.start()
+        except NodeMissingError as exc:
+            enable_arg = next((i.spec.enable_arg for i in invs if i.spec.name == exc.node_name), exc.node_name)
+            print(f'ncal run: {exc}\n  (use --skip-missing to start the others, or --arg {enable_arg}:=false)',
+                  file=sys.stderr)
+            return 3
+        except (FileNotFoundError, ValueError) as exc:
+            print(f'ncal run: {exc}', file=sys.stderr)
+            return 2
+        for name, why in runner.report.missing.items():
+            print(f'ncal run: skipped {name}: {why}', file=sys.stderr)
+        print(f'ncal run: started {", ".join(runner.report.started) or "nothing"}', flush=True)
+        try:
+            why = spin_until_interrupted(runner.executor, interrupts, duration_s=args.duration)
+        finally:
+            runner.stop()
+        print(f'ncal run: stopped ({why})', flush=True)
     return 0

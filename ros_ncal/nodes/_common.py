@@ -678,7 +678,8 @@ class SensorInput:
     must be quick (hand the pair to a worker).
     Drop reasons: cloud_malformed, cloud_empty, cloud_nonfinite, image_malformed, image_encoding,
     image_size_mismatch, no_camera_info, camera_info_invalid, distortion_rejected, stamp_zero,
-    stamp_future, stamp_past, frame_mismatch, no_extrinsic, pair_overflow, pair_unmatched.
+    stamp_future, stamp_past, frame_mismatch, no_extrinsic, pair_overflow, pair_unmatched, and message_lost
+    (counted from the middleware's message-lost events; ``received()['lost_<stream>']`` per stream).
     """
 
     def __init__(self, node, cfg: SensorInputConfig, extrinsic: ExtrinsicParams, drops: DropCounter,
@@ -704,17 +705,19 @@ class SensorInput:
         self._newest: dict[str, int] = {}         # newest accepted stamp per stream (since the last time jump)
         self.counts = Counter()  # received per stream, pairs (guarded by _lock)
         qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
+        lost = self._lost_events
         if cfg.image_transport == 'compressed':
             self._sub_img = node.create_subscription(CompressedImage, cfg.compressed_image_topic,
-                                                     self._on_compressed, qos, callback_group=callback_group)
+                                                     self._on_compressed, qos, callback_group=callback_group,
+                                                     event_callbacks=lost('image'))
         else:
             self._sub_img = node.create_subscription(Image, cfg.image_topic, self._on_image, qos,
-                                                     callback_group=callback_group)
+                                                     callback_group=callback_group, event_callbacks=lost('image'))
         info_qos = sensor_qos(cfg.qos_depth, reliable=cfg.reliable)
         self._sub_info = node.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_info, info_qos,
-                                                  callback_group=callback_group)
+                                                  callback_group=callback_group, event_callbacks=lost('camera_info'))
         self._sub_pts = node.create_subscription(PointCloud2, cfg.points_topic, self._on_cloud, qos,
-                                                 callback_group=callback_group)
+                                                 callback_group=callback_group, event_callbacks=lost('points'))
         self._sub_tf_static = node.create_subscription(TFMessage, '/tf_static', self._on_tf, TF_STATIC_QOS,
                                                        callback_group=callback_group)
         if cfg.tf_topic:
@@ -723,6 +726,20 @@ class SensorInput:
                 QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.VOLATILE), callback_group=callback_group)
         self._tf_freeze = False
+
+    def _lost_events(self, stream: str):
+        """Subscription event callbacks counting the messages the middleware reports lost (Fast DDS: samples
+        that never arrived complete) as drops ``message_lost`` and per stream in ``counts``."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def on_lost(info) -> None:
+            n = int(info.total_count_change)
+            if n > 0:
+                with self._lock:
+                    self.counts[f'lost_{stream}'] += n
+                self.drops.drop('message_lost', f'{stream}: the middleware lost {n} message(s) '
+                                                f'({info.total_count} so far)', n=n)
+        return SubscriptionEventCallbacks(message_lost=on_lost)
 
     # -- callbacks (never raise)
     def _guard(self, fn, *args) -> None:
@@ -920,27 +937,32 @@ class SensorInput:
 
 
 def spin_node_main(node_factory, args=None) -> int:
-    """``main()`` of a node executable: safe ROS env, init, spin in a MultiThreadedExecutor, clean shutdown."""
+    """``main()`` of a node executable: safe ROS env, init, spin in a MultiThreadedExecutor, clean shutdown.
+
+    SIGINT / SIGTERM (``ros2 launch`` sends SIGINT, then another, on Ctrl-C) stop the executor, the node's
+    workers and rclpy in order; further signals during that are ignored; exit status 0, no traceback
+    (:mod:`ros_ncal.ros.lifecycle`)."""
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            try:
-                node.close()
-            except AttributeError:
-                pass
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from ros_ncal.ros.lifecycle import InterruptWatcher, spin_until_interrupted
+    with InterruptWatcher() as interrupts:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = None
+        try:
+            node = node_factory()
+            if not interrupts.interrupted:
+                executor = MultiThreadedExecutor(num_threads=2)
+                executor.add_node(node)
+                spin_until_interrupted(executor, interrupts)
+        finally:
+            if node is not None:
+                close = getattr(node, 'close', None)
+                if close is not None:
+                    close()
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0

@@ -19,6 +19,8 @@ if __name__ == '__main__':
     # several times slower on a busy machine (docs/nodes.md), so default to one unless the user chose.
     import os as _os
     _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
+    quiet_interrupts_during_import()   # Ctrl-C while torch / rclpy load: exit 0, no traceback
 
 import errno
 import json

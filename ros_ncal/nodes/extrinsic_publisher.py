@@ -9,6 +9,10 @@ Parameters: config/extrinsic_publisher.yaml.
 """
 from __future__ import annotations
 
+if __name__ == '__main__':
+    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
+    quiet_interrupts_during_import()   # Ctrl-C while rclpy loads: exit 0, no traceback
+
 import time
 
 import numpy as np
@@ -186,20 +190,10 @@ class ExtrinsicPublisher(Node):
         self._diag.publish(level, 'extrinsic known' if self.T_cam_lidar is not None else 'no extrinsic yet', values)
 
 
-def main(args=None) -> None:
-    from ros_ncal.rosenv import apply_safe_ros_env
-    apply_safe_ros_env()
-    rclpy.init(args=args)
-    node = ExtrinsicPublisher()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    from ._common import spin_node_main
+    return spin_node_main(ExtrinsicPublisher, args)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

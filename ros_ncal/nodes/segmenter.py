@@ -14,6 +14,8 @@ from __future__ import annotations
 if __name__ == '__main__':
     import os as _os
     _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')   # see docs/nodes.md (OpenBLAS threads on a busy machine)
+    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
+    quiet_interrupts_during_import()   # Ctrl-C while torch / rclpy load: exit 0, no traceback
 
 from dataclasses import dataclass
 

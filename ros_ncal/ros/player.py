@@ -149,15 +149,21 @@ def play_bag(bag, cfg: PlayerConfig, linger_s: float = 0.5, on_ready=None) -> Pl
 
     Raises FileNotFoundError / ValueError for a missing or unreadable bag (before anything is published).
     on_ready(node): called once the node spins (e.g. to print the resume service of a paused player).
+    SIGINT / SIGTERM stop the playback (main thread only); the executor thread is always joined before
+    the context is shut down, so the process exits cleanly after the last message.
     """
     import threading
     import time
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
+    from .lifecycle import InterruptWatcher
+
+    watch = threading.current_thread() is threading.main_thread()
     context = rclpy.Context()
-    rclpy.init(args=['ncal'], context=context)
+    rclpy.init(args=['ncal'], context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node, player = create_player(context, bag, cfg)
     except Exception:
@@ -165,18 +171,25 @@ def play_bag(bag, cfg: PlayerConfig, linger_s: float = 0.5, on_ready=None) -> Pl
         raise
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    if on_ready is not None:
-        on_ready(node)
+    spin_thread = threading.Thread(target=executor.spin, name='ncal-player-executor', daemon=True)
+    watcher = InterruptWatcher(on_interrupt=player.stop) if watch else None
+    if watcher is not None:
+        watcher.__enter__()
+    spin_thread.start()
     try:
+        if on_ready is not None:
+            on_ready(node)
         stats = player.play()
-        time.sleep(max(0.0, linger_s))
-    except KeyboardInterrupt:
+        if watcher is None or not watcher.interrupted:
+            time.sleep(max(0.0, linger_s))
+    except KeyboardInterrupt:       # without a watcher (not the main thread)
         player.stop()
         stats = player.stats
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        executor.shutdown(timeout_sec=2.0)
+        spin_thread.join(timeout=5.0)
         node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        rclpy.try_shutdown(context=context)
+        if watcher is not None:
+            watcher.__exit__(None, None, None)
     return stats

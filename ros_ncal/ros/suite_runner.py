@@ -74,8 +74,10 @@ class SuiteRunner:
                 if not self.skip_missing:
                     raise
         if self._own_context:
+            from rclpy.signals import SignalHandlerOptions
             self.context = rclpy.Context()
-            rclpy.init(args=["ncal"], context=self.context)
+            # signals are the owner's business (ncal run: ros_ncal.ros.lifecycle.InterruptWatcher)
+            rclpy.init(args=["ncal"], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.executor = MultiThreadedExecutor(num_threads=self.num_threads, context=self.context)
         try:
             for inv, cls in classes:
@@ -109,18 +111,26 @@ class SuiteRunner:
         self._spin()
 
     def stop(self) -> None:
+        """Executor down and its thread joined first, then each node's ``close()`` (workers, open datasets)
+        and ``destroy_node()``, then the context."""
         import rclpy
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
         for node in self.nodes:
+            close = getattr(node, 'close', None)
+            try:
+                if close is not None:
+                    close()
+            except Exception:  # noqa: BLE001 - best effort teardown
+                pass
             try:
                 node.destroy_node()
             except Exception:  # noqa: BLE001 - best effort teardown
                 pass
         self.nodes = []
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
         if self._own_context and self.context is not None and self.context.ok():
             rclpy.shutdown(context=self.context)
 
