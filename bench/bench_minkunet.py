@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark MinkUNet forward+backward on full KITTI frames (CPU): time per frame and peak memory.
+"""Benchmark MinkUNet forward+backward+SGD step on full KITTI frames (CPU): time per frame and peak memory.
 
 Each configuration runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own.
+``--threads 1,2`` runs every model at each thread count, one after the other in the same run (the
+same-run baseline of a thread-scaling figure); ``--pure-torch`` adds the engine's pure-PyTorch path
+(NCAL_SPARSE_NATIVE=0, what CUDA / autocast use) at the same thread counts.
 
     .venv/bin/python bench/bench_minkunet.py                       # default grid below
-    .venv/bin/python bench/bench_minkunet.py --depth 18 --width 1.0 --voxel-size 0.05 --reps 1
+    .venv/bin/python bench/bench_minkunet.py --depth 14 --width 0.5 --voxel-size 0.05 --threads 1,2 --reps 2
 """
 import argparse
 import json
@@ -65,28 +68,44 @@ def main() -> int:
     ap.add_argument('--width', type=float, default=1.0)
     ap.add_argument('--voxel-size', type=float, default=0.1)
     ap.add_argument('--reps', type=int, default=1, help='timed repetitions after one warm-up')
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', default='2', help='thread count(s), comma-separated ("all" = every core)')
+    ap.add_argument('--pure-torch', action='store_true', help="also time the engine's pure-PyTorch path")
     ap.add_argument('--single', action='store_true', help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.single:
+        args.threads = int(args.threads)
         print(json.dumps(run_one(args)))
         return 0
+    threads = []
+    for tok in args.threads.split(','):
+        n = (os.cpu_count() or 1) if tok.strip() == 'all' else int(tok)
+        if n not in threads:
+            threads.append(n)
+    paths = [('native', '1')] + ([('pure-PyTorch', '0')] if args.pure_torch else [])
     grid = [(args.depth, args.width, args.voxel_size)] if args.depth else DEFAULT_GRID
-    print(f'scan {Path(args.scan).name}, threads={args.threads}, load average {os.getloadavg()[0]:.1f}')
-    print('| model | width | voxel | points | voxels (stride 1) | params | fwd | fwd+bwd+step (wall) '
-          '| fwd+bwd+step (process CPU) | peak RSS |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+    print(f'scan {Path(args.scan).name}, threads {threads} of {os.cpu_count()} cores, '
+          f'load average {os.getloadavg()[0]:.1f}')
+    print('| model | width | voxel | engine path | threads | points | voxels (stride 1) | params | fwd '
+          '| fwd+bwd+step (wall) | fwd+bwd+step (process CPU) | speed vs 1st thread count | peak RSS |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     for depth, width, vs in grid:
-        cmd = [sys.executable, __file__, '--single', '--scan', args.scan, '--depth', str(depth), '--width', str(width),
-               '--voxel-size', str(vs), '--reps', str(args.reps), '--threads', str(args.threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f'| MinkUNet{depth} | {width} | {vs} | failed: {res.stderr.strip().splitlines()[-1:]} |')
-            continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        print(f"| MinkUNet{depth} | {width} | {vs} m | {r['points']} | {r['voxels']} | {r['params_M']:.1f} M | "
-              f"{r['fwd_s']:.2f} s | {r['fwd_bwd_s']:.2f} s | {r['fwd_bwd_cpu_s']:.2f} s | "
-              f"{r['peak_rss_MB']:.0f} MB |", flush=True)
+        for path, flag in paths:
+            first = None
+            for t in threads:
+                cmd = [sys.executable, __file__, '--single', '--scan', args.scan, '--depth', str(depth),
+                       '--width', str(width), '--voxel-size', str(vs), '--reps', str(args.reps), '--threads', str(t)]
+                res = subprocess.run(cmd, capture_output=True, text=True,
+                                     env={**os.environ, 'NCAL_SPARSE_NATIVE': flag})
+                if res.returncode != 0:
+                    print(f'| MinkUNet{depth} | {width} | {vs} | {path} | {t} | failed: '
+                          f'{res.stderr.strip().splitlines()[-1:]} |')
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                first = first or r['fwd_bwd_s']
+                print(f"| MinkUNet{depth} | {width} | {vs} m | {path} | {t} | {r['points']} | {r['voxels']} | "
+                      f"{r['params_M']:.1f} M | {r['fwd_s']:.2f} s | {r['fwd_bwd_s']:.2f} s | "
+                      f"{r['fwd_bwd_cpu_s']:.2f} s | {first / r['fwd_bwd_s']:.2f}x | {r['peak_rss_MB']:.0f} MB |",
+                      flush=True)
     return 0
 
 

@@ -277,3 +277,72 @@ def test_generic_rosbags_to_rclpy_conversion():
     np.testing.assert_array_equal(cloud_to_xyzi(cloud).points, pts)
     with pytest.raises(ImportError, match="message package 'nonexistent_msgs'"):
         rclpy_message_class('nonexistent_msgs/msg/Thing')
+
+
+# --- the optional C++ conversion kernels (ros_ncal.msgcodec._native) against the numpy paths ---
+
+def test_codec_native_kernels_are_built_here():
+    from ros_ncal.msgcodec import _native
+    assert _native.LIBRARY.load() is not None, f'codec kernels unavailable: {_native.LIBRARY.error}'
+
+
+_LAYOUTS = {
+    'packed16': ({'names': ['x', 'y', 'z', 'intensity'], 'formats': ['<f4'] * 4, 'offsets': [0, 4, 8, 12],
+                  'itemsize': 16}),
+    'padded32': ({'names': ['x', 'y', 'z', 'intensity', 'ring', 'time'],
+                  'formats': ['<f4', '<f4', '<f4', '<f4', '<u2', '<f4'], 'offsets': [0, 4, 8, 16, 20, 24],
+                  'itemsize': 32}),
+    'xyz_only12': ({'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3, 'offsets': [0, 4, 8], 'itemsize': 12}),
+    'xyz_at_end': ({'names': ['intensity', 'x', 'y', 'z'], 'formats': ['<f4'] * 4, 'offsets': [0, 4, 8, 12],
+                    'itemsize': 16}),
+    'u16_intensity': ({'names': ['x', 'y', 'z', 'intensity'], 'formats': ['<f4', '<f4', '<f4', '<u2'],
+                       'offsets': [0, 4, 8, 12], 'itemsize': 16}),
+    'odd_step': ({'names': ['t', 'x', 'y', 'z', 'intensity'], 'formats': ['u1', '<f4', '<f4', '<f4', '<f4'],
+                  'offsets': [0, 1, 5, 9, 13], 'itemsize': 19}),
+}
+
+
+@pytest.mark.parametrize('layout', sorted(_LAYOUTS))
+@pytest.mark.parametrize('bad', [None, np.nan, np.inf, -np.inf])
+def test_cloud_native_and_numpy_paths_agree(monkeypatch, layout, bad):
+    from ros_ncal.msgcodec import _native
+    dt = np.dtype(_LAYOUTS[layout])
+    rng = np.random.default_rng(len(layout))
+    arr = np.zeros(1001, dt)
+    for name in dt.names:
+        arr[name] = rng.normal(size=arr.size) * 10 if dt[name].kind == 'f' else rng.integers(0, 100, arr.size)
+    if bad is not None:
+        arr['x'][[3, 500]] = bad
+        arr['z'][1000] = bad
+        if 'intensity' in dt.names and dt['intensity'].kind == 'f':
+            arr['intensity'][7] = bad  # a bad intensity alone does not drop a point
+    msg = _cloud_from_structured(arr)
+    fast = cloud_to_xyzi(msg, extra_fields=None)
+    kept = cloud_to_xyzi(msg, drop_nonfinite=False)
+    monkeypatch.setattr(_native, 'xyzi_f32', lambda *a, **k: None)
+    slow = cloud_to_xyzi(msg, extra_fields=None)
+    np.testing.assert_array_equal(fast.points, slow.points)
+    assert fast.n_dropped == slow.n_dropped == (0 if bad is None else 3)
+    assert fast.extras.keys() == slow.extras.keys()
+    for k in fast.extras:
+        np.testing.assert_array_equal(fast.extras[k], slow.extras[k])
+    assert kept.points.shape == (1001, 4) and kept.n_dropped == 0
+    expect = np.stack([arr[k].astype(np.float32) if k in dt.names else np.zeros(arr.size, np.float32)
+                       for k in ('x', 'y', 'z', 'intensity')], 1)
+    np.testing.assert_array_equal(kept.points, expect)
+
+
+@pytest.mark.parametrize('width', [1, 4, 5, 6, 7, 11, 64, 1242])
+@pytest.mark.parametrize('row_padding', [0, 5])
+def test_bgr8_native_swap_matches_reference(monkeypatch, width, row_padding):
+    from ros_ncal.msgcodec import _native
+    rng = np.random.default_rng(width)
+    bgr = rng.integers(0, 256, (3, width, 3), dtype=np.uint8)
+    f = array_to_image_fields(bgr, 'bgr8', row_padding=row_padding)
+    msg = IMG(header=rm.header('c', 0), height=f.height, width=f.width, encoding='bgr8', is_bigendian=False,
+              step=f.step, data=np.frombuffer(f.data, np.uint8))
+    fast = image_to_rgb(msg)
+    np.testing.assert_array_equal(fast, bgr[:, :, ::-1])
+    assert fast.flags['C_CONTIGUOUS'] and fast.flags['WRITEABLE']
+    monkeypatch.setattr(_native, 'bgr_to_rgb', lambda arr: None)
+    np.testing.assert_array_equal(image_to_rgb(msg), fast)

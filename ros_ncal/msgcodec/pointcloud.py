@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _native
+
 # sensor_msgs/PointField datatype codes -> numpy scalar types.
 POINTFIELD_DTYPES: dict[int, np.dtype] = {
     1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16), 4: np.dtype(np.uint16),
@@ -150,8 +152,13 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
         raise ValueError(f'PointCloud2 lacks field(s) {missing}; has {list(names)}')
     n = arr.shape[0]
     xyz_offset = _xyz_f32_offset(arr.dtype)
+    finite = None  # known from the native pass
     if xyz_offset is not None and n > 0:
-        points = _copy_xyzi(arr, xyz_offset)
+        native = _native_xyzi(arr, xyz_offset)
+        if native is not None:
+            points, finite = native
+        else:
+            points = _copy_xyzi(arr, xyz_offset)
     else:
         points = np.empty((n, 4), dtype=np.float32)
         for i, name in enumerate(XYZI):
@@ -168,7 +175,9 @@ def cloud_to_xyzi(msg, drop_nonfinite: bool = True, extra_fields: tuple[str, ...
         wanted = list(extra_fields)
     extras = {nm: arr[nm].astype(arr.dtype[nm].base.newbyteorder('='), copy=True) for nm in wanted}
     n_dropped = 0
-    if drop_nonfinite and n and not _all_finite(points):  # cheap test first (exact per-row test below)
+    if finite is None and drop_nonfinite and n:
+        finite = _all_finite(points)
+    if drop_nonfinite and n and not finite:  # cheap test first (exact per-row test below)
         ok = np.isfinite(points[:, :3]).all(axis=1)
         n_dropped = int(n - ok.sum())
         if n_dropped:
@@ -204,6 +213,19 @@ def _xyz_f32_offset(dtype: np.dtype) -> int | None:
         if f[1] != off or f[0] != _F32:
             return None
     return o
+
+
+def _native_xyzi(arr: np.ndarray, o: int):
+    """((N, 4) float32, all finite) from the C++ kernel in one pass, or None (kernel unavailable, or an
+    intensity that is not a native float32 scalar)."""
+    inten = arr.dtype.fields.get('intensity')
+    if inten is None:
+        oi = -1
+    elif inten[0] == _F32:
+        oi = inten[1]
+    else:
+        return None
+    return _native.xyzi_f32(arr.view(np.uint8), arr.shape[0], arr.dtype.itemsize, o, oi)
 
 
 def _copy_xyzi(arr: np.ndarray, o: int) -> np.ndarray:

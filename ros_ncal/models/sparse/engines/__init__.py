@@ -1,6 +1,8 @@
 """Sparse convolution engines behind one interface: ``get_engine(name)``.
 
-'torch' (default, always available): pure PyTorch, CPU and CUDA.
+'torch' (default, always available): CPU and CUDA; on CPU (float32 / float64) through native C++ kernels
+built at first use (``native.py``: one OpenMP region per pass, no atomics, same result at any thread count),
+elsewhere or without a compiler pure PyTorch.
 'spconv' (optional, ``pip install spconv==2.3.8``; not a requirement): submanifold conv through spconv,
 strided and transposed convs fall back to the torch engine. Imported lazily.
 'torchsparse' (optional): not installable here; reported absent.

@@ -9,29 +9,22 @@ Why: the gather - matmul - ``index_add_`` loop runs about 3 x 27 parallel region
 * weight gradient: one task per (kernel offset, block of output channels), each summing its pairs in a fixed
   order (also independent of the thread count).
 
-The C++ source below has no PyTorch headers: it compiles in about a second with ``g++ -O3 -fopenmp`` into a
-per-user cache (``$NCAL_SPARSE_BUILD_DIR`` or ``~/.cache/ros_ncal/sparse_native``) at first use, or ahead of
-time with ``python -m ros_ncal.models.sparse.engines.native``. It is called through ctypes (the GIL is
-released during the call) and runs on PyTorch's own OpenMP runtime (libgomp is already loaded by torch),
-with ``torch.get_num_threads()`` threads. When no compiler is found, the build fails, or
-``NCAL_SPARSE_NATIVE=0`` is set, :func:`available` is False and the engine uses its pure-PyTorch path.
+The C++ source below has no PyTorch headers: it compiles in a few seconds with ``g++ -O3 -fopenmp`` into a
+per-user cache at first use, or ahead of time with ``python -m ros_ncal.nativelib`` (see
+:mod:`ros_ncal.nativelib`). It is called through ctypes (the GIL is released during the call) and runs on
+PyTorch's own OpenMP runtime (libgomp is already loaded by torch), with ``torch.get_num_threads()``
+threads. When no compiler is found, the build fails, or ``NCAL_SPARSE_NATIVE=0`` / ``NCAL_NATIVE=0`` is
+set, :func:`available` is False and the engine uses its pure-PyTorch path.
 Only float32 / float64 CPU tensors take this path; CUDA and other dtypes (autocast) use PyTorch ops.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-from pathlib import Path
 from typing import Optional
 
 import torch
+
+from ros_ncal.nativelib import NativeLibrary
 
 SOURCE = r'''
 #include <cstdint>
@@ -176,7 +169,7 @@ void weight_grad(const int64_t* kptr, const int32_t* ia, const int32_t* ib, cons
 }  // namespace
 
 extern "C" {
-int ncal_abi_version() { return 2; }
+int ncal_sparse_abi_version() { return 2; }
 void ncal_conv_csr_f32(const int64_t* rp, const int32_t* col, const int32_t* k, const float* src, const float* W,
                        float* out, int64_t n, int64_t cin, int64_t cout, int nt) {
   conv_csr<float>(rp, col, k, src, W, out, n, cin, cout, nt);
@@ -197,88 +190,28 @@ void ncal_weight_grad_f64(const int64_t* kp, const int32_t* ia, const int32_t* i
 '''
 
 ABI_VERSION = 2
-_FLAGS = ['-O3', '-march=native', '-fopenmp', '-fPIC', '-shared', '-std=c++14']
-_LOCK = threading.Lock()
-_LIB: Optional[ctypes.CDLL] = None
-_TRIED = False
-_ERROR: Optional[str] = None
 
 
-def _compiler() -> Optional[str]:
-    return os.environ.get('CXX') or shutil.which('g++') or shutil.which('c++')
+def _setup(lib) -> None:
+    i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    for name in ('ncal_conv_csr_f32', 'ncal_conv_csr_f64', 'ncal_weight_grad_f32', 'ncal_weight_grad_f64'):
+        fn = getattr(lib, name)
+        fn.argtypes = [ptr] * 6 + [i64, i64, i64, cint]
+        fn.restype = None
 
 
-def build_dir() -> Path:
-    env = os.environ.get('NCAL_SPARSE_BUILD_DIR')
-    return Path(env) if env else Path.home() / '.cache' / 'ros_ncal' / 'sparse_native'
-
-
-def _cpu_tag() -> str:
-    """Host CPU identity (the library is built with -march=native)."""
-    info = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as fh:
-            for line in fh:
-                if line.startswith(('model name', 'flags')):
-                    info += line
-                if line.startswith('flags'):
-                    break
-    except OSError:
-        pass
-    return info
-
-
-def library_path(cxx: str) -> Path:
-    key = hashlib.sha256('\0'.join([SOURCE, ' '.join(_FLAGS), cxx, _cpu_tag()]).encode()).hexdigest()[:16]
-    return build_dir() / f'libncal_sparse_{key}.so'
-
-
-def build(verbose: bool = False) -> Path:
-    """Compile the kernels into the cache (atomic rename: safe with concurrent processes); return the path."""
-    cxx = _compiler()
-    if cxx is None:
-        raise RuntimeError('no C++ compiler (g++ / c++ / $CXX) found')
-    path = library_path(cxx)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        src = Path(tmp) / 'ncal_sparse.cpp'
-        src.write_text(SOURCE)
-        out = Path(tmp) / path.name
-        cmd = [cxx, *_FLAGS, str(src), '-o', str(out)]
-        if verbose:
-            print(' '.join(cmd), file=sys.stderr)
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f'native sparse kernels failed to compile: {res.stderr.strip()[-2000:]}')
-        os.replace(out, path)
-    return path
+LIBRARY = NativeLibrary('ncal_sparse', SOURCE, ABI_VERSION, _setup,
+                        flags=['-O3', '-march=native', '-fopenmp', '-fPIC', '-shared', '-std=c++14'],
+                        disable_env='NCAL_SPARSE_NATIVE')
 
 
 def _load() -> Optional[ctypes.CDLL]:
-    global _LIB, _TRIED, _ERROR
-    with _LOCK:
-        if _TRIED:
-            return _LIB
-        _TRIED = True
-        if os.environ.get('NCAL_SPARSE_NATIVE', '1') == '0':
-            _ERROR = 'disabled by NCAL_SPARSE_NATIVE=0'
-            return None
-        try:
-            lib = ctypes.CDLL(str(build()))
-            if lib.ncal_abi_version() != ABI_VERSION:
-                raise RuntimeError('stale native library')
-            i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            for name in ('ncal_conv_csr_f32', 'ncal_conv_csr_f64', 'ncal_weight_grad_f32', 'ncal_weight_grad_f64'):
-                fn = getattr(lib, name)
-                fn.argtypes = [ptr] * 6 + [i64, i64, i64, cint]
-                fn.restype = None
-            _LIB = lib
-        except (OSError, RuntimeError, AttributeError) as exc:
-            _ERROR = str(exc)
-            _LIB = None
-        return _LIB
+    return LIBRARY.load()
+
+
+def build(verbose: bool = False):
+    """Compile the kernels into the cache now (see :mod:`ros_ncal.nativelib`); return the path."""
+    return LIBRARY.build(verbose=verbose)
 
 
 def available() -> bool:
@@ -288,7 +221,7 @@ def available() -> bool:
 
 def unavailable_reason() -> Optional[str]:
     _load()
-    return _ERROR
+    return LIBRARY.error
 
 
 def supports(*tensors: torch.Tensor) -> bool:
