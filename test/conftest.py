@@ -8,9 +8,9 @@ from ros_ncal.rosenv import apply_safe_ros_env
 # An isolated domain per test session (overridable by exporting ROS_DOMAIN_ID).
 apply_safe_ros_env(isolate=True)
 # One intra-op thread by default because this suite checks correctness only and its CI machine (2 cores) is
-# shared: OpenMP threads of tiny ops mostly wait at barriers there. Not needed by the sparse engine any more
-# (it is faster with more threads); test_sparse_conv.py sets 1, 2 and all-core counts itself. Export
-# OMP_NUM_THREADS to override.
+# shared: OpenMP threads of tiny ops mostly spin at barriers there. Not needed by the sparse engine any more
+# (no scatter kernels, one parallel region per pass; docs/performance.md); test_sparse_conv.py sets 1, 2
+# and all-core counts itself. Export OMP_NUM_THREADS to override.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
