@@ -1,22 +1,11 @@
 """Build ``rosbags`` message objects (Kilted type store) from msgcodec fields."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
+from ros_ncal.data.bagfile import typestore  # noqa: F401 (one type store; re-exported)
 from ros_ncal.msgcodec import (CameraIntrinsics, intrinsics_to_camera_info_fields, matrix_to_xyz_quat,
                                ns_to_sec_nanosec, rgb_to_image_fields, xyzi_to_cloud_fields)
-
-
-@lru_cache(maxsize=1)
-def typestore():
-    """The rosbags type store: ROS 2 Kilted, or the newest ROS 2 store this rosbags has."""
-    from rosbags.typesys import Stores, get_typestore
-    for name in ('ROS2_KILTED', 'ROS2_JAZZY', 'ROS2_HUMBLE'):
-        if hasattr(Stores, name):
-            return get_typestore(getattr(Stores, name))
-    raise RuntimeError('rosbags has no ROS 2 type store')
 
 
 def _t(name: str):

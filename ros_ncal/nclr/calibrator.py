@@ -141,7 +141,7 @@ class NCLRCalibrator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = 'cpu', infer: NCLRInferenceConfig | None = None):
-        from ros_ncal.train.pretrain import load_nclr
+        from .checkpoint import load_nclr
         if not Path(path).is_file():
             raise FileNotFoundError(str(path))
         model, cfg, _ = load_nclr(path, map_location=device)

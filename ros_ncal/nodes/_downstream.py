@@ -4,7 +4,7 @@
   QoS subscription, decode, validation with drop reasons, stamp guard), built on the helpers of
   :mod:`._common` that the collector / calibrator use.
 * :class:`ModelParams` (``model.*`` plus the top-level ``checkpoint``): a
-  :class:`ros_ncal.train.predictor.DownstreamPredictor` loaded at start-up. A missing or unusable
+  :class:`ros_ncal.models.inference.DownstreamPredictor` loaded at start-up. A missing or unusable
   checkpoint never stops the node: ``/diagnostics`` reports ERROR with the reason and every cloud is
   dropped as ``no_model``.
 * :class:`DownstreamNode`: inference in a :class:`._common.LatestWorker` thread (slot of 1, a replaced
@@ -157,7 +157,7 @@ def load_predictor(checkpoint: str, tasks: tuple[str, ...], mp: ModelParams):
     try:
         import torch
 
-        from ros_ncal.train.predictor import DownstreamPredictor
+        from ros_ncal.models.inference import DownstreamPredictor
         if mp.torch_threads > 0:
             torch.set_num_threads(mp.torch_threads)
         pred = DownstreamPredictor.from_checkpoint(checkpoint, mp.device, mp.max_range, mp.max_points)

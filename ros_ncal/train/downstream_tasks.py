@@ -19,37 +19,10 @@ from ros_ncal.eval.metrics_seg import SegmentationEvaluator
 from ros_ncal.models.heads.bev_det_head import BEVDetConfig, BEVDetHead
 from ros_ncal.models.heads.panoptic_head import PanopticHead
 from ros_ncal.models.heads.seg_head import SegHead, inverse_sqrt_frequency_weights, seg_loss
+from ros_ncal.models.inference import TaskModel  # noqa: F401 (its home; re-exported)
 
 TASKS = ('seg', 'det', 'panoptic')
 SEMANTIC_CLASS_NAMES = SEMANTICKITTI_CLASSES  # 20 names, id 0 = unlabeled (ignore)
-
-
-class TaskModel(nn.Module):
-    """backbone (list of (Ni, C) clouds -> list of (Ni, D) feats) + task head.
-
-    ``freeze_backbone``: linear probing; the backbone gets no gradients and stays in eval mode (BN
-    statistics frozen) even when the model is put in train mode.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module, task: str, freeze_backbone: bool = False):
-        super().__init__()
-        self.backbone, self.head, self.task = backbone, head, task
-        self.freeze_backbone = bool(freeze_backbone)
-        if self.freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
-
-    def train(self, mode: bool = True) -> 'TaskModel':
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()
-        return self
-
-    def features(self, points_list: list) -> list:
-        if self.freeze_backbone:
-            with torch.no_grad():
-                return self.backbone(points_list)
-        return self.backbone(points_list)
 
 
 def _cat(batch, device):

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base
+from ros_ncal.models.inference import (FINETUNED_MODEL_TYPE, backbone_out_dim, load_task_model,  # noqa: F401 (re-exported)
+                                       resolve_device)
 
 from .downstream_data import (AugmentConfig, DataConfig, GTDatabase, RealDataConfig, augment, labelled_subset,
                               load_real_samples, load_task_samples, select_labelled_scenes)
 from .downstream_tasks import TASKS, TaskModel, make_task
 
-FINETUNED_MODEL_TYPE = 'ros_ncal.finetuned'
 
 
 @dataclass
@@ -228,13 +229,6 @@ def build_backbone(cfg: FinetuneConfig, log: Callable[[str], None] = print):
     return backbone, bcfg, report
 
 
-def backbone_out_dim(backbone) -> int:
-    dim = getattr(backbone, 'out_dim', None)
-    if dim is None:
-        raise ValueError(f'backbone {type(backbone).__name__} has no out_dim attribute')
-    return int(dim)
-
-
 def build_task_model(cfg: FinetuneConfig, log: Callable[[str], None] = print):
     """-> (TaskModel, task adapter, backbone config, pretrained load report)."""
     task = make_task(cfg.task, cfg.head)
@@ -262,12 +256,6 @@ def cosine_schedule(step: int, total: int, warmup_frac: float, min_ratio: float)
         return (step + 1) / warm
     t = (step - warm) / max(1, total - warm)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
 
 
 # ------------------------------------------------------------------ the loop
@@ -477,17 +465,9 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
 
 def load_finetuned(path: str | Path, map_location: str | torch.device = 'cpu'):
     """Rebuild a fine-tuned model from its checkpoint -> (TaskModel in eval mode, task adapter, payload)."""
-    from ros_ncal.models.checkpoint import CheckpointError, load_checkpoint
-    from ros_ncal.models.registry import build_model
-    payload = load_checkpoint(path, map_location)
-    mcfg = payload.get('config') or {}
-    if mcfg.get('type') != FINETUNED_MODEL_TYPE:
-        raise CheckpointError(f'{path} is not a fine-tuned task model (config type {mcfg.get("type")!r})')
-    task = make_task(mcfg['task'], mcfg.get('head'))
-    backbone = build_model(mcfg['backbone'])
-    model = TaskModel(backbone, task.build_head(backbone_out_dim(backbone)), mcfg['task'])
-    model.load_state_dict(payload['model_state'])
-    return model.to(map_location).eval(), task, payload
+    model, _, payload = load_task_model(path, map_location)
+    mcfg = payload['config']
+    return model, make_task(mcfg['task'], mcfg.get('head')), payload
 
 
 def _jsonable(x: Any) -> Any:

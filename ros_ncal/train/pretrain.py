@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ros_ncal.models.checkpoint import load_checkpoint, save_checkpoint
 from ros_ncal.nclr.batching import items_to_batch
+from ros_ncal.nclr.checkpoint import NCLR_MODEL_TYPE, load_nclr, save_nclr  # noqa: F401 (re-exported)
 from ros_ncal.nclr.config import NCLRConfig
 from ros_ncal.nclr.losses import nclr_losses
 from ros_ncal.nclr.network import NCLRNet
@@ -30,7 +31,6 @@ from .distributed import all_reduce_mean, cleanup_distributed, setup_distributed
 
 LOG_KEYS = ('loss', 'loss_overlap', 'loss_match', 'loss_match_l1', 'loss_pose', 'overlap_acc', 'rre_deg', 'rte_m',
             'skipped')
-NCLR_MODEL_TYPE = 'NCLRNet'
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> float:
@@ -48,22 +48,6 @@ def export_backbone(model: NCLRNet, cfg: NCLRConfig, path: Path, extra: dict | N
     state = {f'backbone.{k}': v for k, v in model.point_net.state_dict().items()}
     return save_checkpoint(path, state, bcfg, {'source': 'nclr_pretrain', 'backbone_prefix': 'backbone.',
                                                **(extra or {})})
-
-
-def save_nclr(model: NCLRNet, cfg: NCLRConfig, path: Path, extra: dict | None = None) -> Path:
-    """Full NCLR model + the config that built it (loaded by the calibrator)."""
-    return save_checkpoint(path, model.state_dict(), {'type': NCLR_MODEL_TYPE, 'nclr': cfg.to_dict()}, extra or {})
-
-
-def load_nclr(path: str | Path, map_location='cpu') -> tuple[NCLRNet, NCLRConfig, dict]:
-    payload = load_checkpoint(path, map_location)
-    conf = payload.get('config') or {}
-    if conf.get('type') != NCLR_MODEL_TYPE:
-        raise ValueError(f'{path} is not an NCLR model checkpoint (type {conf.get("type")!r})')
-    cfg = NCLRConfig.from_dict(conf['nclr'])
-    model = NCLRNet(cfg.network)
-    model.load_state_dict(payload['model_state'])
-    return model, cfg, payload
 
 
 def check_train_config(tc) -> None:

@@ -172,7 +172,7 @@ class _BagScan:
     """First pass: topics, CameraInfo (first message) and the static transforms."""
 
     def __init__(self, path, cfg: RosbagReaderConfig):
-        from ros_ncal.bag.reader import bag_summary, read_messages
+        from ros_ncal.data.bagfile import bag_summary, read_messages
         self.path = path
         summary = bag_summary(path)
         topics, counts = summary.topics, summary.counts
@@ -229,7 +229,7 @@ def iter_rosbag_samples(path: str | Path, cfg: RosbagReaderConfig | None = None)
 
     Raises BagInputError up front for a bag that cannot give Samples (missing topic, CameraInfo, TF).
     """
-    from ros_ncal.bag.reader import read_messages
+    from ros_ncal.data.bagfile import read_messages
     cfg = cfg or RosbagReaderConfig()
     scan = _BagScan(path, cfg)
     ov = scan.override

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ros_ncal.eval.box_geometry import rotated_nms
+from ros_ncal.geometry.boxes import rotated_nms
 
 NUM_REG = 8  # dx, dy, z, log l, log w, log h, sin yaw, cos yaw
 
@@ -225,7 +225,7 @@ class BEVDetHead(nn.Module):
         points (N, 3+) / batch_idx (N,): the input cloud(s), needed for ``min_points_in_box``.
         score_threshold: overrides cfg.score_threshold (calibration fitting decodes everything).
         """
-        from ros_ncal.eval.box_geometry import points_in_boxes
+        from ros_ncal.geometry.boxes import points_in_boxes
         cfg = self.cfg
         thr = cfg.score_threshold if score_threshold is None else float(score_threshold)
         heat = torch.sigmoid(out['heatmap'].float())
