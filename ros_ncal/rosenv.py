@@ -1,5 +1,5 @@
-"""Network safety and transport settings for every rclpy process this project starts (ROS_ENV.md,
-docs/reliability.md).
+"""Network safety and transport settings for every rclpy process this project starts (docs/design.md,
+"Network safety"; docs/reliability.md).
 
 Call :func:`apply_safe_ros_env` before ``import rclpy``. With Fast DDS (the default RMW here) it points
 ``FASTDDS_DEFAULT_PROFILES_FILE`` at the project's participant profile (:data:`FASTDDS_PROFILE`, written

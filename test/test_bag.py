@@ -101,7 +101,7 @@ def test_bag_with_different_qos_metadata_still_reads_everything(split, tmp_path)
             profile['durability'] = 2  # volatile everywhere, as a re-recorded bag could say
             profile['reliability'] = 2
     meta_path.write_text(yaml.safe_dump(meta))
-    # rosbags 0.11.9 opened on the DIRECTORY yields 0 messages here (the ROS_ENV.md trap); we open the file.
+    # rosbags 0.11.9 opened on the DIRECTORY yields 0 messages here (the trap in docs/design.md, "rosbag2 files"); we open the file.
     from rosbags.highlevel import AnyReader
     with AnyReader([bag_dir]) as plain:
         print('messages from AnyReader(directory):', sum(1 for _ in plain.messages()))

@@ -326,7 +326,7 @@ def test_torchsparse_absent_is_reported_cleanly():
 
 
 def test_spconv_engine_parity_single_thread():
-    """Optional engine: compared only when spconv imports, single-threaded (ML_ENV.md)."""
+    """Optional engine: compared only when spconv imports, single-threaded (docs/design.md)."""
     pytest.importorskip('spconv.pytorch')
     engine = get_engine('spconv')
     coords, feats = random_sparse_grid(seed=7, offset=(-3, 5, 1))

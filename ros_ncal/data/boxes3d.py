@@ -1,6 +1,6 @@
 """3D box helpers for Samples: corners, point-in-box tests, camera <-> LiDAR conversion of KITTI labels.
 
-Box convention (ARCHITECTURE.md): (x, y, z, l, w, h, yaw) in the LiDAR frame; (x, y, z) is the geometric
+Box convention (docs/design.md, "Frames and transforms"): (x, y, z, l, w, h, yaw) in the LiDAR frame; (x, y, z) is the geometric
 centre; l runs along the heading, w across it, h along z; yaw is the heading angle about +z from +x (rad).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Sample contract: one synchronized camera-LiDAR pair (ARCHITECTURE.md).
+"""The Sample contract: one synchronized camera-LiDAR pair (docs/design.md, "Frames and transforms").
 
 Validated on construction, so a Sample that exists is a Sample that is right:
 shapes, dtypes, finite values, a rigid ``T_cam_lidar`` and a ``K`` with positive focal lengths.

@@ -1,4 +1,4 @@
-"""QoS profiles used by the project's nodes and tools (CONVENTIONS.md)."""
+"""QoS profiles used by the project's nodes and tools (docs/design.md, "ROS conventions the nodes follow")."""
 from __future__ import annotations
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,

@@ -1,6 +1,6 @@
 """Label-efficiency experiment: pretrained vs from-scratch fine-tuning at several label fractions and seeds.
 
-The paper's claim (paper.md): pretraining helps most when labels are few. For each task, fraction and
+The paper's claim (docs/design.md, "The method"): pretraining helps most when labels are few. For each task, fraction and
 seed, two runs with the same budget (steps, batch, schedule), the same labelled scenes (``label_seed``)
 and the same backbone architecture (the pretrained checkpoint's) differ only in the backbone's
 initial weights. Results are appended to ``results.jsonl`` as each run finishes (a crash keeps the

@@ -1,6 +1,6 @@
 """Optional engine: submanifold convolution through spconv 2.x (imported only when requested).
 
-Known CPU traps (ML_ENV.md): backward needs ``get_current_stream`` patched to return 0 on CPU-only torch;
+Known CPU traps (docs/design.md, "Machine learning environment"): backward needs ``get_current_stream`` patched to return 0 on CPU-only torch;
 spconv's CPU submanifold conv is wrong with more than one thread, so CPU calls run with one torch thread;
 the spatial shape is rounded up to even. Strided / transposed convs use the torch engine.
 """
