@@ -75,7 +75,7 @@ def _stages(samples, guesses, opts) -> dict:
     """Each stage alone over the same frames: {name: [(wall, cpu) per frame]}."""
     import copy
 
-    from ros_ncal.calib import calibrator_input, make_calibrator
+    from ros_ncal.calib import calibrator_input
     from ros_ncal.calib.classical import ClassicalCalibConfig, EdgeAlignmentCalibrator
     from ros_ncal.nclr.calibrator import NCLRCalibrator, NCLRInferenceConfig
     out = {}

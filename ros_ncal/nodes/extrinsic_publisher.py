@@ -16,7 +16,6 @@ if __name__ == '__main__':
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
