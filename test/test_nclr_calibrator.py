@@ -11,7 +11,7 @@ from ros_ncal.nclr.config import NCLRConfig
 from ros_ncal.nclr.network import NCLRNet
 from ros_ncal.train.pretrain import save_nclr
 
-from test_nclr_train import TINY
+from support import TINY
 
 
 @pytest.fixture(scope='module')

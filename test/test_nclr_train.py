@@ -17,8 +17,9 @@ from ros_ncal.nclr.losses import nclr_losses
 from ros_ncal.nclr.network import NCLRNet
 from ros_ncal.nclr.pretext import make_pretext
 
+from support import TINY
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / 'config' / 'nclr' / 'tiny_test.yaml'
 
 
 def _tiny_cfg(tmp_path, kitti_dir, **train):

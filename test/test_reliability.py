@@ -4,8 +4,6 @@ future stamps, honest covariance of components not estimated, a full disk under 
 from __future__ import annotations
 
 import errno
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,8 @@ from ros_ncal.calib.result import (ESTIMATED_ALL, ESTIMATED_NONE, ESTIMATED_ROTA
 from ros_ncal.geometry import make_T, rotvec_to_matrix
 from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 from ros_ncal.nodes._common import StampGuard
+
+from support import DiskFull
 
 # ----------------------------------------------------------------------------- health
 
@@ -183,29 +183,6 @@ def _sample(rng, n=64):
     img = rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)
     K = np.array([[20.0, 0, 12], [0, 20.0, 8], [0, 0, 1]])
     return Sample(points=pts, image=img, K=K, T_cam_lidar=np.eye(4), stamp_ns=1)
-
-
-class DiskFull:
-    """Injects ENOSPC into os.fsync / os.write-level flushes of files under ``root`` while ``full`` is set
-    (what a full filesystem answers when the data reaches it); other files are untouched."""
-
-    def __init__(self, monkeypatch, root: Path):
-        self.root = str(Path(root).resolve())
-        self.full = False
-        self.hits = 0
-        real_fsync = os.fsync
-
-        def fsync(fd):
-            if self.full:
-                try:
-                    path = os.readlink(f'/proc/self/fd/{fd}')
-                except OSError:
-                    path = ''
-                if path.startswith(self.root) and not os.path.isdir(path):
-                    self.hits += 1
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-            return real_fsync(fd)
-        monkeypatch.setattr(os, 'fsync', fsync)
 
 
 def test_shard_writer_on_a_full_disk_removes_its_temporary_file_and_continues_when_space_is_back(tmp_path,

@@ -11,28 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ros_ncal.data.sample import Sample
 from ros_ncal.data.shards import (DatasetLockedError, ShardDataset, ShardError, ShardIterableDataset, ShardWriter,
                                   read_manifest)
 
+from support import make_sample
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_sample(i: int, n: int = 200, hw=(24, 32), labels=True) -> Sample:
-    rng = np.random.default_rng(i)
-    H, W = hw
-    kw = {}
-    if labels:
-        kw = dict(point_labels=rng.integers(0, 19, n), instance_ids=rng.integers(0, 4, n),
-                  boxes=np.array([[5 + i, 1, -1, 4, 2, 1.5, 0.3]]), box_labels=[i % 3],
-                  pixel_labels=rng.integers(0, 300, (H, W)))
-    return Sample(points=rng.normal(size=(n + i, 4)).astype(np.float32) if not labels else
-                  rng.normal(size=(n, 4)).astype(np.float32),
-                  image=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
-                  K=np.array([[40.0, 0, W / 2], [0, 40.0, H / 2], [0, 0, 1]]),
-                  T_cam_lidar=np.array([[0, -1, 0, 0.1], [0, 0, -1, -0.2], [1, 0, 0, -0.3], [0, 0, 0, 1.0]]),
-                  stamp_ns=1_000_000 * i, image_stamp_ns=1_000_000 * i + 7, frame_ids=('velo', 'cam2_optical'),
-                  meta={'index': i, 'source': 'test'}, **kw)
 
 
 def test_round_trip_png_is_exact_and_manifest_counts(tmp_path):
@@ -144,7 +128,7 @@ def test_torch_iterable_dataset_with_two_workers(tmp_path):
 WRITER_SCRIPT = r'''
 import sys, numpy as np
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {test!r})
-from test_shards import make_sample
+from support import make_sample
 from ros_ncal.data.shards import ShardWriter
 w = ShardWriter(sys.argv[1], samples_per_shard=3, durability=sys.argv[2])
 i = 0
