@@ -116,7 +116,8 @@ def _run_tree(tree: Path, args, stages: bool) -> dict:
         cmd += ['--checkpoint', args.checkpoint]
     if stages:
         cmd.append('--stages')
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads),
+               NCAL_SHARED_DATA=os.environ.get('NCAL_SHARED_DATA', str(REPO.parent / 'shared' / 'data')))
     p = subprocess.run(cmd, cwd=str(tree), env=env, capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith('@@RESULT '):
@@ -161,7 +162,8 @@ def main() -> None:
             res = _run_tree(tree, args, stages=args.stages and name == 'this tree' and stages is None)
             results[name] += res['frames']
             stages = res.get('stages', stages)
-            print(f'round {r + 1}: {name} ({tree}) done', flush=True)
+            print(f'round {r + 1}: {name} ({tree}): ' + ', '.join(
+                f'{x["id"]} {x["wall_s"]:.2f} s wall / {x["cpu_s"]:.2f} s cpu' for x in res['frames']), flush=True)
     print(f'\n{args.backend} on {args.data} ({args.frames} frames, initial error up to {args.max_deg:g} deg / '
           f'{args.max_m:g} m, {args.threads} threads, {args.rounds} round(s)); seconds per frame median / mean / max')
     for name, tree in trees:
