@@ -34,7 +34,7 @@ class InterruptWatcher:
     """``with InterruptWatcher(on_interrupt) as w:`` -- SIGINT / SIGTERM set ``w.event`` (and call
     ``on_interrupt`` once, on the first); they never raise. Main thread only (Python's signal rule).
     On exit the previous handlers come back only when ``restore`` (default False: a process that is
-    shutting down keeps ignoring further signals until it ends)."""
+    shutting down ignores further signals until it ends, interpreter teardown included)."""
 
     def __init__(self, on_interrupt: Callable[[], None] | None = None, restore: bool = False):
         self.event = threading.Event()
@@ -61,9 +61,10 @@ class InterruptWatcher:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._restore:
-            for sig, old in self._old.items():
-                signal.signal(sig, old)
+        for sig, old in self._old.items():
+            # not restoring: ignore at the OS level (SIG_IGN survives interpreter finalization, which resets a
+            # Python handler to SIG_DFL: a second Ctrl-C during teardown would kill the process with -2)
+            signal.signal(sig, old if self._restore else signal.SIG_IGN)
 
     @property
     def interrupted(self) -> bool:
