@@ -227,9 +227,12 @@ def test_ap_on_real_kitti_labels(kitti_dir):
     for b, lab in zip(boxes, labels):
         scores = np.linspace(1.0, 0.5, len(b))
         perfect.add(b, scores, lab, b, lab)
-        moved = b.copy()   # 0.5 m along the heading: car IoU (l - 0.5) / (l + 0.5) > 0.7; pedestrian < 0.5
-        moved[:, 0] += 0.5 * np.cos(b[:, 6])
-        moved[:, 1] += 0.5 * np.sin(b[:, 6])
+        # along the heading by a fraction f of the length: BEV IoU (1 - f) / (1 + f): cars f = 0.1 (0.82 > 0.7,
+        # whatever the length: KITTI 000008 has a 2.47 m car), pedestrians / cyclists f = 0.4 (0.43 < 0.5)
+        shift = np.where(lab == 0, 0.1, 0.4) * b[:, 3]
+        moved = b.copy()
+        moved[:, 0] += shift * np.cos(b[:, 6])
+        moved[:, 1] += shift * np.sin(b[:, 6])
         shifted.add(moved, scores, lab, b, lab)
     res = perfect.compute()
     for name, n in res['num_gt'].items():
@@ -349,3 +352,6 @@ def test_platt_fit_and_threshold_choice():
     assert r['threshold'] == 0.75 and r['fp'] == 0 and r['recall'] == pytest.approx(2 / 3)
     r = choose_threshold(scores, outcome, ['a'] * 7, 3, 2, 1.0, candidates=[0.25, 0.35, 0.5])
     assert r['threshold'] == 0.35 and r['fp_per_frame'] == 1.0
+    # only false positives: the lowest threshold that removes them all
+    r = choose_threshold(np.array([0.7, 0.3]), np.array([0, 0]), ['a', 'b'], 2, 2, 1.0, candidates=[0.2, 0.5, 0.8])
+    assert r['threshold'] == 0.8 and r['fp'] == 0

@@ -23,6 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument('--real-frames', nargs='+', default=None, metavar='ID',
                         help='real frames to evaluate on (KITTI training / SemanticKITTI ids); default: real.eval_frames '
                              'of the config when it has a real section (config/finetune/det_kitti.yaml, seg_semantickitti.yaml)')
+    parser.add_argument('--calibrate', default=None, metavar='OUT.pt',
+                        help='det only: take the decoding settings of --config (min_points_in_box, nms, '
+                             'eval_score_threshold), fit the score calibration and the default threshold on its '
+                             'real.calib_frames, evaluate, and write the recalibrated checkpoint here')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     parser.add_argument('--out', default=None, help='write the metrics as JSON here')
     parser.add_argument('--per-class', action='store_true', help='print per-class values too')
@@ -62,16 +66,35 @@ def run(args) -> int:
         print(f'ncal eval: {exc}', file=sys.stderr)
         return 2
     model.to(device)
+    calibration = None
+    if args.calibrate:
+        if task.name != 'det' or not (cfg.real.kind == 'kitti' and cfg.real.calib_frames and args.config):
+            print('ncal eval: --calibrate needs a det checkpoint and --config with real.kind kitti and '
+                  'real.calib_frames (config/finetune/det_kitti.yaml)', file=sys.stderr)
+            return 2
+        from ros_ncal.train.finetune import calibrate_detector
+        for key in ('min_points_in_box', 'nms_iou', 'top_k', 'max_detections'):
+            if key in cfg.head:
+                setattr(model.head.cfg, key, cfg.head[key])
+        if 'eval_score_threshold' in cfg.head:
+            task.eval_score_threshold = cfg.head['eval_score_threshold']
+        calibration = calibrate_detector(model, task, load_real_samples(cfg.real, data, 'calib'), device, cfg,
+                                         log=lambda m: print(m, flush=True))
     with torch.no_grad():
         metrics = task.evaluate(model, samples, device, cfg.eval_batch_size)
-        if task.name == 'det' and real and cfg.real.kind == 'kitti':
-            from ros_ncal.eval.det_calibration import fov_false_positives
-            dets = task.detect(model, samples, device, cfg.eval_batch_size)   # at the deployed threshold
-            fps = {s.scene: fov_false_positives(d['boxes'], d['scores'], d['labels'], s.boxes, s.box_labels, s.camera,
-                                                ignore_boxes=s.ignore_boxes)['fp'] for s, d in zip(samples, dets)}
-            metrics['false_positives_in_fov'] = fps
-            metrics['score_threshold'] = float(model.head.cfg.score_threshold)
-            metrics['frames'] = [s.scene for s in samples]
+    if calibration is not None:
+        import copy
+        from ros_ncal.models.checkpoint import save_checkpoint
+        mcfg = copy.deepcopy(payload['config'])
+        for key in ('min_points_in_box', 'nms_iou', 'top_k', 'max_detections', 'score_threshold', 'score_calibration'):
+            mcfg['head'][key] = getattr(model.head.cfg, key)
+        if task.eval_score_threshold is not None:
+            mcfg['head']['eval_score_threshold'] = task.eval_score_threshold
+        mcfg['head']['eval_region'] = task.eval_region
+        mcfg.setdefault('finetune', {})['real'] = _jsonable(__import__('dataclasses').asdict(cfg.real))
+        extra = dict(payload.get('extra') or {}, metrics=_jsonable(metrics), calibration=_jsonable(calibration),
+                     recalibrated_from=str(args.checkpoint))
+        print(f'recalibrated checkpoint: {save_checkpoint(args.calibrate, model.state_dict(), mcfg, extra=extra)}')
     metrics = _jsonable(metrics)  # NaN (undefined, e.g. a class without ground truth) -> null
     shown = metrics if args.per_class else {k: v for k, v in metrics.items() if k not in ('per_class', 'IoU')}
     print(json.dumps(shown, indent=2, default=str))

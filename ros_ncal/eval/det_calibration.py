@@ -9,8 +9,9 @@ Truck, Tram, Misc, Person_sitting) at BEV IoU > 0.1 is not counted either way.
 
 Score calibration: Platt scaling per class, p' = sigmoid(a * logit(p) + b), fitted by L2-regularised
 logistic regression (prior a = 1, b = 0) on held-out detections labelled TP / FP by the same matching.
-The default threshold is the smallest calibrated score at which the held-out frames have at most
-``max_fp_per_frame`` false positives per frame on average, maximising F1 among those.
+The default threshold maximises F1 on the held-out frames among the thresholds with at most
+``max_fp_per_frame`` false positives per frame on average (no true positive at all: the lowest threshold
+with no false positive).
 """
 from __future__ import annotations
 
@@ -93,11 +94,13 @@ def choose_threshold(scores, outcome, frame_ids, num_gt: int, num_frames: int, m
                      candidates=None) -> dict:
     """Held-out detections (scores (n,), outcome (n,) 1 TP / 0 FP / -1 ignored, frame id per detection) ->
     {'threshold', 'fp_per_frame', 'recall', 'precision', 'f1'}: among thresholds with at most
-    ``max_fp_per_frame`` FP per frame, the one with the best F1 (ties: the lower threshold)."""
+    ``max_fp_per_frame`` FP per frame, the one with the best F1 (ties: the lower threshold). When no allowed
+    threshold keeps a true positive, the lowest one without false positives (else the highest candidate)."""
     scores = np.asarray(scores, np.float64)
     outcome = np.asarray(outcome)
     cands = np.round(np.arange(0.05, 0.951, 0.025), 3) if candidates is None else np.asarray(candidates)
     best = None
+    rows = []
     for t in cands:
         sel = scores >= t
         tp, fp = int(((outcome == 1) & sel).sum()), int(((outcome == 0) & sel).sum())
@@ -108,7 +111,9 @@ def choose_threshold(scores, outcome, frame_ids, num_gt: int, num_frames: int, m
                'f1': f1, 'tp': tp, 'fp': fp}
         if row['fp_per_frame'] <= max_fp_per_frame and (best is None or f1 > best['f1'] + 1e-12):
             best = row
-    if best is None:
-        best = {'threshold': float(cands[-1]), 'fp_per_frame': float('nan'), 'recall': 0.0, 'precision': 0.0,
-                'f1': 0.0, 'tp': 0, 'fp': 0}
+        rows.append(row)
+    if best is None or best['f1'] == 0.0:
+        # no true positive at any allowed threshold: the lowest threshold without false positives (else the highest)
+        zero = [r for r in rows if r['fp'] == 0]
+        best = zero[0] if zero else rows[-1]
     return best

@@ -72,12 +72,16 @@ class SegmentationEvaluator:
         self.conf += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
 
     def compute(self) -> dict:
-        """{'mIoU', 'IoU': {name: iou}, 'accuracy', 'num_points'}; values in [0, 1], NaN where undefined."""
+        """{'mIoU', 'mIoU_present', 'IoU': {name: iou}, 'accuracy', 'num_points'}; values in [0, 1], NaN where
+        undefined. mIoU averages every class with ground truth or predictions (a class predicted but absent
+        counts 0); mIoU_present only the classes with ground-truth points."""
         iou = iou_from_confusion(self.conf, self.ignore_index)
         valid = ~np.isnan(iou)
         total = int(self.conf.sum())
+        present = valid & (self.conf.sum(1) > 0)   # classes with ground-truth points
         return {
             'mIoU': float(iou[valid].mean()) if valid.any() else float('nan'),
+            'mIoU_present': float(iou[present].mean()) if present.any() else float('nan'),
             'IoU': {self.class_names[c]: float(iou[c]) for c in range(self.num_classes) if c != self.ignore_index},
             'accuracy': float(np.trace(self.conf) / total) if total else float('nan'),
             'num_points': total,

@@ -114,6 +114,7 @@ class DetTask:
         (keys ``*_loose``)."""
         ev = DetectionEvaluator(self.cfg.class_names, self.iou_thresholds)
         ev_loose = DetectionEvaluator(self.cfg.class_names, self.LOOSE_IOU_THRESHOLDS[:len(self.cfg.class_names)])
+        fps: dict = {}
         for k in range(0, len(samples), batch_size):
             batch = samples[k:k + batch_size]
             pts, bidx = _cat(batch, device)
@@ -128,7 +129,15 @@ class DetTask:
                     pkeep = self._in_camera(s, d['boxes'])
                 for e in (ev, ev_loose):
                     e.add(d['boxes'][pkeep], d['scores'][pkeep], d['labels'][pkeep], s.boxes[keep], s.box_labels[keep])
+                if s.camera is not None and s.real:
+                    from ros_ncal.eval.det_calibration import fov_false_positives
+                    fps[s.scene] = fov_false_positives(d['boxes'], d['scores'], d['labels'], s.boxes, s.box_labels,
+                                                       s.camera, ignore_boxes=s.ignore_boxes,
+                                                       score_threshold=model.head.cfg.score_threshold)['fp']
         res, loose = ev.compute(), ev_loose.compute()
+        if fps:   # real frames: false positives in the camera view at the deployed score threshold
+            res['false_positives_in_fov'] = fps
+            res['score_threshold'] = float(model.head.cfg.score_threshold)
         for k in ('AP_bev', 'AP_3d', 'mAP_bev', 'mAP_3d'):
             res[f'{k}_loose'] = loose[k]
         return res
