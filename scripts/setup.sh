@@ -2,20 +2,24 @@
 # One-command, idempotent set-up of the project venv (no ROS distro needed).
 #   bash scripts/setup.sh            # CPU (default): torch==2.13.0 CPU build
 #   NCAL_TORCH_CUDA=1 bash scripts/setup.sh   # CUDA machines: keep/installs a CUDA torch (see README)
-# Env: NCAL_VENV (default <repo>/.venv), NCAL_PYTHON (default python3).
+# Env: NCAL_VENV (default <repo>/.venv), NCAL_PYTHON (default python3), NCAL_VENDOR_DIR (default ../shared/vendor),
+#      NCAL_CV_BRIDGE=1 (also build cv_bridge; see scripts/install_ros_vendor.sh).
 # A second run on a set-up machine only checks a stamp and returns in about a second.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${NCAL_VENV:-$ROOT/.venv}"
 PY="${NCAL_PYTHON:-python3}"
 STAMP="$VENV/.ros_ncal_setup_stamp"
+VENDOR="${NCAL_VENDOR_DIR:-$ROOT/../shared/vendor}"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 digest() {
-  cat "$ROOT/requirements.txt" "$ROOT/requirements-build-msgs.txt" "$ROOT/requirements-optional.txt" "$ROOT/scripts/setup.sh" \
-      "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml" \
-      $(find "$ROOT/interfaces" -type f | sort) 2>/dev/null | sha256sum | cut -d' ' -f1
-  echo "cuda=${NCAL_TORCH_CUDA:-0} optional=${NCAL_SKIP_OPTIONAL:-0}"
+  cat "$ROOT/requirements.txt" "$ROOT/requirements-build-msgs.txt" "$ROOT/requirements-optional.txt" \
+      "$ROOT/requirements-ros-tooling.txt" "$ROOT/scripts/setup.sh" "$ROOT/scripts/install_ros_vendor.sh" \
+      "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml" 2>/dev/null | sha256sum | cut -d' ' -f1
+  # the vendored upstream archives by name (commit in the name) and the ROS distro in force, if any
+  (cd "$VENDOR" 2>/dev/null && ls -1 -- *.tar.gz) | tr '\n' ' '
+  echo "cuda=${NCAL_TORCH_CUDA:-0} optional=${NCAL_SKIP_OPTIONAL:-0} distro=${ROS_DISTRO:-none} apt=${NCAL_APT:-1} cv_bridge=${NCAL_CV_BRIDGE:-0}"
 }
 WANT="$(digest)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" ]]; then
@@ -42,42 +46,9 @@ fi
 log "installing ros_ncal (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
-# Interface packages that no registry ships: build them from the .msg files in interfaces/.
-need=()
-for pkg in tf2_msgs vision_msgs; do
-  if ! "$VENV/bin/python" -c "import $pkg.msg" >/dev/null 2>&1; then need+=("$pkg"); fi
-done
-if (( ${#need[@]} )); then
-  log "building ${need[*]} with the pip rosidl toolchain"
-  "${PIP[@]}" -r "$ROOT/requirements-build-msgs.txt" 2> >(grep -v "is ignored: it is neither" >&2)
-  # The wheels' cmake exports point at the wheel builder's Python; point them at this venv.
-  "$VENV/bin/python" - "$VENV" <<'PYEOF'
-import pathlib, sys, sysconfig, numpy
-venv = pathlib.Path(sys.argv[1])
-inc, npinc = sysconfig.get_paths()["include"], numpy.get_include()
-for f in (venv / "share").rglob("*.cmake"):
-    t = f.read_text(errors="ignore")
-    n = t.replace("/opt/python/cp311-cp311/include/python3.11", inc)
-    for old in ("/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include",
-                "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/core/include"):
-        n = n.replace(old, npinc)
-    if n != t:
-        f.write_text(n)
-PYEOF
-  BUILD="$VENV/.interfaces_build"; mkdir -p "$BUILD"
-  for pkg in "${need[@]}"; do
-    rm -rf "$BUILD/$pkg"
-    # Installed into the venv prefix itself: its lib/ is on the ROS wheels' LD_LIBRARY_PATH
-    # bootstrap and its site-packages on sys.path, so every entry point finds the types.
-    env CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
-      cmake -S "$ROOT/interfaces/$pkg" -B "$BUILD/$pkg" -DCMAKE_INSTALL_PREFIX="$VENV" \
-        -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >"$BUILD.$pkg.log" 2>&1 \
-      && env CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
-        cmake --build "$BUILD/$pkg" -j "$(nproc)" >>"$BUILD.$pkg.log" 2>&1 \
-      && cmake --install "$BUILD/$pkg" >>"$BUILD.$pkg.log" 2>&1 \
-      || { log "building $pkg failed; see $BUILD.$pkg.log"; tail -30 "$BUILD.$pkg.log" >&2; exit 1; }
-    "$VENV/bin/python" -c "import $pkg.msg" || { log "$pkg built but does not import"; exit 1; }
-  done
-fi
+# ROS 2 tooling that no registry ships, built from the upstream sources in ../shared/vendor
+# (SOURCES.md there): interface and C++ packages with the pip ament/rosidl toolchain, pure-Python
+# packages with pip. On a machine with a ROS distro sourced, whatever already imports is skipped.
+bash "$ROOT/scripts/install_ros_vendor.sh" "$VENV" "$VENDOR"
 digest > "$STAMP"
 log "ready: $VENV"
