@@ -46,7 +46,14 @@ def test_perception_scenario_end_to_end(tmp_path, kitti_dir, shared_data):
     assert 0.0 <= seg['mIoU'] <= 100.0 and 0.0 <= seg['accuracy'] <= 100.0
     assert seg['per_class_iou'] and all(0.0 <= v <= 100.0 for v in seg['per_class_iou'].values())
     assert math.isclose(seg['mIoU'], np.mean(list(seg['per_class_iou'].values())), abs_tol=0.05)
-    assert len(det['frames']) == 4
+    labelled = sorted(f.stem for f in (kitti_dir / 'training' / 'label_2').glob('*.txt'))
+    assert det['frames'] == labelled
+    # false positives in the camera view, counted against label_2 at the shipped default threshold
+    assert set(det['false_positives_in_fov']) == set(labelled)
+    assert all(isinstance(n, int) and n >= 0 for n in det['false_positives_in_fov'].values())
+    assert 0.0 < det['score_threshold'] < 1.0 and set(det['held_out_frames']) <= set(labelled)
+    with Image.open(p['images']['bev_comparison']) as im:     # the old figure beside the new one
+        assert im.size[0] > 1.5 * im.size[1]
     assert det['iou_thresholds'] == {'car': 0.7, 'pedestrian': 0.5, 'cyclist': 0.5}
     for kind in ('AP_bev', 'AP_3d', 'AP_bev_loose', 'AP_3d_loose'):
         assert set(det[kind]) == {'car', 'pedestrian', 'cyclist'}
