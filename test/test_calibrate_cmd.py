@@ -56,7 +56,9 @@ def test_sequence_fuses_one_correction_for_frames_with_different_nominals(frames
     calibrate_sequence(nominal, cal2, init_from='nominal')
     assert all(np.allclose(c, s.T_cam_lidar) for c, s in zip(cal2.calls, nominal))
     res0 = calibrate_sequence(nominal[:1], NoCorrection())
-    assert np.allclose(res0.correction, np.eye(4)) and res0.summary()['rot_std_deg'] is None
+    # 'none' estimates nothing: its one frame carries the configured prior, not an unknown (docs/reliability.md)
+    assert np.allclose(res0.correction, np.eye(4)) and res0.summary()['rot_std_deg'] == pytest.approx(1.0)
+    assert res0.summary()['trans_std_cm'] == pytest.approx(2.0)
     with pytest.raises(ValueError, match='passes'):
         calibrate_sequence(nominal, cal, passes=0)
     with pytest.raises(ValueError, match='no samples'):
