@@ -65,7 +65,7 @@ PACKAGES=(
   ros2interface:ros2cli:ros2interface:pip:ros2interface
   ros2action:ros2cli:ros2action:pip:ros2action
   ros2lifecycle:ros2cli:ros2lifecycle:pip:ros2lifecycle
-  rosidl_runtime_py:rosidl_runtime_py:rosidl_runtime_py:pip:rosidl_runtime_py
+  rosidl_runtime_py:rosidl_runtime_py:.:pip:rosidl_runtime_py
   sensor_msgs_py:common_interfaces:sensor_msgs_py:pip:sensor_msgs_py
   message_filters:message_filters:.:pip:message_filters
   tf2_ros_py:geometry2:tf2_ros_py:pip:tf2_ros
