@@ -185,6 +185,23 @@ class RosGraph:
         self.close()
 
 
+class TopicLog:
+    """Every message received on ``topic`` (thread-safe list ``msgs``; ``len()`` counts them)."""
+
+    def __init__(self, node, msg_type, topic: str, qos=10):
+        self.msgs: list = []
+        self._lock = threading.Lock()
+        node.create_subscription(msg_type, topic, self._cb, qos)
+
+    def _cb(self, msg) -> None:
+        with self._lock:
+            self.msgs.append(msg)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.msgs)
+
+
 def mutate_cloud_msg(rng, m):
     """Corrupt a PointCloud2 in one of 8 random ways (fuzz tests of every node): bad point_step or
     row_step, truncated data, bogus width/height, broken field, NaN/huge bytes, wrong endianness, or

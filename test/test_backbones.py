@@ -13,14 +13,7 @@ from ros_ncal.models.minkunet import DEPTH_BLOCKS
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tests run many small ops: one intra-op thread is as fast alone and far faster when the machine
-    is shared (two OpenMP threads on two busy cores spend most of their time waiting at barriers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('single_thread')   # conftest.py: one intra-op thread (many tiny ops)
 
 
 def random_cloud(n, seed, extent=6.0):

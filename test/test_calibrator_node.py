@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, \
+from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, TopicLog, \
     synthetic_frame
 
 from ros_ncal.calib import CalibResult, register_calibrator
@@ -28,23 +28,6 @@ def kitti_frames(kitti_dir):
         out.append((read_velodyne(d / 'velodyne' / f'{f}.bin'), read_image_rgb(d / 'image_2' / f'{f}.png'), c['K'],
                     c['T_cam_lidar']))
     return out
-
-
-class TopicLog:
-    """Messages received on a topic (thread-safe list)."""
-
-    def __init__(self, node, msg_type, topic, qos=10):
-        self.msgs = []
-        self._lock = threading.Lock()
-        node.create_subscription(msg_type, topic, self._cb, qos)
-
-    def _cb(self, msg):
-        with self._lock:
-            self.msgs.append(msg)
-
-    def __len__(self):
-        with self._lock:
-            return len(self.msgs)
 
 
 def _wrong(T_true, deg=(0.6, -0.5, 0.4), m=(0.04, -0.03, 0.02)):

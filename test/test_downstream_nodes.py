@@ -6,13 +6,12 @@ The input is a real KITTI velodyne scan (000001, 120k points).
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 import torch
-from node_harness import LIDAR_FRAME, RosGraph, StatusListener, mutate_cloud_msg
+from node_harness import LIDAR_FRAME, RosGraph, StatusListener, TopicLog, mutate_cloud_msg
 
 from ros_ncal.data.boxes3d import box_corners
 from ros_ncal.data.labels import SEMANTICKITTI_PALETTE
@@ -60,29 +59,6 @@ def checkpoints(tmp_path_factory):
                                train_is_labelled=True).checkpoint
     torch.set_num_threads(n_threads)
     return paths
-
-
-@pytest.fixture(scope='module')
-def kitti_points(kitti_dir):
-    """(N, 4) float32 x y z intensity of KITTI object training frame 000001."""
-    return np.fromfile(kitti_dir / 'training' / 'velodyne' / '000001.bin', np.float32).reshape(-1, 4)
-
-
-class Inbox:
-    """Every message received on ``topic``."""
-
-    def __init__(self, node, msg_type, topic: str):
-        self.msgs: list = []
-        self._lock = threading.Lock()
-        node.create_subscription(msg_type, topic, self._on, reliable_qos(10))
-
-    def _on(self, msg) -> None:
-        with self._lock:
-            self.msgs.append(msg)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self.msgs)
 
 
 def _points_pub(g):
@@ -152,8 +128,8 @@ def test_segmenter_labels_a_kitti_scan(checkpoints, kitti_points):
     with RosGraph() as g:
         seg = g.make(SegmenterNode, {'checkpoint': checkpoints['seg'], 'model.max_points': MAX_POINTS,
                                      'diagnostics_period_s': 0.1})
-        out = Inbox(g.helper, PointCloud2, '/segmenter/labeled_points')
-        proc = Inbox(g.helper, Float64, '/segmenter/debug/processing_time_ms')
+        out = TopicLog(g.helper, PointCloud2, '/segmenter/labeled_points', reliable_qos(10))
+        proc = TopicLog(g.helper, Float64, '/segmenter/debug/processing_time_ms', reliable_qos(10))
         diag = StatusListener(g.helper, '/segmenter/status')
         pub = _points_pub(g)
         stamp = _send_until(g, pub, lambda s: points_to_cloud_msg(hostile, LIDAR_FRAME, s + 123), lambda: len(out))
@@ -183,8 +159,8 @@ def test_detector_publishes_markers_and_detection3d(checkpoints, kitti_points):
     from vision_msgs.msg import Detection3DArray
     with RosGraph() as g:
         det = g.make(DetectorNode, {'checkpoint': checkpoints['det'], 'diagnostics_period_s': 0.1})
-        markers = Inbox(g.helper, MarkerArray, '/detector/detections')
-        dets = Inbox(g.helper, Detection3DArray, '/detector/detections3d')
+        markers = TopicLog(g.helper, MarkerArray, '/detector/detections', reliable_qos(10))
+        dets = TopicLog(g.helper, Detection3DArray, '/detector/detections3d', reliable_qos(10))
         diag = StatusListener(g.helper)
         pub = _points_pub(g)
         stamp = _send_until(g, pub, lambda s: points_to_cloud_msg(kitti_points, LIDAR_FRAME, s),
@@ -311,7 +287,7 @@ def test_segmenter_with_a_panoptic_model_adds_instances(checkpoints, kitti_point
     pts = kitti_points[::20].copy()
     with RosGraph() as g:
         g.make(SegmenterNode, {'checkpoint': checkpoints['panoptic']})
-        out = Inbox(g.helper, PointCloud2, '/segmenter/labeled_points')
+        out = TopicLog(g.helper, PointCloud2, '/segmenter/labeled_points', reliable_qos(10))
         _send_until(g, _points_pub(g), lambda s: points_to_cloud_msg(pts, LIDAR_FRAME, s), lambda: len(out))
         dec = cloud_to_xyzi(out.msgs[0], extra_fields=None)
         assert {f.name: f.datatype for f in out.msgs[0].fields}['instance'] == 4

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ros_ncal.bag import rosbags_msgs as rm
-from ros_ncal.data.kitti_files import read_image_rgb, read_velodyne
+from ros_ncal.data.kitti_files import read_image_rgb
 from ros_ncal.geometry import NonRigidTransformError, T_from_xyz_quat, invert
 from ros_ncal.msgcodec import (CameraIntrinsics, POINTFIELD_DTYPES, array_to_image_fields, camera_info_to_intrinsics,
                                cloud_to_xyzi, image_to_array, image_to_rgb, intrinsics_to_camera_info_fields,
@@ -38,11 +38,6 @@ def _cloud_from_structured(arr: np.ndarray, height: int = 1, row_pad: int = 0, b
     return PC2(header=rm.header('lidar', 5), height=height, width=width, fields=fields, is_bigendian=bigendian,
                point_step=arr.dtype.itemsize, row_step=step + row_pad, data=np.frombuffer(buf, np.uint8),
                is_dense=False)
-
-
-@pytest.fixture(scope='module')
-def kitti_points(kitti_dir):
-    return read_velodyne(kitti_dir / 'training' / 'velodyne' / '000001.bin')
 
 
 def test_kitti_cloud_roundtrip_rclpy_and_rosbags(kitti_points):

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import rclpy  # noqa: E402  (conftest applied the network-safety env first)
 from rclpy.executors import SingleThreadedExecutor
@@ -59,15 +58,6 @@ while not done.is_set() and time.time() < t_end:
 node.destroy_node()
 rclpy.shutdown()
 '''
-
-
-@pytest.fixture
-def ros_context():
-    ctx = rclpy.Context()
-    rclpy.init(args=['test'], context=ctx)
-    yield ctx
-    if ctx.ok():
-        rclpy.shutdown(context=ctx)
 
 
 def _spin_until(executor, cond, timeout_s):

@@ -22,15 +22,6 @@ from ros_ncal.runner.suite import (NODES, SUITES, NodeSpec, check_params_file, c
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def ros_context():
-    ctx = rclpy.Context()
-    rclpy.init(args=['test'], context=ctx)
-    yield ctx
-    if ctx.ok():
-        rclpy.shutdown(context=ctx)
-
-
 def test_suite_resolves_to_ros_args():
     invs = resolve_invocations(suite_specs('default'), {'points_topic': '/velodyne_points', 'checkpoint': '/m.pt',
                                                         'calibrator': 'true'}, check_files=False)

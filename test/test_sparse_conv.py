@@ -16,14 +16,7 @@ GRID = 8
 THREADS = sorted({1, 2, os.cpu_count() or 1})
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Correctness-only tests of many tiny ops run at one intra-op thread unless they set their own count
-    (THREADS): on a shared machine, OpenMP threads waiting at barriers only add wall time to tiny ops."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('single_thread')   # conftest.py: one intra-op thread (many tiny ops)
 
 
 @pytest.fixture
