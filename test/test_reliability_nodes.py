@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from node_harness import (CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener,
+from node_harness import (CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, TopicLog,
                           synthetic_frame)
 from support import DiskFull
 
@@ -29,17 +29,6 @@ from ros_ncal.nodes.collector import CollectorNode
 REPO = Path(__file__).resolve().parents[1]
 STAMP0 = 1_700_000_000 * 10**9
 PERIOD = 100_000_000
-
-
-class TopicLog:
-    def __init__(self, node, msg_type, topic, qos=10):
-        self.msgs = []
-        self._lock = threading.Lock()
-        node.create_subscription(msg_type, topic, self._cb, qos)
-
-    def _cb(self, msg):
-        with self._lock:
-            self.msgs.append(msg)
 
 
 # ----------------------------------------------------------------------------- TF sanity (item 2)

@@ -264,7 +264,7 @@ def test_ros2_launch_suite_on_kitti_bag(symlink_ws, tmp_path, kitti_dir, graph_f
                         '--frames', '000001', '000002', '--hz', '2'], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    # every node reads its sensors RELIABLY (1-2 MB best-effort samples are lost under SHM, ROS_ENV.md)
+    # every node reads its sensors RELIABLY (1-2 MB best-effort samples are lost under SHM, docs/design.md)
     extra = tmp_path / 'reliable.yaml'
     extra.write_text(yaml.safe_dump({'/**': {'ros__parameters': {'sensor_qos_reliable': True,
                                                                   'input': {'reliable': True}}}}))
