@@ -93,10 +93,7 @@ def build_task_head(task: str, head_cfg: dict | None, in_dim: int) -> tuple[nn.M
     cfg = {k: v for k, v in dict(head_cfg or {}).items() if k not in EVAL_ONLY_HEAD_KEYS[task]}
     if task == 'det':
         from .heads.bev_det_head import BEVDetConfig, BEVDetHead
-        for key in ('class_names', 'x_range', 'y_range'):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
-        det_cfg = BEVDetConfig(**cfg).validate()
+        det_cfg = BEVDetConfig.from_dict(cfg)
         return BEVDetHead(in_dim, det_cfg), TaskInfo(task, tuple(det_cfg.class_names))
     num_classes = int(cfg.pop('num_classes', 20))
     names = tuple(SEMANTICKITTI_CLASSES[:num_classes])

@@ -77,16 +77,13 @@ class DetTask:
 
     def __init__(self, head_cfg: dict):
         cfg = dict(head_cfg or {})
-        for key in ('class_names', 'x_range', 'y_range'):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
         self.iou_thresholds = tuple(cfg.pop('iou_thresholds', (0.7, 0.5, 0.5)))
         self.eval_region = str(cfg.pop('eval_region', 'grid'))
         # AP ranks all detections: evaluation may decode below the deployed score threshold (None: the same)
         self.eval_score_threshold = cfg.pop('eval_score_threshold', None)
         if self.eval_region not in ('grid', 'camera_fov'):
             raise ValueError(f"det head eval_region must be 'grid' or 'camera_fov', got {self.eval_region!r}")
-        self.cfg = BEVDetConfig(**cfg).validate()
+        self.cfg = BEVDetConfig.from_dict(cfg)
 
     def build_head(self, in_dim: int) -> nn.Module:
         return BEVDetHead(in_dim, self.cfg)

@@ -51,6 +51,15 @@ class BEVDetConfig:
         if self.score_calibration is None:
             self.score_calibration = {}
 
+    @classmethod
+    def from_dict(cls, cfg: dict) -> 'BEVDetConfig':
+        """From a YAML / checkpoint head section (lists for the tuple fields), validated."""
+        cfg = dict(cfg or {})
+        for key in ('class_names', 'x_range', 'y_range'):
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+        return cls(**cfg).validate()
+
     @property
     def grid_shape(self) -> tuple[int, int]:
         nx = int(round((self.x_range[1] - self.x_range[0]) / self.cell_size))
