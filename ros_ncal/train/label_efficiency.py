@@ -48,6 +48,18 @@ def _metric_value(metrics: dict, key: str, cls):
     return None if v is None or v != v else float(v)
 
 
+def _cell_config(base: FinetuneConfig, fraction: float, seed: int, pretrained: str | None, out: Path,
+                 run_name: str | None) -> FinetuneConfig:
+    """The fine-tuning config of one (label fraction, seed, initialisation) cell of a sweep."""
+    cfg = copy.deepcopy(base)
+    cfg.label_fraction = float(fraction)
+    cfg.seed = int(seed)
+    cfg.pretrained = pretrained
+    cfg.output_dir = str(out / 'runs')
+    cfg.run_name = run_name
+    return cfg
+
+
 def run_real_sweep(pretrained: str, tasks=('seg', 'det'), fractions=(1.0,), seeds=(0, 1, 2),
                    out_dir: str | Path = 'runs/label_efficiency_real', steps: int | None = None,
                    config_paths: dict | None = None, overrides: dict | None = None,
@@ -87,12 +99,8 @@ def run_real_sweep(pretrained: str, tasks=('seg', 'det'), fractions=(1.0,), seed
             labelled = labelled_subset(train, frac, base.label_seed)
             for seed in seeds:
                 for init in ('scratch', 'pretrained'):
-                    cfg = copy.deepcopy(base)
-                    cfg.label_fraction = float(frac)
-                    cfg.seed = int(seed)
-                    cfg.pretrained = pretrained if init == 'pretrained' else None
-                    cfg.output_dir = str(out / 'runs')
-                    cfg.run_name = f'{task}_real{frac * 100:g}pct_{init}_s{seed}'
+                    cfg = _cell_config(base, frac, seed, pretrained if init == 'pretrained' else None, out,
+                                       f'{task}_real{frac * 100:g}pct_{init}_s{seed}')
                     log(f'--- real {task} {len(labelled)} frame(s) {init} seed {seed} ({cfg.optim.steps} steps)')
                     common = {'task': task, 'fraction': float(frac), 'init': init, 'seed': int(seed),
                               'steps': cfg.optim.steps, 'frames': [s.scene for s in labelled],
@@ -180,12 +188,7 @@ def run_sweep(pretrained: str, tasks=('seg', 'det', 'panoptic'), fractions=(0.01
             labelled = _labelled_for(base, train, frac)
             for seed in seeds:
                 for init in ('scratch', 'pretrained'):
-                    cfg = copy.deepcopy(base)
-                    cfg.label_fraction = float(frac)
-                    cfg.seed = int(seed)
-                    cfg.pretrained = pretrained if init == 'pretrained' else None
-                    cfg.output_dir = str(out / 'runs')
-                    cfg.run_name = None
+                    cfg = _cell_config(base, frac, seed, pretrained if init == 'pretrained' else None, out, None)
                     log(f'--- {task} {frac * 100:g} % {init} seed {seed} ({cfg.optim.steps} steps)')
                     metric = METRIC_OF_TASK[task]
                     try:
