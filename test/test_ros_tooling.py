@@ -312,9 +312,11 @@ def test_ros2_launch_suite_on_kitti_bag(symlink_ws, tmp_path, kitti_dir, graph_f
         T = tf_buffer.lookup_transform('camera_color_left_optical_frame', 'velo_link', rclpy.time.Time())
         assert T.header.frame_id == 'camera_color_left_optical_frame'
     finally:
-        if player is not None:
-            interrupt(player)
-        rc = interrupt(launch, group=False)
+        try:
+            if player is not None:
+                interrupt(player)
+        finally:
+            rc = interrupt(launch, group=False)
     log = read_log(launch)
     assert rc == 0, log[-3000:]
     for name in expected:   # each node process started and ended cleanly
