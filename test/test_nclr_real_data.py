@@ -84,3 +84,19 @@ def test_real_sources_feed_the_pretext(shared_data):
             assert it.image.shape == (96, 320, 3) and it.image.dtype == np.uint8
             assert it.overlap_gt.sum() > 200
             assert abs(it.K[0, 0] - it.K[1, 1]) < 0.02 * it.K[0, 0]
+
+
+def test_eval_loaders_for_the_drive_and_rig_bags(shared_data):
+    """eval-calib's real sources: a block of the KITTI raw drive, and a rig bag whose truth file (not the
+    bag's own /tf_static) becomes the nominal the evaluation perturbs."""
+    import json
+
+    from ros_ncal.calib.eval_data import load_kitti_raw_samples, load_rosbag_samples, parse_frame_range
+    samples, ids = load_kitti_raw_samples(shared_data / DRIVE, '57:61', step=2)
+    assert len(samples) == 2 and ids[0].endswith('0000000057') and ids[1].endswith('0000000059')
+    with pytest.raises(ValueError, match='frame range'):
+        parse_frame_range('70:90', 77)
+    bag = shared_data / 'rig_bags' / 'opencalib_manual_0'
+    s, _ = load_rosbag_samples(bag)
+    truth = np.asarray(json.loads((bag.parent / 'opencalib_manual_0.truth.json').read_text())['T_cam_lidar'])
+    np.testing.assert_allclose(s[0].T_cam_lidar, truth, atol=1e-9)

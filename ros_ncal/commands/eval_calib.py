@@ -8,7 +8,13 @@ HELP = ('evaluate extrinsic calibrators (none, classical, nclr, a+b chains) on p
 
 def add_arguments(parser) -> None:
     parser.add_argument('--data', default='kitti',
-                        help="'kitti' (shared KITTI object frames), 'synthetic', or a dataset shard directory")
+                        help="'kitti' (shared KITTI object frames), 'kitti-raw' (the shared KITTI raw drive, or "
+                             "--kitti-raw-drive), 'synthetic', a rosbag2 folder (its .truth.json beside it is the "
+                             "truth), or a dataset shard directory")
+    parser.add_argument('--kitti-raw-drive', default=None, help='KITTI raw drive folder for --data kitti-raw')
+    parser.add_argument('--frame-range', default=None, metavar='A:B',
+                        help="kitti-raw / rosbag: frames A..B-1 only (e.g. 57:77, the drive's held-out tail)")
+    parser.add_argument('--frame-step', type=int, default=1, help='kitti-raw: every N-th frame of the range')
     parser.add_argument('--kitti-splits', default='training,testing',
                         help="KITTI split folders to use, comma-separated (e.g. 'testing': frames held out of "
                              "the shipped calibrator's pretraining)")
@@ -99,6 +105,11 @@ def run(args) -> int:
             kw = {'kitti_dir': args.kitti_dir} if args.kitti_dir else {}
             splits = tuple(x for x in args.kitti_splits.split(',') if x)
             samples, ids = eval_data.load_kitti_samples(splits=splits, max_frames=args.frames, **kw)
+        elif args.data == 'kitti-raw':
+            kw = {'drive_dir': args.kitti_raw_drive} if args.kitti_raw_drive else {}
+            samples, ids = eval_data.load_kitti_raw_samples(frames=args.frame_range, step=args.frame_step, **kw)
+        elif Path(args.data).is_dir() and (Path(args.data) / 'metadata.yaml').is_file():
+            samples, ids = eval_data.load_rosbag_samples(args.data, args.frame_range)
         elif args.data == 'synthetic':
             samples, ids = eval_data.load_synthetic_samples(args.frames or 8)
         elif Path(args.data).is_dir():
