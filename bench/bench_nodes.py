@@ -31,8 +31,9 @@ for _i, _a in enumerate(sys.argv):   # must act before numpy is imported
         os.environ['OPENBLAS_NUM_THREADS'] = sys.argv[_i + 1]
 
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
+from ros_ncal.runner.domain import isolated_domain_id  # noqa: E402
 
-apply_safe_ros_env(isolate=True)
+apply_safe_ros_env(domain_id=isolated_domain_id())
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402

@@ -104,8 +104,10 @@ def main() -> int:
     ap.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (default: an isolated one)')
     args = ap.parse_args()
     from ros_ncal.rosenv import apply_safe_ros_env
+    from ros_ncal.runner.domain import isolated_domain_id
     shipped = dict(os.environ)
-    apply_safe_ros_env(domain_id=args.domain, environ=shipped, isolate=True)
+    apply_safe_ros_env(domain_id=args.domain if args.domain is not None else isolated_domain_id(shipped),
+                       environ=shipped)
     before = {k: v for k, v in shipped.items() if k != 'FASTDDS_DEFAULT_PROFILES_FILE'}
     before.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', FASTDDS_BUILTIN_TRANSPORTS='SHM')
     print(f'{args.frames} frames at {args.hz:g} Hz, 2.0 MB cloud + 1.4 MB image, BEST_EFFORT KEEP_LAST 5; '

@@ -93,19 +93,13 @@ def fastdds_profile_path() -> Path:
     return path
 
 
-def isolated_domain_id() -> int:
-    """A domain id in 1..100 derived from the process id, for tests, the demo and benchmarks that start their
-    own graph and must not meet parallel runs. Nodes never use it on their own (see apply_safe_ros_env)."""
-    return 1 + (os.getpid() % 100)
-
-
-def apply_safe_ros_env(domain_id: int | None = None, environ: dict | None = None, isolate: bool = False) -> dict:
+def apply_safe_ros_env(domain_id: int | None = None, environ: dict | None = None) -> dict:
     """Set the ROS network-safety variables in ``environ`` (default ``os.environ``).
 
     domain_id: explicit ROS_DOMAIN_ID. When None, an exported ROS_DOMAIN_ID is kept; otherwise the variable
     stays unset, so a node started by ``ros2 launch`` or ``ros2 run`` is on ROS's default domain (0) like
     the drivers it listens to (still on localhost only: the discovery range and transports are forced).
-    isolate: with no explicit or exported id, pick :func:`isolated_domain_id` (tests, demo, benchmarks).
+    Tools that start their own graph pass an explicit id (ros_ncal.runner.domain.isolated_domain_id).
     Returns the dict of variables now in force.
     """
     env = os.environ if environ is None else environ
@@ -123,6 +117,4 @@ def apply_safe_ros_env(domain_id: int | None = None, environ: dict | None = None
         env.setdefault('RMW_IMPLEMENTATION', SAFE_DEFAULTS['RMW_IMPLEMENTATION'])
     if domain_id is not None:
         env['ROS_DOMAIN_ID'] = str(int(domain_id))
-    elif isolate and not env.get('ROS_DOMAIN_ID'):
-        env['ROS_DOMAIN_ID'] = str(isolated_domain_id())
     return {k: env[k] for k in (*SAFE_DEFAULTS, 'ROS_DOMAIN_ID') if k in env}

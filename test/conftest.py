@@ -4,9 +4,10 @@ import sys
 from pathlib import Path
 
 from ros_ncal.rosenv import apply_safe_ros_env
+from ros_ncal.runner.domain import isolated_domain_id
 
 # An isolated domain per test session (overridable by exporting ROS_DOMAIN_ID).
-apply_safe_ros_env(isolate=True)
+apply_safe_ros_env(domain_id=isolated_domain_id())
 # One intra-op thread by default because this suite checks correctness only and its CI machine (2 cores) is
 # shared: OpenMP threads of tiny ops mostly spin at barriers there. Not needed by the sparse engine any more
 # (no scatter kernels, one parallel region per pass; docs/performance.md); test_sparse_conv.py sets 1, 2

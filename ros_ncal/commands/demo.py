@@ -720,7 +720,9 @@ def print_report(summary: dict) -> None:
 
 def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
-    apply_safe_ros_env(isolate=True)  # before any rclpy import; its own domain unless ROS_DOMAIN_ID is exported
+    from ros_ncal.runner.domain import isolated_domain_id
+    # before any rclpy import; its own domain unless ROS_DOMAIN_ID is exported
+    apply_safe_ros_env(domain_id=isolated_domain_id())
     args.scenario = choose_scenario(args)
     if args.scenario == 'publisher':
         from ._demo_publisher import run_publisher_demo
