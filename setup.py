@@ -36,7 +36,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'ncal = ros_ncal.cli:main',
+            'ncal = ros_ncal.cli:entry',
             'collector = ros_ncal.nodes.collector:main',
             'calibrator = ros_ncal.nodes.calibrator:main',
             'segmenter = ros_ncal.nodes.segmenter:main',

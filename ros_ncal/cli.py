@@ -82,5 +82,15 @@ def _report(args, code: int, line: str) -> int:
     return code
 
 
+def entry() -> None:
+    """The ``ncal`` console script: :func:`main`, then exit with its status, ignoring a late Ctrl-C while
+    the interpreter tears down (``main`` itself leaves signal handling as it found it, for in-process
+    callers)."""
+    code = main()
+    from ros_ncal.ros.lifecycle import ignore_interrupts_for_exit
+    ignore_interrupts_for_exit()
+    sys.exit(code)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    entry()

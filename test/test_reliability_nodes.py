@@ -363,7 +363,7 @@ def _start(cmd, env=None):
 
 def test_sigint_twice_exits_every_node_and_ncal_run_with_status_0_and_no_traceback(tmp_path, kitti_dir):
     """What ros2 launch does on Ctrl-C (SIGINT to every process, a second one soon after), sent to real
-    processes of the nodes (the segmenter and detector share spin_node_main with these) and ``ncal run``;
+    processes of every node (the segmenter and detector with their shipped networks loaded) and ``ncal run``;
     and ``ncal play`` / the KITTI player end with status 0 after the last message (before: tracebacks,
     exit -2; the players aborted with exit 134)."""
     from ros_ncal.bag.kitti import write_kitti_bag
@@ -377,6 +377,8 @@ def test_sigint_twice_exits_every_node_and_ncal_run_with_status_0_and_no_traceba
                       '-p', f'output_dir:={tmp_path / "ds"}'],
         'extrinsic_publisher': [py, '-m', 'ros_ncal.nodes.extrinsic_publisher', '--ros-args',
                                 '-r', f'__node:=ext_{suffix}'],
+        'segmenter': [py, '-m', 'ros_ncal.nodes.segmenter', '--ros-args', '-r', f'__node:=seg_{suffix}'],
+        'detector': [py, '-m', 'ros_ncal.nodes.detector', '--ros-args', '-r', f'__node:=det_{suffix}'],
         'ncal run': [py, '-m', 'ros_ncal.cli', 'run', '--arg', 'calibrator:=true',
                      '--param', 'calibrator:backend:=none', '--arg', f'points_topic:=/run_{suffix}/points'],
     }
@@ -391,7 +393,8 @@ def test_sigint_twice_exits_every_node_and_ncal_run_with_status_0_and_no_traceba
                for n, p in procs.items()]
     for t in readers:
         t.start()
-    names = {'calibrator': f'cal_{suffix}', 'collector': f'col_{suffix}', 'extrinsic_publisher': f'ext_{suffix}'}
+    names = {'calibrator': f'cal_{suffix}', 'collector': f'col_{suffix}', 'extrinsic_publisher': f'ext_{suffix}',
+             'segmenter': f'seg_{suffix}', 'detector': f'det_{suffix}'}
     try:
         with RosGraph() as g:
             def up():

@@ -174,19 +174,9 @@ def graph_factory():
         g.close()
 
 
-def _default_signals() -> None:
-    """In the child: SIGINT / SIGTERM back to their defaults. An in-process `ncal run` / `ncal play` earlier in
-    this pytest process leaves them ignored at the OS level (ros_ncal.ros.lifecycle, so a second Ctrl-C cannot
-    kill a process in teardown), and an ignored signal is inherited through exec: `ros2 launch` would then
-    never see the test's Ctrl-C, as happened in the full suite."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     fh = open(log, 'w')
-    p = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                         preexec_fn=_default_signals)
+    p = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     p.log_path = log
     return p
 

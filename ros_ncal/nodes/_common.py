@@ -949,7 +949,7 @@ def spin_node_main(node_factory, args=None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from ros_ncal.ros.lifecycle import InterruptWatcher, spin_until_interrupted
-    with InterruptWatcher() as interrupts:
+    with InterruptWatcher(restore=False) as interrupts:      # the process ends after this
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = None
         try:

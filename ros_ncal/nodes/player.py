@@ -17,7 +17,7 @@ def main(args=None) -> int:
 
     from ros_ncal.ros.lifecycle import InterruptWatcher
     from ros_ncal.ros.player import BagPlayer, PlayerConfig
-    with InterruptWatcher() as interrupts:
+    with InterruptWatcher(restore=False) as interrupts:      # the process ends after this
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node('kitti_player')
         bag = node.declare_parameter('bag', '').value

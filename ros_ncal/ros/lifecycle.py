@@ -12,6 +12,13 @@ still inside rclpy at interpreter exit aborts with "terminate called without an 
   shuts the executor down and joins its thread.
 * :func:`quiet_interrupts_during_import`: for ``python -m`` entry points, a SIGINT while the heavy
   imports run exits 0 at once (SystemExit, no traceback).
+* :func:`ignore_interrupts_for_exit`: a process main's last step; SIGINT / SIGTERM are ignored at the OS
+  level while the interpreter tears down (finalization resets Python handlers to the default, so a late
+  second Ctrl-C would otherwise kill the process with -2).
+
+Who ignores signals: only a process that is ending. A watcher used in-process (``ncal run`` called from
+a test or from ``ncal demo``) gives the previous handlers back, so the caller and anything it starts
+afterwards still stop on Ctrl-C (an ignored signal is inherited through fork and exec).
 """
 from __future__ import annotations
 
@@ -30,13 +37,22 @@ def quiet_interrupts_during_import() -> None:
         signal.signal(sig, _exit)
 
 
+def ignore_interrupts_for_exit() -> None:
+    """The process is ending: SIGINT / SIGTERM are ignored at the OS level from now on (SIG_IGN survives
+    interpreter finalization, which resets a Python handler to SIG_DFL). Only for process mains: an ignored
+    signal is inherited by every child started afterwards."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class InterruptWatcher:
     """``with InterruptWatcher(on_interrupt) as w:`` -- SIGINT / SIGTERM set ``w.event`` (and call
     ``on_interrupt`` once, on the first); they never raise. Main thread only (Python's signal rule).
-    On exit the previous handlers come back only when ``restore`` (default False: a process that is
-    shutting down ignores further signals until it ends, interpreter teardown included)."""
+    On exit the previous handlers come back (``restore``, the default); a process main that ends right
+    after passes ``restore=False``: further signals are then ignored until the process is gone,
+    interpreter teardown included (:func:`ignore_interrupts_for_exit`)."""
 
-    def __init__(self, on_interrupt: Callable[[], None] | None = None, restore: bool = False):
+    def __init__(self, on_interrupt: Callable[[], None] | None = None, restore: bool = True):
         self.event = threading.Event()
         self.count = 0
         self.signals: list[int] = []
@@ -61,10 +77,11 @@ class InterruptWatcher:
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            # not restoring: ignore at the OS level (SIG_IGN survives interpreter finalization, which resets a
-            # Python handler to SIG_DFL: a second Ctrl-C during teardown would kill the process with -2)
-            signal.signal(sig, old if self._restore else signal.SIG_IGN)
+        if self._restore:
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
+        else:
+            ignore_interrupts_for_exit()
 
     @property
     def interrupted(self) -> bool:

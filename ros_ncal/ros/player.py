@@ -172,7 +172,7 @@ def play_bag(bag, cfg: PlayerConfig, linger_s: float = 0.5, on_ready=None) -> Pl
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spin_thread = threading.Thread(target=executor.spin, name='ncal-player-executor', daemon=True)
-    watcher = InterruptWatcher(on_interrupt=player.stop, restore=True) if watch else None
+    watcher = InterruptWatcher(on_interrupt=player.stop) if watch else None
     if watcher is not None:
         watcher.__enter__()
     spin_thread.start()
