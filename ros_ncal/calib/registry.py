@@ -45,10 +45,19 @@ def _make_nclr(checkpoint: str | None = None, device: str | None = None, config_
         raise CalibratorUnavailableError(f'calibrator "nclr": checkpoint not found: {exc}') from exc
 
 
+def _make_nclr_wide(config_path: str | None = None, **options: Any):
+    """Gross-error recovery: the learned calibrator from many rotated starts, by agreement
+    (ros_ncal/nclr/multistart.py); settings in the ``nclr_multistart`` section of ``config_path``."""
+    base = _make_nclr(config_path=config_path, **options)
+    from ros_ncal.nclr.multistart import MultiStartConfig, MultiStartNCLR
+    return MultiStartNCLR(base, MultiStartConfig.from_yaml(config_path) if config_path else MultiStartConfig())
+
+
 CALIBRATORS: dict[str, Callable[..., Any]] = {
     'none': _make_none,
     'classical': _make_classical,
     'nclr': _make_nclr,
+    'nclr_wide': _make_nclr_wide,
 }
 
 
