@@ -351,7 +351,9 @@ def test_joint_stage_moves_the_published_extrinsic_toward_the_truth(kitti_frames
                                                  last.orientation.w])))
         assert pose_error(T_pub, node.current)[1] < 1e-6
         assert g.wait_for(lambda: status.latest['joint']['runs'] == 2, 5)
-    # the 'none' backend never gets a joint stage; the code default is off
+    # the 'none' backend never gets a joint stage; the code default (as config/calibrator.yaml) is on
     with RosGraph() as g:
         assert g.make(CalibratorNode, {'backend': 'none', 'joint.enabled': True}).joint is None
-        assert g.make(CalibratorNode, {'backend': 'test_keeps_guess'}, node_name='calibrator_b').joint is None
+        assert g.make(CalibratorNode, {'backend': 'test_keeps_guess'}, node_name='calibrator_b').joint is not None
+        assert g.make(CalibratorNode, {'backend': 'test_keeps_guess', 'joint.enabled': False},
+                      node_name='calibrator_c').joint is None

@@ -199,6 +199,10 @@ def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsy
         from PIL import Image as PILImage
         with PILImage.open(gif['path']) as im:
             assert im.n_frames == 8
+    # the node ran in a process of its own, as ros2 launch starts it, and stopped cleanly on SIGINT
+    log = (out / 'drive_10deg_50cm' / 'logs' / 'calibrator.log').read_text()
+    assert "calibrator: backend 'none'" in log and 'Traceback' not in log, log[-2000:]
+    assert 'node processes exited' not in printed
     # backend none never moves: the perturbed run misses its target, the correct run keeps its extrinsic
     c = off['live']['check']
     assert c['met'] is False and c['final']['rot_deg'] == pytest.approx(10, abs=1e-3) and 'at_end_of_passes' in c

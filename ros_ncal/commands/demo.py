@@ -88,6 +88,7 @@ class DriveScenarioConfig:
     pace: str = 'realtime'
     rate: float = 1.0
     best_effort: bool = True
+    node_processes: bool = True     # each node in its own process, as ros2 launch starts them
     joint: str = 'config'
     classical: str = ''
     calibrator_params: dict = field(default_factory=dict)
@@ -350,6 +351,7 @@ class RunSpec:
     rate: float | None = None
     best_effort: bool = False          # sensor topics published BEST_EFFORT (a driver)
     calibrator_params: dict = field(default_factory=dict)    # extra node parameters of this run
+    node_processes: bool = False       # each node in its own process (the drive: as a robot runs them)
 
 
 def prepare_kitti(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
@@ -397,7 +399,8 @@ def prepare_drive(cfg: DemoConfig, args, bags: Path, log) -> list[RunSpec]:
         log(f'{bag_dir}: {len(truth["frames"])} frames of {drive.name} ({truth["stamps"]}), nominal off by '
             f'{truth["error_deg"]:.2f} deg / {truth["error_m"] * 100:.1f} cm ({note})')
         runs.append(RunSpec(r.name, 'drive', bag_dir, truth, d.passes, d.classical, note, pace=d.pace, rate=d.rate,
-                            best_effort=d.best_effort, calibrator_params=params))
+                            best_effort=d.best_effort, calibrator_params=params,
+                            node_processes=d.node_processes))
     return runs
 
 
@@ -464,7 +467,8 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
         f'nominal {pose_error(T_nominal, T_true)[0]:.2f} deg / {pose_error(T_nominal, T_true)[1] * 100:.1f} cm off')
     res = run_graph(GraphRun(bag_dir=spec.bag_dir, calibrator_params=cal_params, collector_params=col_params,
                              passes=spec.passes, pace=pace, rate=rate, frame_timeout_s=cfg.frame_timeout_s,
-                             best_effort=spec.best_effort,
+                             best_effort=spec.best_effort, node_processes=spec.node_processes,
+                             log_dir=run_dir / 'logs' if spec.node_processes else None,
                              wait_overlay=bool(cal_params.get('overlay.enabled', True))),
                     log=lambda m: log(f'{spec.name}: {m}'))
     estimates = [invert(r.T_lidar_cam) for r in res.extrinsics]

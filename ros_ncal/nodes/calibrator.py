@@ -93,11 +93,11 @@ class DriftParams:
 
 @dataclass
 class JointParams:
-    enabled: bool = param(False, 'joint multi-frame edge alignment of the fused estimate (config/calibrator.yaml '
-                                 'turns it on); not with the none backend')
+    enabled: bool = param(True, 'joint multi-frame edge alignment of the fused estimate (the translation); '
+                                'not with the none backend')
     every_n: int = param(5, 'run after every n-th fused frame', min=1)
     buffer: int = param(10, 'frames kept for it (the newest, at least min_spacing_s apart)', min=2, max=200)
-    min_frames: int = param(3, 'frames needed in the buffer', min=2)
+    min_frames: int = param(4, 'frames needed in the buffer', min=2)
     min_fused_frames: int = param(5, 'fused inliers needed first (the rotation must be close)', min=1)
     min_spacing_s: float = param(0.5, 'LiDAR-time spacing of buffered frames', min=0.0)
 

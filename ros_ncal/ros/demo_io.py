@@ -91,10 +91,11 @@ class FramePlayer:
         for msgtype, msg in self.tf_static:
             self._tf_pub.publish(to_rclpy(msg, msgtype))
 
-    def wait_for_subscribers(self, timeout_s: float) -> bool:
+    def wait_for_subscribers(self, timeout_s: float, min_count: int = 1) -> bool:
+        """True once every sensor topic has ``min_count`` subscriptions (e.g. one per node started)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in self._pubs.values()):
+            if all(p.get_subscription_count() >= min_count for p in self._pubs.values()):
                 return True
             time.sleep(0.02)
         return False
@@ -272,6 +273,9 @@ class GraphRun:
     best_effort: bool = False
     wait_overlay: bool = True      # lockstep also waits for the frame's ~/overlay (no overlay_busy drops)
     suite: str = 'demo_full'
+    node_processes: bool = False   # each node in its own process, as ros2 launch starts them (else in-process)
+    log_dir: Path | None = None    # node_processes: each node's output goes to LOG_DIR/<node>.log
+    startup_timeout_s: float = 120.0   # node_processes: wait this long for the nodes' subscriptions
 
 
 @dataclass
@@ -312,12 +316,14 @@ def collector_settled(status: dict, frames_published: int) -> bool:
 
 
 def run_graph(run: GraphRun, log=print) -> GraphRunResult:
-    """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`), replay, collect."""
+    """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`) or, with
+    ``node_processes``, one process per node (:class:`ros_ncal.ros.suite_runner.ProcessSuite`); replay,
+    collect."""
     import rclpy
 
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
 
-    from .suite_runner import SuiteRunner
+    from .suite_runner import ProcessSuite, SuiteRunner
     if run.pace not in ('lockstep', 'realtime'):
         raise ValueError(f"pace must be 'lockstep' or 'realtime', got {run.pace!r}")
     if run.passes < 1:
@@ -333,7 +339,14 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
             inv.params.update(run.calibrator_params)
         elif inv.spec.name == 'collector':
             inv.params.update(run.collector_params or {})
-    runner = SuiteRunner(invs).start()
+    processes = ProcessSuite(invs, log_dir=run.log_dir).start() if run.node_processes else None
+    try:
+        runner = SuiteRunner([] if processes else invs).start()
+    except BaseException:
+        if processes is not None:
+            processes.stop()
+        raise
+    started = processes.report.started if processes else runner.report.started
     answered, answer_ms, published = 0, [], 0
     try:
         listener = DemoListener(context=runner.context)
@@ -345,7 +358,8 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
         if run.pace == 'realtime':
             player.preconvert()
         runner.spin_in_thread()
-        if not player.wait_for_subscribers(15.0):
+        if not (player.wait_for_subscribers(run.startup_timeout_s, min_count=len(invs)) if processes
+                else player.wait_for_subscribers(15.0)):
             log('warning: not every sensor topic has a subscriber after 15 s; playing anyway')
         player.publish_tf_static()
         deadline = time.monotonic() + 5.0
@@ -395,7 +409,7 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
             time.sleep(0.05)
         with listener.lock:
             result = GraphRunResult(
-                started=list(runner.report.started), frames_published=published, frames_answered=answered,
+                started=list(started), frames_published=published, frames_answered=answered,
                 answer_ms=answer_ms, extrinsics=list(listener.extrinsics), confidences=list(listener.confidences),
                 tf_static=[t for _, t in listener.tf_static], first_overlay=listener.first_overlay,
                 last_overlay=listener.last_overlay, n_overlays=listener.n_overlays,
@@ -405,5 +419,10 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
                 pass_offset_ns=player.duration_ns)
     finally:
         runner.stop()
+        if processes is not None:
+            codes = processes.stop()
+            bad = {n: c for n, c in codes.items() if c != 0}
+            if bad:
+                log(f'node processes exited with {bad}' + (f' (logs: {run.log_dir})' if run.log_dir else ''))
     result.wall_s = round(time.monotonic() - t0, 2)
     return result
