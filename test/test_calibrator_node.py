@@ -208,6 +208,20 @@ def test_covariance_mapping_matches_finite_differences():
     assert np.all(np.diag(pose_covariance_lidar_cam(T, np.full((6, 6), np.inf))) == 1e6)
 
 
+def test_the_online_core_gets_the_nodes_parameters_with_the_same_defaults():
+    """The node's fusion.* / tf.* / drift.* / joint.* / init_from parameters become the library's OnlineConfig
+    field by field; with no parameters set it equals the library defaults."""
+    from ros_ncal.calib.online import OnlineConfig
+    from ros_ncal.nodes.calibrator import CalibratorConfig, online_config
+    assert online_config(CalibratorConfig()) == OnlineConfig()
+    cfg = CalibratorConfig(init_from='nominal')
+    cfg.fusion.min_frames, cfg.tf.min_change_m, cfg.drift.hold_s, cfg.joint.min_spacing_s = 7, 0.03, 4.5, 0.25
+    oc = online_config(cfg)
+    assert (oc.init_from, oc.fusion.min_frames, oc.tf.min_change_m, oc.drift.hold_s, oc.joint.min_spacing_s) == \
+        ('nominal', 7, 0.03, 4.5, 0.25)
+    assert oc.fusion.filter_config().min_confidence == cfg.fusion.min_frame_confidence
+
+
 def test_render_overlay_places_points_where_they_project():
     img = np.zeros((40, 60, 3), np.uint8)
     K = np.array([[50.0, 0, 29.5], [0, 50.0, 19.5], [0, 0, 1]])

@@ -8,8 +8,9 @@ extrinsic from ``/tf_static`` or ``extrinsic.*`` parameters). For each camera-Li
   (``backend``: a :func:`ros_ncal.calib.make_calibrator` spec such as ``nclr/classical`` (default:
   classical refinement from the guess and from the NCLR estimate, the better edge alignment wins),
   ``nclr``, ``classical``, ``none``, ``nclr+classical``; ``refine: classical`` appends a classical
-  refinement stage to a plain or chained spec) and
-  pushes the per-frame estimate into :class:`ros_ncal.calib.OnlineExtrinsicFilter`;
+  refinement stage to a plain or chained spec), hands the per-frame estimate to
+  :class:`ros_ncal.calib.online.OnlineCalibration` (fusion, joint stage, drift, /tf_static gate) and
+  publishes what it returns;
 * an overlay worker projects the cloud with the current estimate (fused, else nominal) onto the
   image, coloured by depth, and publishes ``~/overlay`` (optionally downscaled).
 
@@ -25,6 +26,9 @@ drops by reason, frames processed; WARN when the drift exceeds ``drift.tolerance
 ``drift.hold_s`` of LiDAR time, ERROR beyond twice the tolerance).
 
 Fused confidence = mean per-frame confidence of the filter's inliers x min(1, inliers / fusion.min_frames).
+The fusion, the confidences, the joint stage, the current estimate, the drift alarm and the /tf_static
+gate are :class:`ros_ncal.calib.online.OnlineCalibration` (no ROS); this node feeds it frames, publishes
+what it decides, checks the TF frame ids and logs.
 The nominal extrinsic follows ``/tf_static`` until this node publishes its first estimate, then stays frozen.
 Service ``~/reset`` (std_srvs/Trigger) clears the fused estimate.
 """
@@ -41,16 +45,18 @@ if __name__ == '__main__':
 import json
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
+from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
+                                   OnlineFusionConfig, TfGateConfig)
 from ros_ncal.data.sample import InvalidSampleError, Sample
-from ros_ncal.geometry import invert, pose_error, scale_intrinsics
+from ros_ncal.geometry import invert, scale_intrinsics
 from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
@@ -181,6 +187,16 @@ def build_joint(cfg: CalibratorConfig):
     return refiner
 
 
+def online_config(cfg: CalibratorConfig) -> OnlineConfig:
+    """The :class:`ros_ncal.calib.online.OnlineConfig` of the calibrator's ``init_from``, ``fusion.*``, ``tf.*``,
+    ``drift.*`` and ``joint.*`` parameters (same names; ``joint.enabled`` decides whether a refiner is given)."""
+    def section(cls, params):
+        return cls(**{f.name: getattr(params, f.name) for f in fields(cls)})
+    return OnlineConfig(init_from=cfg.init_from, fusion=section(OnlineFusionConfig, cfg.fusion),
+                        tf=section(TfGateConfig, cfg.tf), drift=section(DriftConfig, cfg.drift),
+                        joint=section(JointScheduleConfig, cfg.joint))
+
+
 def pose_covariance_lidar_cam(T_cam_lidar: np.ndarray, cov_cam_lidar: np.ndarray, unknown_var: float = 1e6) -> np.ndarray:
     """6x6 covariance of T_cam_lidar (tangent [rotvec on the left (rad), translation (m)]) -> covariance
     of the pose T_lidar_cam in ROS order (x, y, z, rx, ry, rz), about the LiDAR frame axes."""
@@ -270,44 +286,27 @@ class CalibratorNode(Node):
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32, Float64, String
 
-        from ros_ncal.calib import FusionConfig, OnlineExtrinsicFilter
         from ros_ncal.ros.diagnostics import DiagnosticsHelper
         from ros_ncal.ros.qos import reliable_qos
         from ros_ncal.ros.tf_static import StaticTransformBroadcaster
 
         self.cfg: CalibratorConfig = declare_config(self, CalibratorConfig)
         self.backend, self.backend_spec, self.backend_note = build_backend(self.cfg, self.get_logger())
-        fc = self.cfg.fusion
-        self.filter = OnlineExtrinsicFilter(FusionConfig(gate=fc.gate, window=fc.window,
-                                                         min_confidence=fc.min_frame_confidence,
-                                                         prior_rot_std_deg=fc.prior_rot_std_deg,
-                                                         prior_trans_std_m=fc.prior_trans_std_m))
         self.health = HealthMonitor(self.cfg.health, start_s=time.monotonic())
-        self._frame_conf: deque = deque(maxlen=fc.window)   # confidences of the frames in the filter
         self.joint = build_joint(self.cfg) if self.cfg.joint.enabled and self.backend_spec != 'none' else None
-        self._joint_frames: deque = deque(maxlen=self.cfg.joint.buffer)   # Samples for the joint refinement
+        # fusion, confidences, joint stage, current estimate, drift and the /tf_static gate (its own lock)
+        self.core = OnlineCalibration(online_config(self.cfg), self.joint)
         self.drops = DropCounter(self.get_logger(), self.cfg.warn_period_s)
         self.skipped: Counter = Counter()
         self._lock = threading.Lock()
         self._rectifier = Rectifier()
         # state (guarded by _lock)
         self.nominal: np.ndarray | None = None
-        self.current: np.ndarray | None = None        # joint-refined, else fused estimate, else nominal
-        self.fused = None                              # FusionResult
-        self.joint_T: np.ndarray | None = None         # last joint refinement of the fused estimate
-        self.joint_runs, self.joint_applied, self.joint_message = 0, 0, ''
-        self._n_fused = 0
-        self.fused_confidence = 0.0
-        self.last_result = None                        # CalibResult
-        self.last_published: np.ndarray | None = None
-        self.n_tf_published = 0
         self.n_calibrated = 0
         self.n_overlays = 0
         self.n_pairs = 0
         self.processing_ms = 0.0
         self.latency_ms = {'calibration': 0.0, 'overlay': 0.0}
-        self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
-        self._sensor_clock = {'now': 0, 'last_stamp': None, 'last_dt': 0}
         self._last_calib_stamp: int | None = None
 
         self._sensor_group = ReentrantCallbackGroup()
@@ -338,15 +337,38 @@ class CalibratorNode(Node):
 
     def reset(self) -> str:
         """Forget the fused estimate (e.g. after the sensors were remounted); the nominal is kept."""
-        with self._lock:
-            n = self.filter.count
-            self.filter.reset()
-            self._frame_conf.clear()
-            self.fused, self.fused_confidence, self.current = None, 0.0, None
-            self.joint_T = None
-            self._joint_frames.clear()
-            self.drift = {'rot_deg': 0.0, 'trans_m': 0.0, 'state': 'OK', 'since_ns': None}
-        return f'cleared {n} fused frames'
+        return f'cleared {self.core.reset()} fused frames'
+
+    # the calibration state lives in self.core; these read it (tests, benches, status)
+    @property
+    def filter(self):
+        """The core's :class:`ros_ncal.calib.OnlineExtrinsicFilter` (to read: ``count``)."""
+        return self.core.filter
+
+    @property
+    def fused(self):
+        return self.core.fused
+
+    @property
+    def fused_confidence(self) -> float:
+        return self.core.fused_confidence
+
+    @property
+    def current(self) -> np.ndarray | None:
+        return self.core.current
+
+    @property
+    def last_published(self) -> np.ndarray | None:
+        return self.core.last_published
+
+    @property
+    def n_tf_published(self) -> int:
+        return self.core.n_published
+
+    @property
+    def drift(self) -> dict:
+        """{'rot_deg', 'trans_m', 'state', 'since_ns', 'held_s'}: the core's drift verdict."""
+        return asdict(self.core.drift)
 
     def _srv_reset_cb(self, request, response):
         response.success, response.message = True, self.reset()
@@ -390,7 +412,7 @@ class CalibratorNode(Node):
             return
         with self._lock:
             nominal = self.nominal if self.nominal is not None else pair.T_cam_lidar
-            T_init = self.current if (self.cfg.init_from == 'fused' and self.fused is not None) else nominal
+        T_init = self.core.initial_guess(nominal)
         try:
             sample = Sample(points=pair.cloud.points, image=rgb, K=pair.intrinsics.K, T_cam_lidar=T_init,
                             stamp_ns=pair.cloud.stamp_ns, image_stamp_ns=pair.camera.stamp_ns,
@@ -401,57 +423,20 @@ class CalibratorNode(Node):
         t_backend = time.perf_counter()
         res = self.backend.estimate(sample, T_init)
         proc_ms = (time.perf_counter() - t_backend) * 1e3
-        accepted = bool(res.success) and self.filter.push(res.T_cam_lidar, res.confidence, res.estimated)
+        out = self.core.process_frame(sample, res, nominal)     # fusion, joint stage, drift, /tf_static gate
         with self._lock:
-            if accepted:
-                self._frame_conf.append(float(res.confidence))
-                self._n_fused += 1
-            fused = self.filter.estimate()
-            self.fused = fused
-            self.fused_confidence = self._fused_confidence(fused)
-        if accepted and self.joint is not None:
-            self._joint_step(sample, fused)
-        with self._lock:
-            self.current = self.joint_T if self.joint_T is not None else (fused.T if fused is not None else nominal)
-            self.last_result = res
             self.processing_ms = proc_ms
-            current, conf = self.current, self.fused_confidence
         self._pub_proc.publish(Float64(data=float(proc_ms)))
-        self._publish_extrinsic(current, fused, conf, pair)
-        self._update_drift(current if fused is not None else None, conf, nominal, pair.cloud.stamp_ns)
-        self._maybe_publish_tf(current, fused, conf, nominal, pair)
+        self._publish_extrinsic(out.current, out.fused, out.confidence, pair)
+        if out.drift_alarm:
+            d = out.drift
+            self.get_logger().warning(f'extrinsic drift {d.rot_deg:.2f} deg / {d.trans_m:.3f} m from nominal '
+                                      f'for {d.held_s:.1f} s ({d.state})')
+        if out.tf.publish:
+            self._publish_tf(out.current, out.confidence, out.tf, pair)
         with self._lock:
             self.latency_ms['calibration'] = (time.monotonic() - pair.received_mono) * 1e3
             self.n_calibrated += 1      # counted once the frame is fully handled (drift and TF included)
-
-    def _joint_step(self, sample: Sample, fused) -> None:
-        """Buffer the frame; every ``joint.every_n`` fused frames, refine the fused estimate by joint multi-frame
-        edge alignment over the buffer (calibration worker thread). Kept only when the objective improved."""
-        j = self.cfg.joint
-        last = self._joint_frames[-1].stamp_ns if self._joint_frames else None
-        if last is None or abs(sample.stamp_ns - last) >= j.min_spacing_s * 1e9:
-            self._joint_frames.append(sample)
-        if fused is None or fused.n_inliers < j.min_fused_frames or len(self._joint_frames) < j.min_frames \
-                or self._n_fused % j.every_n:
-            return
-        frames = list(self._joint_frames)
-        res = self.joint.refine(frames, [fused.T] * len(frames))
-        with self._lock:
-            self.joint_runs += 1
-            self.joint_message = res.message
-            if res.success:
-                self.joint_T = res.correction @ fused.T
-                self.joint_applied += 1
-
-    def _fused_confidence(self, fused) -> float:
-        if fused is None or not len(self._frame_conf):
-            return 0.0
-        confs = np.asarray(self._frame_conf, dtype=np.float64)
-        inl = np.asarray(fused.inliers, dtype=bool)
-        if len(inl) != len(confs) or not inl.any():
-            return 0.0
-        support = min(1.0, fused.n_inliers / float(self.cfg.fusion.min_frames))
-        return float(confs[inl].mean() * support)
 
     def _publish_extrinsic(self, T_cam_lidar: np.ndarray, fused, conf: float, pair: PairedInput) -> None:
         from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -469,55 +454,9 @@ class CalibratorNode(Node):
         self._pub_extrinsic.publish(msg)
         self._pub_conf.publish(Float32(data=float(conf)))
 
-    def _update_drift(self, T: np.ndarray | None, conf: float, nominal: np.ndarray, stamp_ns: int) -> None:
-        """T: the current estimate (None before any fused frame)."""
-        d = self.cfg.drift
-        with self._lock:
-            now = self._advance_sensor_clock(stamp_ns)
-            if T is None or conf < d.min_confidence:
-                return                      # not judged: keep the last verdict
-            rot, trans = pose_error(T, nominal)
-            exceed = rot > d.tolerance_deg or trans > d.tolerance_m
-            exceed2 = rot > 2 * d.tolerance_deg or trans > 2 * d.tolerance_m
-            since = self.drift['since_ns']
-            if exceed and since is None:
-                since = now
-            elif not exceed:
-                since = None
-            held = since is not None and now - since >= d.hold_s * 1e9
-            state = ('ERROR' if exceed2 else 'WARN') if held else 'OK'
-            if state != self.drift['state'] and state != 'OK':
-                self.get_logger().warning(f'extrinsic drift {rot:.2f} deg / {trans:.3f} m from nominal '
-                                          f'for {(now - since) / 1e9:.1f} s ({state})')
-            self.drift = {'rot_deg': rot, 'trans_m': trans, 'state': state, 'since_ns': since}
-
-    def _advance_sensor_clock(self, stamp_ns: int) -> int:
-        """Sensor time seen by the calibration (ns), accumulated over calibrated frames: a step back in the
-        stamps (a looped bag) or a gap over 60 s counts as the previous frame interval, so the drift hold time
-        means the same in live use, bag replays at any rate and looped replays."""
-        last = self._sensor_clock['last_stamp']
-        if last is not None:
-            dt = stamp_ns - last
-            if 0 < dt <= 60 * 10**9:
-                self._sensor_clock['last_dt'] = dt
-            else:
-                dt = self._sensor_clock['last_dt']
-            self._sensor_clock['now'] += dt
-        self._sensor_clock['last_stamp'] = stamp_ns
-        return self._sensor_clock['now']
-
-    def _maybe_publish_tf(self, T: np.ndarray, fused, conf: float, nominal: np.ndarray, pair: PairedInput) -> None:
-        """T: the current estimate; gated on the fusion's confidence and standard errors."""
-        t = self.cfg.tf
-        if not t.publish or fused is None or conf < t.min_confidence:
-            return
-        if not (fused.rot_std_deg <= t.max_rot_std_deg and fused.trans_std_m <= t.max_trans_std_m):
-            return
-        with self._lock:
-            ref = self.last_published if self.last_published is not None else nominal
-        rot, trans = pose_error(T, ref)
-        if rot <= t.min_change_deg and trans <= t.min_change_m:
-            return
+    def _publish_tf(self, T: np.ndarray, conf: float, decision, pair: PairedInput) -> None:
+        """T: (4, 4) T_cam_lidar the core's gate let through (``decision``: its TfDecision). Sends it on
+        /tf_static unless the message frames are wrong, and tells the core what was sent."""
         parent, child = pair.cloud.frame_id, pair.camera.frame_id
         bad = tf_frames_problem(parent, child, self.cfg.input.lidar_frame, self.cfg.input.camera_frame)
         if bad:
@@ -525,11 +464,9 @@ class CalibratorNode(Node):
             return
         self.input.freeze_tf()     # the nominal stays the one heard before our first publication
         self._tf.send_matrix(invert(T), parent, child, pair.cloud.stamp_ns)
-        with self._lock:
-            self.last_published = T.copy()
-            self.n_tf_published += 1
+        self.core.mark_published(T)
         self.get_logger().info(f'published extrinsic on /tf_static (confidence {conf:.2f}, '
-                               f'{rot:.2f} deg / {trans:.3f} m from the previous)')
+                               f'{decision.change_rot_deg:.2f} deg / {decision.change_trans_m:.3f} m from the previous)')
 
     # -- overlay worker
     def _overlay(self, pair: PairedInput) -> None:
@@ -537,9 +474,10 @@ class CalibratorNode(Node):
         rgb = self._decode_or_drop(pair)
         if rgb is None:
             return
-        with self._lock:
-            T = self.current if self.current is not None else (
-                self.nominal if self.nominal is not None else pair.T_cam_lidar)
+        T = self.core.current
+        if T is None:
+            with self._lock:
+                T = self.nominal if self.nominal is not None else pair.T_cam_lidar
         o = self.cfg.overlay
         img, _ = render_overlay(rgb, pair.cloud.points, T, pair.intrinsics.K, o.scale, o.point_radius, o.max_depth_m)
         self._pub_overlay.publish(rgb_to_image_msg(img, pair.camera.frame_id, pair.cloud.stamp_ns))
@@ -550,26 +488,15 @@ class CalibratorNode(Node):
     # -- reporting
     def status(self) -> dict:
         self.input._sync_pairer_drops()  # noqa: SLF001
+        calib = self.core.status()
         with self._lock:
-            fused = self.fused
-            res = self.last_result
             st = {'backend': self.backend_spec, 'backend_note': self.backend_note, 'pairs': self.n_pairs,
                   'calibrated': self.n_calibrated, 'overlays': self.n_overlays,
-                  'tf_published': self.n_tf_published, 'confidence': round(self.fused_confidence, 4),
-                  'frame_confidence': round(res.confidence, 4) if res is not None else None,
-                  'frame_message': res.message if res is not None else '',
-                  'fused_frames': self.filter.count,
-                  'estimated': None if fused is None else ''.join(
-                      n for n, e in zip(('rx', 'ry', 'rz', 'tx', 'ty', 'tz'), fused.estimated) if e) or 'nothing',
-                  'rot_std_deg': None if fused is None else _finite_or_none(fused.rot_std_deg),
-                  'trans_std_m': None if fused is None else _finite_or_none(fused.trans_std_m),
+                  **{k: calib[k] for k in ('tf_published', 'confidence', 'frame_confidence', 'frame_message',
+                                           'fused_frames', 'estimated', 'rot_std_deg', 'trans_std_m')},
                   'processing_time_ms': round(self.processing_ms, 2),
                   'latency_ms': {k: round(v, 2) for k, v in self.latency_ms.items()},
-                  'drift': {'rot_deg': round(self.drift['rot_deg'], 4), 'trans_m': round(self.drift['trans_m'], 5),
-                            'state': self.drift['state']},
-                  'skipped': dict(self.skipped),
-                  'joint': {'enabled': self.joint is not None, 'runs': self.joint_runs, 'applied': self.joint_applied,
-                            'buffered': len(self._joint_frames), 'message': self.joint_message}}
+                  'drift': calib['drift'], 'skipped': dict(self.skipped), 'joint': calib['joint']}
         st['dropped'] = self.drops.snapshot()
         st['received'] = self.input.received()
         st['queues'] = {**self.input.queue_sizes(), 'calib_pending': self.calib_worker.pending,
@@ -611,10 +538,6 @@ class CalibratorNode(Node):
     def close(self) -> None:
         self.calib_worker.stop(timeout_s=30.0)
         self.overlay_worker.stop(timeout_s=10.0)
-
-
-def _finite_or_none(x: float):
-    return float(x) if np.isfinite(x) else None
 
 
 def main(args=None) -> int:
