@@ -43,6 +43,7 @@ ROS_PACKAGES = {'rclpy', 'launch', 'launch_ros', 'launch_testing', 'tf2_ros', 't
 #   (importing module, imported module): why
 ALLOWED_UPWARD = {
     ('ros_ncal.calib.registry', 'ros_ncal.nclr.calibrator'): 'factory of the "nclr" calibrator',
+    ('ros_ncal.calib.registry', 'ros_ncal.nclr.multistart'): 'factory of the "nclr_wide" calibrator',
     ('ros_ncal.nativelib', 'ros_ncal.models.sparse.engines.native'): 'build_all(): modules that register a library',
     ('ros_ncal.nativelib', 'ros_ncal.msgcodec._native'): 'build_all(): modules that register a library',
 }
