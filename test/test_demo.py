@@ -208,3 +208,19 @@ def test_demo_real_drive_realtime_best_effort_short(tmp_path, shared_data, capsy
     assert c['met'] is False and c['final']['rot_deg'] == pytest.approx(10, abs=1e-3) and 'at_end_of_passes' in c
     c = ok['live']['check']
     assert c['met'] and c['stayed'] and c['publications'] == 0 and not c['published_worse']
+
+
+def test_a_node_process_that_dies_at_start_is_named_at_once(tmp_path, kitti_dir):
+    """Each node in its own process (the drive's mode): a calibrator that cannot build its backend exits at
+    start-up, and the replay stops with its name instead of waiting for subscribers."""
+    import time
+
+    from ros_ncal.bag.kitti import write_kitti_bag
+    from ros_ncal.ros.demo_io import GraphRun, run_graph
+    bag, _ = write_kitti_bag(kitti_dir / 'training', tmp_path / 'b', frames=['000001'], hz=10.0)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match='calibrator exited during start-up'):
+        run_graph(GraphRun(bag_dir=bag, calibrator_params={'backend': 'no_such_backend', 'fallback_backend': ''},
+                           node_processes=True, log_dir=tmp_path / 'logs', suite='demo_full'), log=lambda m: None)
+    assert time.monotonic() - t0 < 90
+    assert 'no_such_backend' in (tmp_path / 'logs' / 'calibrator.log').read_text()

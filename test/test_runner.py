@@ -91,6 +91,19 @@ def test_runner_starts_node_from_yaml_with_override(ros_context):
     listener.destroy_node()
 
 
+def test_string_parameters_that_yaml_would_misread_reach_the_node_as_strings(ros_context):
+    """rcl parses ``-p name:=value`` as YAML: an empty string (``-p x:=``) used to abort the node's start-up
+    ("Couldn't parse parameter override rule"), and 'true' / '1.5' would arrive as a bool / a double."""
+    invs = resolve_invocations(suite_specs('demo'))
+    invs[0].params.update({'camera_frame': '', 'lidar_frame': 'true'})
+    args = invs[0].ros_args()
+    assert args[args.index('camera_frame:=""') - 1] == '-p'
+    with SuiteRunner(invs, context=ros_context) as runner:
+        node = runner.nodes[0]
+        assert node.get_parameter('camera_frame').value == ''
+        assert node.get_parameter('lidar_frame').value == 'true'
+
+
 def test_missing_node_is_reported(ros_context):
     spec = NodeSpec('ghost', 'ros_ncal.nodes.ghost_node:Ghost', 'ghost', enable_arg='extrinsic_publisher')
     invs = resolve_invocations([spec, NODES['extrinsic_publisher']], check_files=False)

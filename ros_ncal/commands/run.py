@@ -29,13 +29,13 @@ def parse_assignments(items: list[str], what: str) -> list[tuple[str, str]]:
 
 
 def build_invocations(args):
-    from ros_ncal.runner.suite import resolve_invocations, suite_specs
+    from ros_ncal.runner.suite import RawParam, resolve_invocations, suite_specs
     invs = resolve_invocations(suite_specs(args.suite), dict(parse_assignments(args.arg, '--arg')), check_files=False)
     for key, value in parse_assignments(args.param, '--param'):
         node, _, pname = key.rpartition(':')
         for inv in invs:
             if not node or node == inv.spec.name:
-                inv.params[pname] = value
+                inv.params[pname] = RawParam(value)     # typed as `ros2 run -p` types it
     return invs
 
 

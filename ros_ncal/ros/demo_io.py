@@ -315,6 +315,20 @@ def collector_settled(status: dict, frames_published: int) -> bool:
     return done >= frames_published
 
 
+def _wait_for_node_processes(player, processes, n_nodes: int, run: GraphRun) -> bool:
+    """True once every node process subscribed to the sensor topics; raises RuntimeError naming the node as
+    soon as one of them exits during start-up (bad parameters, missing checkpoint), instead of waiting."""
+    deadline = time.monotonic() + run.startup_timeout_s
+    while not player.wait_for_subscribers(1.0, min_count=n_nodes):
+        dead = sorted(name for name, alive in processes.alive().items() if not alive)
+        if dead:
+            where = f'; its output: {run.log_dir}/<node>.log' if run.log_dir else ''
+            raise RuntimeError(f'node process(es) {", ".join(dead)} exited during start-up{where}')
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
 def run_graph(run: GraphRun, log=print) -> GraphRunResult:
     """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`) or, with
     ``node_processes``, one process per node (:class:`ros_ncal.ros.suite_runner.ProcessSuite`); replay,
@@ -358,7 +372,7 @@ def run_graph(run: GraphRun, log=print) -> GraphRunResult:
         if run.pace == 'realtime':
             player.preconvert()
         runner.spin_in_thread()
-        if not (player.wait_for_subscribers(run.startup_timeout_s, min_count=len(invs)) if processes
+        if not (_wait_for_node_processes(player, processes, len(invs), run) if processes
                 else player.wait_for_subscribers(15.0)):
             log('warning: not every sensor topic has a subscriber after 15 s; playing anyway')
         player.publish_tf_static()

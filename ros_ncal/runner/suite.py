@@ -139,9 +139,28 @@ class NodeInvocation:
         return args
 
 
+class RawParam(str):
+    """A parameter value already written as a ``-p`` literal (YAML), e.g. typed by a user after ``:=``
+    (``ncal run --param overlay_every_n:=3``): passed to rcl unquoted, so it is parsed as ``ros2 run -p``
+    would parse it."""
+
+
 def _param_literal(v) -> str:
+    """The value of a ``-p name:=value`` rule, which rcl parses as YAML: a string that YAML would read as
+    something else (``''``, ``'true'``, ``'1.5'``, ``'null'``, ``'a: b'``) is double-quoted."""
     if isinstance(v, bool):
         return 'true' if v else 'false'
+    if isinstance(v, RawParam):
+        return str(v)
+    if isinstance(v, str):
+        import json
+
+        import yaml
+        try:
+            plain = v != '' and yaml.safe_load(v) == v
+        except yaml.YAMLError:
+            plain = False
+        return v if plain else json.dumps(v)
     if isinstance(v, (list, tuple)):
         import json
         return json.dumps([x.item() if hasattr(x, 'item') else x for x in v])
