@@ -20,8 +20,8 @@ def config_tree():
 setup(
     name=PACKAGE,
     version='0.1.0',
-    # ros_ncal/assets holds data only (packaged checkpoints): listed as a package so its files install with it
-    packages=find_packages(exclude=['test', 'test.*', 'bench', 'bench.*']) + ['ros_ncal.assets'],
+    # ros_ncal/assets: the packaged checkpoints (package_data below) and where they are (its __init__.py)
+    packages=find_packages(exclude=['test', 'test.*', 'bench', 'bench.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

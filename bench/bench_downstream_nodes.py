@@ -161,7 +161,7 @@ def main() -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     frames = [np.fromfile(KITTI / f'{f}.bin', np.float32).reshape(-1, 4) for f in args.kitti]
-    assets = REPO / 'ros_ncal' / 'assets'
+    from ros_ncal.assets import ASSETS_DIR as assets
     tmp = Path(tempfile.mkdtemp(prefix='bench_ds_'))
     ckpts = {}
     for task, given in (('seg', args.seg), ('det', args.det)):

@@ -30,6 +30,7 @@ for _i, _a in enumerate(sys.argv):   # must act before numpy is imported
     if _a == '--blas-threads' and _i + 1 < len(sys.argv):
         os.environ['OPENBLAS_NUM_THREADS'] = sys.argv[_i + 1]
 
+from ros_ncal.assets import NCLR_CALIB  # noqa: E402
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
 from ros_ncal.runner.domain import isolated_domain_id  # noqa: E402
 
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     frames = load_frames(Path(args.kitti_dir))
     backends = [b for b in args.backends.split(',') if b]
-    ckpt = args.checkpoint or str(REPO / 'ros_ncal' / 'assets' / 'nclr_calib.pt')
+    ckpt = args.checkpoint or str(NCLR_CALIB)
     if 'nclr' not in backends and Path(ckpt).exists():
         backends.append('nclr')
     print(f'bench_nodes: {len(frames)} KITTI frames (~{len(frames[0][0])} points, {frames[0][1].shape[1]}x'

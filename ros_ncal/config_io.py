@@ -195,3 +195,42 @@ class SectionConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what from_dict reads back)."""
         return asdict(self)
+
+
+def parse_set_options(items) -> dict:
+    """``--set`` overrides: ``['optim.steps=50', 'data.max_points=5000']`` -> nested dict with YAML-parsed
+    values (``true`` -> bool, ``[1, 2]`` -> list, ``''`` -> None). Raises ValueError for an item without ``=``."""
+    import yaml
+    out: dict = {}
+    for item in items or []:
+        if '=' not in item:
+            raise ValueError(f'--set expects key.path=value, got {item!r}')
+        key, value = item.split('=', 1)
+        node = out
+        parts = key.strip().split('.')
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def to_jsonable(x: Any) -> Any:
+    """Plain JSON types from nested dicts / lists / tuples / numpy scalars and arrays / torch tensors (anything
+    with ``tolist``); non-finite floats become None (strict JSON has no NaN)."""
+    import math
+
+    import numpy as np
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if hasattr(x, 'tolist') and not isinstance(x, (str, bytes)):
+        return to_jsonable(x.tolist())
+    return x

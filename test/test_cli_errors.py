@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ros_ncal.assets import SEG
 from ros_ncal.bag import BagFrame, SensorBagWriter
 from ros_ncal.cli import main
 from ros_ncal.cli_errors import UserError, classify, ensure_writable
@@ -130,7 +131,7 @@ def test_truncated_bag_info_one_line(tmp_path, capsys):
 def test_unwritable_output_is_refused_before_any_work(tmp_path, capsys, shared_data, argv):
     bad = str(_blocker(tmp_path) / 'sub')
     subst = {'KITTI': str(shared_data / 'kitti_object' / 'training'), 'DATASET': str(tmp_path),
-             'CKPT': str(REPO / 'ros_ncal' / 'assets' / 'seg.pt'),
+             'CKPT': str(SEG),
              'CONFIG': str(REPO / 'config' / 'nclr' / 'calib_synthetic.yaml'),
              'FTCONFIG': str(REPO / 'config' / 'finetune' / 'seg_1pct.yaml')}
     args = [subst.get(a, a.replace('{bad}', bad)) for a in argv]

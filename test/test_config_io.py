@@ -111,3 +111,22 @@ def test_required_fields_are_checked_and_typed():
         dataclass_from_dict(Bounds, {'max_deg': 2}, 'p')
     with pytest.raises(ValueError, match=r'p\.max_m: expected a number'):
         dataclass_from_dict(Bounds, {'max_deg': 2, 'max_m': 'far'}, 'p')
+
+
+def test_to_jsonable_and_set_options_have_one_home():
+    """The JSON conversion and the --set parser every command uses (ros_ncal.config_io)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from ros_ncal.config_io import parse_set_options, to_jsonable
+    x = {1: (np.float32(0.5), np.int64(3), np.bool_(True)), 'nan': float('nan'), 'arr': np.arange(3),
+         't': torch.tensor([1.5, float('inf')]), 's': 'text'}
+    out = to_jsonable(x)
+    assert out == {'1': [0.5, 3, True], 'nan': None, 'arr': [0, 1, 2], 't': [1.5, None], 's': 'text'}
+    json.dumps(out, allow_nan=False)                   # strict JSON
+    assert parse_set_options(['optim.steps=50', 'a.b.c=[1, 2]', 'flag=true']) == \
+        {'optim': {'steps': 50}, 'a': {'b': {'c': [1, 2]}}, 'flag': True}
+    with pytest.raises(ValueError, match='key.path=value'):
+        parse_set_options(['no_equals'])

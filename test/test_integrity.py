@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.bag import BagFrame, BagReadError, SensorBagWriter, read_messages
 from ros_ncal.cli import main
 from ros_ncal.models.checkpoint import (CHECKPOINT_SCHEMA_VERSION, HASH_KEY, CheckpointError, _read_payload,
                                         content_hash, load_checkpoint, rehash_checkpoint, save_checkpoint)
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = REPO / 'ros_ncal' / 'assets'
+ASSETS = ASSETS_DIR
 MAX_ASSET_BYTES = 20 * 1024 * 1024
 
 

@@ -61,12 +61,11 @@ def test_estimate_is_finite_and_rigid_on_a_real_frame(tiny_ckpt, frame):
 
 def test_shipped_calibrator_reduces_rotation_error_on_held_out_synthetic_frames():
     """The shipped checkpoint (trained on synthetic seeds 11/12) on frames of the default seed."""
-    from pathlib import Path
 
     from ros_ncal.calib import evaluate_calibrators
     from ros_ncal.calib.result import NoCorrection
     from ros_ncal.data.synthetic import SyntheticWorld
-    ckpt = Path(__file__).resolve().parents[1] / 'ros_ncal' / 'assets' / 'nclr_calib.pt'
+    from ros_ncal.assets import NCLR_CALIB as ckpt
     world = SyntheticWorld()
     samples = [world.sample(i) for i in (100, 101, 102)]
     rep = evaluate_calibrators(samples, {'none': NoCorrection(), 'nclr': NCLRCalibrator.from_checkpoint(ckpt)},

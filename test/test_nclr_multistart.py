@@ -1,16 +1,15 @@
 """Gross rotation errors with the learned calibrator: many rotated starts, agreement picks
 (ros_ncal/nclr/multistart.py), on a held-out frame of the real KITTI drive with the shipped network."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from ros_ncal.assets import NCLR_CALIB
 from ros_ncal.calib import make_calibrator
 from ros_ncal.geometry import make_T, pose_error, rotation_angle_deg, rotvec_to_matrix
 from ros_ncal.nclr.multistart import MultiStartConfig, cluster_by_rotation, start_rotations
 
 DRIVE = 'kitti_raw/2011_09_26/2011_09_26_drive_sfnd_sync'
-CHECKPOINT = Path(__file__).resolve().parents[1] / 'ros_ncal' / 'assets' / 'nclr_calib.pt'
+CHECKPOINT = NCLR_CALIB
 
 
 def test_starts_cover_the_gross_range():

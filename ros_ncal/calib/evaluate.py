@@ -29,7 +29,6 @@ errors reported are those of the fused estimate after the last frame.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from ros_ncal.config_io import SectionConfig, dataclass_from_dict
+from ros_ncal.config_io import SectionConfig, dataclass_from_dict, to_jsonable
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
@@ -224,7 +223,7 @@ class EvalReport:
     def write_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(self.to_dict()), indent=1))
+        path.write_text(json.dumps(to_jsonable(self.to_dict()), indent=1))
         return path
 
     def table_rows(self) -> list[list[str]]:
@@ -351,23 +350,6 @@ def summarize_sequences(records: list[dict[str, Any]], success_rre_deg: float,
                      'fused_frames_mean': float(np.mean([r['fused_frames'] for r in rs])),
                      'runtime_mean_s': float(np.mean([r['runtime_s'] for r in rs]))}
     return out
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    return x
 
 
 def evaluate_calibrators(samples: list[Sample], calibrators: dict[str, Any], config: EvalConfig | None = None,

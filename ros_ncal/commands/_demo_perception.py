@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ros_ncal.assets import ASSETS_DIR
+
 LOOSE_IOU_THRESHOLDS = (0.5, 0.25, 0.25)   # second, looser reading (as in docs/downstream.md)
-ASSETS = Path(__file__).resolve().parents[1] / 'assets'
+ASSETS = ASSETS_DIR
 OLD_FIGURE = Path(__file__).resolve().parents[2] / 'docs' / 'img' / 'demo_perception_bev_synthetic_only.png'
 
 

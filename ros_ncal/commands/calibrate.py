@@ -11,12 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+from ros_ncal.assets import NCLR_CALIB
+
 NAME = 'calibrate'
 HELP = ('estimate the camera-LiDAR extrinsic of a recording (bag, shards, KITTI, synthetic) with fusion over '
         'frames; writes calibration.yaml, report.json and before/after overlays')
 
 FORMATS = ('auto', 'bag', 'shards', 'kitti', 'synthetic')
-NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # the calibrator node's default
+NCLR_ASSET = NCLR_CALIB   # the calibrator node's default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

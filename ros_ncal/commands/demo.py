@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ros_ncal.assets import NCLR_CALIB
 from ros_ncal.config_io import dataclass_from_dict, dataclass_list
 
 from ._demo_perception import PerceptionConfig, print_perception, run_perception
@@ -44,7 +45,7 @@ HELP = 'end-to-end demo: bags (KITTI, synthetic drive with a wrong extrinsic) ->
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
-NCLR_ASSET = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'   # what the calibrator node loads
+NCLR_ASSET = NCLR_CALIB   # what the calibrator node loads
 SCENARIOS = ('drive', 'kitti', 'synthetic', 'perception')
 DEFAULT_DRIVE = DEFAULT_SHARED_DATA / 'kitti_raw' / '2011_09_26' / '2011_09_26_drive_sfnd_sync'
 DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus

@@ -36,7 +36,8 @@ def run(args) -> int:
     import torch
     from ros_ncal.models.checkpoint import CheckpointError
     from ros_ncal.train.downstream_data import load_real_samples, load_task_samples
-    from ros_ncal.train.finetune import (_jsonable, config_from_dict, load_finetune_config, load_finetuned,
+    from ros_ncal.config_io import to_jsonable
+    from ros_ncal.train.finetune import (config_from_dict, load_finetune_config, load_finetuned,
                                         resolve_device)
     try:
         device = resolve_device(args.device)
@@ -91,11 +92,11 @@ def run(args) -> int:
         if task.eval_score_threshold is not None:
             mcfg['head']['eval_score_threshold'] = task.eval_score_threshold
         mcfg['head']['eval_region'] = task.eval_region
-        mcfg.setdefault('finetune', {})['real'] = _jsonable(__import__('dataclasses').asdict(cfg.real))
-        extra = dict(payload.get('extra') or {}, metrics=_jsonable(metrics), calibration=_jsonable(calibration),
+        mcfg.setdefault('finetune', {})['real'] = to_jsonable(__import__('dataclasses').asdict(cfg.real))
+        extra = dict(payload.get('extra') or {}, metrics=to_jsonable(metrics), calibration=to_jsonable(calibration),
                      recalibrated_from=str(args.checkpoint))
         print(f'recalibrated checkpoint: {save_checkpoint(args.calibrate, model.state_dict(), mcfg, extra=extra)}')
-    metrics = _jsonable(metrics)  # NaN (undefined, e.g. a class without ground truth) -> null
+    metrics = to_jsonable(metrics)  # NaN (undefined, e.g. a class without ground truth) -> null
     shown = metrics if args.per_class else {k: v for k, v in metrics.items() if k not in ('per_class', 'IoU')}
     print(json.dumps(shown, indent=2, default=str))
     if args.out:

@@ -15,7 +15,7 @@ def add_arguments(p):
 
 
 def parse_overrides(args) -> dict:
-    import yaml
+    from ros_ncal.config_io import deep_merge, parse_set_options
     over: dict = {}
     if args.steps is not None:
         over.setdefault('train', {})['steps'] = args.steps
@@ -23,14 +23,7 @@ def parse_overrides(args) -> dict:
         over.setdefault('train', {})['out_dir'] = args.out
     if getattr(args, 'threads', None) is not None:
         over.setdefault('train', {})['num_threads'] = args.threads
-    for item in args.set:
-        key, _, val = item.partition('=')
-        parts = key.split('.')
-        d = over
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = yaml.safe_load(val)
-    return over
+    return deep_merge(over, parse_set_options(args.set))
 
 
 def run(args) -> int:

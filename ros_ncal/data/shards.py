@@ -339,10 +339,10 @@ class ShardWriter:
         self._next_key = max_key + 1
         self._shard_counts = {n: len(s.keys) for n, s in good.items()}
         if manifest is not None:
-            if class_names is not None and manifest.get('class_names') not in (None, _jsonable(class_names)):
+            if class_names is not None and manifest.get('class_names') not in (None, _json_roundtrip(class_names)):
                 raise ShardError(f'{self.root}: class_names differ from the existing manifest '
                                  f'({manifest.get("class_names")!r}); write to a new directory')
-            if sensors is not None and manifest.get('sensors') not in (None, _jsonable(sensors)):
+            if sensors is not None and manifest.get('sensors') not in (None, _json_roundtrip(sensors)):
                 raise ShardError(f'{self.root}: sensors differ from the existing manifest '
                                  f'({manifest.get("sensors")!r}); write to a new directory')
             class_names = manifest.get('class_names') if class_names is None else class_names
@@ -351,8 +351,8 @@ class ShardWriter:
             self._created = manifest.get('created_unix', time.time())
         else:
             self._created = time.time()
-        self.class_names = _jsonable(class_names)
-        self.sensors = _jsonable(sensors)
+        self.class_names = _json_roundtrip(class_names)
+        self.sensors = _json_roundtrip(sensors)
         self.source = source
         self._write_manifest()
 
@@ -511,7 +511,7 @@ class ShardWriter:
                 self._lock_fd = None
 
 
-def _jsonable(x: Any) -> Any:
+def _json_roundtrip(x: Any) -> Any:
     """Round-trip through JSON so comparisons with a loaded manifest are like for like (tuples -> lists)."""
     return None if x is None else json.loads(json.dumps(x))
 

@@ -24,11 +24,10 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
+from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.msgcodec import cloud_to_xyzi
 
 from ._common import DropCounter, DropInput, LatestWorker, StampGuard, param
-
-ASSETS_DIR = Path(__file__).resolve().parents[1] / 'assets'   # packaged checkpoints (installed with the package)
 
 
 @dataclass

@@ -47,12 +47,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
+from ros_ncal.assets import NCLR_CALIB
 from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
                                    OnlineFusionConfig, TfGateConfig)
 from ros_ncal.data.sample import InvalidSampleError, Sample
@@ -62,7 +62,7 @@ from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
                       SensorInputConfig, declare_config, param, spin_node_main, turbo_colors)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / 'assets' / 'nclr_calib.pt'
+DEFAULT_CHECKPOINT = NCLR_CALIB
 
 
 @dataclass

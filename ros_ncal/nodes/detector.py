@@ -31,9 +31,11 @@ from ros_ncal.data.boxes3d import BOX_EDGES, box_corners
 from ros_ncal.data.labels import BOX_PALETTE
 
 from ._common import declare_config, param, spin_node_main
-from ._downstream import ASSETS_DIR, CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+from ros_ncal.assets import DET
 
-DEFAULT_CHECKPOINT = ASSETS_DIR / 'det.pt'
+from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+
+DEFAULT_CHECKPOINT = DET
 
 
 @dataclass

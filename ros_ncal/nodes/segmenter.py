@@ -25,9 +25,11 @@ from ros_ncal.data.labels import SEMANTICKITTI_PALETTE, class_colors
 from ros_ncal.msgcodec.pointcloud import pack_rgb_float
 
 from ._common import declare_config, param, spin_node_main
-from ._downstream import ASSETS_DIR, CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+from ros_ncal.assets import SEG
 
-DEFAULT_CHECKPOINT = ASSETS_DIR / 'seg.pt'
+from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+
+DEFAULT_CHECKPOINT = SEG
 
 
 @dataclass

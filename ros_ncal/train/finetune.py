@@ -18,12 +18,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base
+from ros_ncal.config_io import (dataclass_from_dict, deep_merge, load_yaml_with_base,  # noqa: F401 (re-exported)
+                                parse_set_options, to_jsonable)
 from ros_ncal.models.inference import (FINETUNED_MODEL_TYPE, backbone_out_dim, load_task_model,  # noqa: F401 (re-exported)
                                        resolve_device)
 
@@ -99,22 +100,6 @@ def load_finetune_config(path: str | Path, overrides: dict | None = None) -> Fin
     """Read a config/finetune/*.yaml (with its ``base``); ``overrides`` (nested dict) are merged on top."""
     data = deep_merge(read_config_dict(path), overrides or {})
     return config_from_dict(data, str(path))
-
-
-def parse_set_options(items) -> dict:
-    """['optim.steps=50', 'data.max_points=5000'] -> nested dict with YAML-parsed values."""
-    import yaml
-    out: dict = {}
-    for item in items or []:
-        if '=' not in item:
-            raise ValueError(f'--set expects key.path=value, got {item!r}')
-        key, value = item.split('=', 1)
-        node = out
-        parts = key.strip().split('.')
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
 
 
 def validate_config(cfg: FinetuneConfig) -> FinetuneConfig:
@@ -445,9 +430,9 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
         out_dir = Path(cfg.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         model_cfg = {'type': FINETUNED_MODEL_TYPE, 'task': cfg.task, 'backbone': bcfg, 'head': copy.deepcopy(cfg.head),
-                     'linear_probe': cfg.linear_probe, 'finetune': _jsonable(asdict(cfg))}
+                     'linear_probe': cfg.linear_probe, 'finetune': to_jsonable(asdict(cfg))}
         ckpt_path = str(save_checkpoint(out_dir / f'{run}.pt', model.state_dict(), model_cfg,
-                                        extra={'metrics': _jsonable(metrics), 'steps': o.steps}))
+                                        extra={'metrics': to_jsonable(metrics), 'steps': o.steps}))
         summary = {'run': run, 'task': cfg.task, 'main_metric': task.main_metric,
                    'main_value': metrics.get(task.main_metric), 'metrics': metrics,
                    'label_fraction': cfg.label_fraction, 'labelled_samples': len(labelled),
@@ -458,7 +443,7 @@ def finetune(cfg: FinetuneConfig, train_samples=None, eval_samples=None, log: Ca
                    'real_train_frames': [s.scene for s in real_train], 'calibration': calibration}
         summary_path = str(out_dir / f'{run}.json')
         with open(summary_path, 'w') as f:
-            json.dump(_jsonable(summary), f, indent=2)
+            json.dump(to_jsonable(summary), f, indent=2)
     return FinetuneResult(run, metrics, losses, ckpt_path, summary_path, report, len(labelled), scenes,
                           time.time() - t0)
 
@@ -468,17 +453,3 @@ def load_finetuned(path: str | Path, map_location: str | torch.device = 'cpu'):
     model, _, payload = load_task_model(path, map_location)
     mcfg = payload['config']
     return model, make_task(mcfg['task'], mcfg.get('head')), payload
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
-    return x
