@@ -1,5 +1,6 @@
 """NCLR network + pretraining: learns on a fixed item, resumes after interruption, runs under torchrun (gloo)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -103,3 +104,17 @@ def test_threads_option_reaches_the_train_config():
     bad = NCLRConfig.from_yaml(args.config, {'train': {'num_threads': -2}})
     with pytest.raises(ValueError, match='num_threads'):
         pretrain(bad, device='cpu')
+
+
+def test_one_schedule_for_pretraining_and_finetuning():
+    """ros_ncal.train.schedule.warmup_cosine: linear warm-up to 1, cosine to min_ratio, flat after the end."""
+    from ros_ncal.train.finetune import cosine_schedule
+    from ros_ncal.train.pretrain import lr_factor
+    from ros_ncal.train.schedule import warmup_cosine
+    assert [warmup_cosine(s, 10, 4, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_cosine(4, 10, 4, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(7, 10, 4, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine(10, 10, 4, 0.1) == pytest.approx(0.1) == warmup_cosine(50, 10, 4, 0.1)
+    assert cosine_schedule(0, 100, 0.0, 0.01) == pytest.approx(1.0)        # fine-tuning: no warm-up when 0
+    assert lr_factor(0, 100, 0.0, 0.01) == pytest.approx(1.0)              # pretraining: at least one step
+    assert cosine_schedule(1, 100, 0.05, 0.01) == lr_factor(1, 100, 0.05, 0.01) == pytest.approx(2 / 5)

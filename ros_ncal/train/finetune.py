@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from ros_ncal.models.inference import (FINETUNED_MODEL_TYPE, backbone_out_dim, l
 from .downstream_data import (AugmentConfig, DataConfig, GTDatabase, RealDataConfig, augment, labelled_subset,
                               load_real_samples, load_task_samples, select_labelled_scenes)
 from .downstream_tasks import TASKS, TaskModel, make_task
+from .schedule import warmup_cosine
 
 
 
@@ -235,12 +235,9 @@ def build_task_model(cfg: FinetuneConfig, log: Callable[[str], None] = print):
 
 
 def cosine_schedule(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
-    """LR multiplier at ``step`` (0-based): linear warm-up from 1/warmup to 1, cosine to ``min_ratio``."""
-    warm = int(round(warmup_frac * total))
-    if warm > 0 and step < warm:
-        return (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    """LR multiplier at ``step`` (0-based): :func:`ros_ncal.train.schedule.warmup_cosine` with a warm-up of
+    ``round(warmup_frac * total)`` steps (none when that is 0)."""
+    return warmup_cosine(step, total, int(round(warmup_frac * total)), min_ratio)
 
 
 # ------------------------------------------------------------------ the loop

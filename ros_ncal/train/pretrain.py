@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from ros_ncal.nclr.checkpoint import NCLR_MODEL_TYPE, load_nclr, save_nclr  # no
 from ros_ncal.nclr.config import NCLRConfig
 from ros_ncal.nclr.losses import nclr_losses
 from ros_ncal.nclr.network import NCLRNet
+
+from .schedule import warmup_cosine
 from ros_ncal.nclr.pretext import make_pretext
 from ros_ncal.nclr.sources import MixedSource
 
@@ -34,12 +35,8 @@ LOG_KEYS = ('loss', 'loss_overlap', 'loss_match', 'loss_match_l1', 'loss_pose', 
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> float:
-    """Linear warm-up then cosine decay to ``min_frac`` of the base rate."""
-    warm = max(1, int(total * warmup_frac))
-    if step < warm:
-        return (step + 1) / warm
-    p = min(1.0, (step - warm) / max(1, total - warm))
-    return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p))
+    """:func:`ros_ncal.train.schedule.warmup_cosine` with a warm-up of at least one step."""
+    return warmup_cosine(step, total, max(1, int(total * warmup_frac)), min_frac)
 
 
 def export_backbone(model: NCLRNet, cfg: NCLRConfig, path: Path, extra: dict | None = None) -> Path:
