@@ -341,3 +341,23 @@ def test_bgr8_native_swap_matches_reference(monkeypatch, width, row_padding):
     assert fast.flags['C_CONTIGUOUS'] and fast.flags['WRITEABLE']
     monkeypatch.setattr(_native, 'bgr_to_rgb', lambda arr: None)
     np.testing.assert_array_equal(image_to_rgb(msg), fast)
+
+
+def test_one_compressed_image_decoder_for_nodes_and_bags():
+    """msgcodec.compressed_to_rgb: jpeg / png -> RGB; empty, depth and garbage data -> ValueError with the
+    reason (the node counts it as a drop; the bag reader raises BagInputError)."""
+    import io
+
+    from PIL import Image
+
+    from ros_ncal.msgcodec import compressed_to_rgb
+    rgb = (np.arange(4 * 6 * 3) % 251).astype(np.uint8).reshape(4, 6, 3)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format='PNG')
+    np.testing.assert_array_equal(compressed_to_rgb(buf.getvalue(), 'png'), rgb)
+    with pytest.raises(ValueError, match='no data'):
+        compressed_to_rgb(b'', 'jpeg')
+    with pytest.raises(ValueError, match='depth image'):
+        compressed_to_rgb(buf.getvalue(), '16UC1; compressedDepth png')
+    with pytest.raises(ValueError, match='not decodable'):
+        compressed_to_rgb(b'not an image', 'jpeg')

@@ -218,7 +218,9 @@ def test_random_mutations_never_escape_the_callbacks(tmp_path):
         clean = S0 + 200 * 10**7
         pub.send_frame(clean, pts, img, K)
         # generous timeout: every collector append fsyncs, which can stall on a busy disk
-        assert g.wait_for(lambda: col.written == written + 1 and cal.n_calibrated == calibrated + 1, 60), \
+        # at least one more (a fuzz-phase message still queued in the pairer may complete a pair with one of
+        # the clean frame's messages, so a node can count two: seen once with test_msgcodec run first)
+        assert g.wait_for(lambda: col.written >= written + 1 and cal.n_calibrated >= calibrated + 1, 60), \
             ({k: col.status().get(k) for k in ('written', 'dropped', 'received', 'queues', 'skipped')},
              {k: cal.status().get(k) for k in ('pairs', 'calibrated', 'dropped', 'skipped', 'queues')}, written, calibrated)
         assert col.worker.errors == 0 and cal.calib_worker.errors == 0 and cal.overlay_worker.errors == 0

@@ -141,3 +141,25 @@ def rgb_to_image_fields(rgb: np.ndarray, encoding: str = 'rgb8') -> ImageFields:
     if encoding == 'bgr8':
         return array_to_image_fields(rgb[:, :, ::-1], 'bgr8')
     raise ValueError(f'rgb_to_image_fields: encoding must be rgb8 or bgr8, got {encoding!r}')
+
+
+def compressed_to_rgb(data, fmt: str = '') -> np.ndarray:
+    """sensor_msgs/CompressedImage ``data`` (jpeg, png; ``fmt`` its ``format`` field) -> (H, W, 3) uint8 RGB.
+
+    Raises ValueError with the reason: no data, a depth image (``compressedDepth``), or bytes the decoder
+    cannot read."""
+    import io
+
+    from PIL import Image
+    fmt = str(fmt or '')
+    if 'compressedDepth' in fmt:
+        raise ValueError(f'CompressedImage format {fmt!r} (a depth image) is not a camera image')
+    raw = bytes(data)
+    if not raw:
+        raise ValueError('CompressedImage has no data')
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            im.load()
+            return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types
+        raise ValueError(f'CompressedImage format {fmt!r} not decodable: {type(exc).__name__}: {exc}') from None

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import threading
 import time
@@ -28,7 +27,7 @@ import numpy as np
 
 from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.geometry import T_from_xyz_quat, invert, validate_rigid
-from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics,
+from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics, compressed_to_rgb,
                                cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
 
 # ----------------------------------------------------------------------------- parameters
@@ -472,16 +471,9 @@ def turbo_colors(t: np.ndarray) -> np.ndarray:
 
 
 def decode_compressed_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable."""
-    from PIL import Image as PILImage
-    data = bytes(msg.data)
-    if not data:
-        raise ValueError('CompressedImage has no data')
-    try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert('RGB'))
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types
-        raise ValueError(f'CompressedImage format {msg.format!r} not decodable: {type(exc).__name__}: {exc}') from None
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable
+    (:func:`ros_ncal.msgcodec.compressed_to_rgb`)."""
+    return compressed_to_rgb(msg.data, getattr(msg, 'format', ''))
 
 
 def _distort_normalized(x: np.ndarray, y: np.ndarray, model: str, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

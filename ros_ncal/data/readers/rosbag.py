@@ -11,7 +11,6 @@ refused, per ``distortion``.
 from __future__ import annotations
 
 import bisect
-import io
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ros_ncal.geometry import invert, validate_K, validate_rigid
-from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, image_to_rgb, stamp_to_ns
+from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from ros_ncal.msgcodec.transform import transform_stamped_to_matrix
 
 from ..pairing import ApproximateTimePairer
@@ -155,16 +154,10 @@ class PlumbBobUndistorter:
 def decode_image(msg, msgtype: str) -> np.ndarray:
     """Image / CompressedImage (jpeg, png) -> (H, W, 3) uint8 RGB. Raises BagInputError when undecodable."""
     if msgtype.endswith('CompressedImage'):
-        from PIL import Image, UnidentifiedImageError
-        fmt = str(getattr(msg, 'format', ''))
-        if 'compressedDepth' in fmt:
-            raise BagInputError(f'CompressedImage format {fmt!r} (a depth image) is not a camera image')
         try:
-            with Image.open(io.BytesIO(bytes(msg.data))) as im:
-                im.load()
-                return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise BagInputError(f'CompressedImage ({fmt!r}) cannot be decoded: {exc}') from exc
+            return compressed_to_rgb(msg.data, getattr(msg, 'format', ''))
+        except ValueError as exc:
+            raise BagInputError(str(exc)) from exc
     return image_to_rgb(msg)
 
 
