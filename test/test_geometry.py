@@ -124,3 +124,15 @@ def test_error_metrics_are_symmetric_and_zero_on_identity():
     assert g.rotation_error_deg(A, A) == pytest.approx(0, abs=1e-5)
     assert g.rotation_error_deg(A, B) == pytest.approx(g.rotation_error_deg(B, A))
     assert np.allclose(g.relative_transform(A, A), np.eye(4))
+
+
+def test_chain_transform_walks_edges_both_ways_and_says_when_unconnected():
+    """One TF-chain lookup (ros_ncal.geometry.frames) for the nodes' FrameGraph and the bag reader."""
+    from ros_ncal.geometry import chain_transform, invert, make_T, rotvec_to_matrix
+    T_base_lidar = make_T(rotvec_to_matrix([0.0, 0.0, 0.3]), [1.0, 0.0, 1.6])
+    T_base_cam = make_T(rotvec_to_matrix([0.1, -0.2, 0.05]), [1.5, 0.2, 1.4])
+    edges = {('base_link', 'velo'): T_base_lidar, ('base_link', 'cam'): T_base_cam, ('odom', 'other'): np.eye(4)}
+    np.testing.assert_allclose(chain_transform(edges, 'cam', 'velo'), invert(T_base_cam) @ T_base_lidar, atol=1e-12)
+    np.testing.assert_allclose(chain_transform(edges, 'velo', 'cam'), invert(T_base_lidar) @ T_base_cam, atol=1e-12)
+    np.testing.assert_array_equal(chain_transform(edges, 'cam', 'cam'), np.eye(4))
+    assert chain_transform(edges, 'cam', 'other') is None and chain_transform(edges, 'cam', 'nowhere') is None

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ros_ncal.data.pairing import ApproximateTimePairer
-from ros_ncal.geometry import T_from_xyz_quat, invert, validate_rigid
+from ros_ncal.geometry import T_from_xyz_quat, chain_transform, validate_rigid
 from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics, compressed_to_rgb,
                                cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
 
@@ -324,31 +324,11 @@ class FrameGraph:
             return {f for e in self._edges for f in e}
 
     def lookup(self, target: str, source: str) -> np.ndarray | None:
-        """T_target_source (4, 4) composed along the chain, or None when the frames are not connected."""
-        target, source = target.lstrip('/'), source.lstrip('/')
-        if target == source:
-            return np.eye(4)
+        """T_target_source (4, 4) composed along the chain, or None when the frames are not connected
+        (:func:`ros_ncal.geometry.chain_transform`)."""
         with self._lock:
-            adj: dict[str, list[tuple[str, np.ndarray]]] = {}
-            edges = list(self._edges.items())
-        for (p, c), T in edges:
-            adj.setdefault(p, []).append((c, T))          # step p -> c carries T_p_c
-            adj.setdefault(c, []).append((p, invert(T)))  # step c -> p carries T_c_p
-        if source not in adj or target not in adj:
-            return None
-        # BFS from target, accumulating T_target_frame
-        seen = {target: np.eye(4)}
-        queue = deque([target])
-        while queue:
-            f = queue.popleft()
-            for g, T_f_g in adj.get(f, []):
-                if g in seen:
-                    continue
-                seen[g] = seen[f] @ T_f_g
-                if g == source:
-                    return seen[g]
-                queue.append(g)
-        return None
+            edges = dict(self._edges)
+        return chain_transform(edges, target.lstrip('/'), source.lstrip('/'))
 
 
 def extrinsic_from_params(T16: list[float], xyz: list[float], quat_xyzw: list[float],

@@ -11,14 +11,13 @@ refused, per ``distortion``.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ros_ncal.geometry import invert, validate_K, validate_rigid
+from ros_ncal.geometry import chain_transform, invert, validate_K, validate_rigid
 from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from ros_ncal.msgcodec.transform import transform_stamped_to_matrix
 
@@ -94,26 +93,13 @@ def _pick_topic(topics: dict[str, str], counts: dict[str, int], wanted: str | No
 
 
 def resolve_static_transform(edges: dict[tuple[str, str], np.ndarray], target: str, source: str) -> np.ndarray:
-    """edges: (parent, child) -> T_parent_child. Returns T_target_source through any chain, or raises."""
-    if target == source:
-        return np.eye(4)
-    adj: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for (p, c), T in edges.items():
-        adj.setdefault(p, []).append((c, T))                # T_p_c: maps c -> p, i.e. step from p to c
-        adj.setdefault(c, []).append((p, invert(T)))
-    # BFS from target; accumulate T_target_frame
-    seen = {target: np.eye(4)}
-    queue = deque([target])
-    while queue:
-        f = queue.popleft()
-        for nxt, T_f_nxt in adj.get(f, []):
-            if nxt not in seen:
-                seen[nxt] = seen[f] @ T_f_nxt
-                queue.append(nxt)
-    if source not in seen:
-        frames = sorted(adj)
+    """edges: (parent, child) -> T_parent_child. Returns T_target_source through any chain
+    (:func:`ros_ncal.geometry.chain_transform`), or raises BagInputError naming the frames on TF."""
+    T = chain_transform(edges, target, source)
+    if T is None:
+        frames = sorted({f for e in edges for f in e})
         raise BagInputError(f'no static transform chain between {target!r} and {source!r}; frames on TF: {frames}')
-    return seen[source]
+    return T
 
 
 class PlumbBobUndistorter:
