@@ -136,3 +136,24 @@ def test_chain_transform_walks_edges_both_ways_and_says_when_unconnected():
     np.testing.assert_allclose(chain_transform(edges, 'velo', 'cam'), invert(T_base_lidar) @ T_base_cam, atol=1e-12)
     np.testing.assert_array_equal(chain_transform(edges, 'cam', 'cam'), np.eye(4))
     assert chain_transform(edges, 'cam', 'other') is None and chain_transform(edges, 'cam', 'nowhere') is None
+
+
+def test_one_undistortion_for_nodes_and_bags_covers_every_ros_model():
+    """geometry.distortion: the nodes' Rectifier and the bag reader share UndistortMap, so a fisheye
+    (equidistant) camera that works live is no longer refused from a recording."""
+    from ros_ncal.geometry.distortion import UndistortMap, distort_normalized
+    from ros_ncal.msgcodec import CameraIntrinsics
+    from ros_ncal.nodes._common import Rectifier
+    K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
+    x = np.array([0.0, 0.3, -0.4])
+    y = np.array([0.0, -0.2, 0.1])
+    for model, D in (('plumb_bob', [-0.3, 0.1, 0.001, -0.002, 0.0]), ('rational_polynomial', [-0.3, 0.1, 0, 0, 0, 0.1, 0, 0]),
+                     ('equidistant', [0.1, -0.05, 0.01, 0.0])):
+        xd, yd = distort_normalized(x, y, model, np.array(D))
+        assert xd[0] == 0 and yd[0] == 0 and not np.allclose(xd[1:], x[1:])
+        img = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        m = UndistortMap(K, np.array(D), model, (96, 128))
+        live = Rectifier()(img, CameraIntrinsics(K=K, D=np.array(D), distortion_model=model, width=128, height=96))
+        np.testing.assert_array_equal(live, m(img))
+    with pytest.raises(ValueError, match='not supported'):
+        distort_normalized(x, y, 'unknown_model', np.zeros(5))

@@ -15,7 +15,8 @@ from ros_ncal.data.kitti_files import read_kitti_calib, read_velodyne
 from ros_ncal.data.labels import SEMANTICKITTI_LEARNING_MAP, remap_semantickitti
 from ros_ncal.data.readers.kitti import KittiReaderConfig, iter_kitti_samples, read_kitti_frame
 from ros_ncal.data.readers.nuscenes import iter_nuscenes_samples
-from ros_ncal.data.readers.rosbag import (BagInputError, PlumbBobUndistorter, RosbagReaderConfig, decode_image,
+from ros_ncal.geometry.distortion import UndistortMap
+from ros_ncal.data.readers.rosbag import (BagInputError, RosbagReaderConfig, decode_image,
                                           iter_rosbag_samples, resolve_static_transform)
 from ros_ncal.data.readers.semantickitti import (MissingCameraDataError, SemanticKittiReaderConfig,
                                                  iter_semantickitti_samples, iter_semantickitti_scans,
@@ -301,9 +302,9 @@ def test_undistortion_and_compressed_images():
     K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
     rng = np.random.default_rng(1)
     img = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
-    same = PlumbBobUndistorter(K, np.zeros(5), (96, 128))(img)
+    same = UndistortMap(K, np.zeros(5), 'plumb_bob', (96, 128))(img)
     np.testing.assert_array_equal(same[:-1, :-1], img[:-1, :-1])  # zero distortion: identity (last row/col: border)
-    barrel = PlumbBobUndistorter(K, np.array([-0.3, 0.1, 0, 0, 0]), (96, 128))
+    barrel = UndistortMap(K, np.array([-0.3, 0.1, 0, 0, 0]), 'plumb_bob', (96, 128))
     assert abs(barrel.src_u[48, 64] - 64) < 1e-9 and barrel.src_u[48, 127] < 127  # centre fixed, edges pulled in
     buf = io.BytesIO()
     from PIL import Image

@@ -27,6 +27,7 @@ import numpy as np
 
 from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.geometry import T_from_xyz_quat, chain_transform, validate_rigid
+from ros_ncal.geometry.distortion import UndistortMap
 from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics, compressed_to_rgb,
                                cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
 
@@ -456,33 +457,13 @@ def decode_compressed_rgb(msg) -> np.ndarray:
     return compressed_to_rgb(msg.data, getattr(msg, 'format', ''))
 
 
-def _distort_normalized(x: np.ndarray, y: np.ndarray, model: str, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if model == 'equidistant':
-        r = np.sqrt(x * x + y * y)
-        th = np.arctan(r)
-        th2 = th * th
-        thd = th * (1 + D[0] * th2 + D[1] * th2 ** 2 + D[2] * th2 ** 3 + D[3] * th2 ** 4)
-        s = np.where(r > 1e-12, thd / np.maximum(r, 1e-12), 1.0)
-        return x * s, y * s
-    k = np.zeros(8)
-    k[:min(8, len(D))] = D[:8]
-    k1, k2, p1, p2, k3, k4, k5, k6 = k
-    r2 = x * x + y * y
-    radial = (1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3) / (1 + k4 * r2 + k5 * r2 ** 2 + k6 * r2 ** 3)
-    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-    return xd, yd
-
-
 class Rectifier:
-    """Undistorts images of one camera (plumb_bob, rational_polynomial, equidistant) to the pinhole K.
-
-    The pixel map is built once per (K, D, model, size) and reused (bilinear sampling).
-    """
+    """Undistorts images of one camera (plumb_bob, rational_polynomial, equidistant) to the pinhole K
+    (:class:`ros_ncal.geometry.distortion.UndistortMap`, built once per (K, D, model, size) and reused)."""
 
     def __init__(self):
         self._key = None
-        self._map = None
+        self._map: UndistortMap | None = None
         self._lock = threading.Lock()
 
     def __call__(self, rgb: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
@@ -492,26 +473,11 @@ class Rectifier:
         H, W = rgb.shape[:2]
         key = (intr.distortion_model, tuple(D), tuple(np.asarray(intr.K).ravel()), H, W)
         with self._lock:
-            return self._remap(rgb, intr, D, key)
-
-    def _remap(self, rgb, intr, D, key) -> np.ndarray:
-        H, W = rgb.shape[:2]
-        if key != self._key:
-            K = np.asarray(intr.K, dtype=np.float64)
-            v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-            y = (v - K[1, 2]) / K[1, 1]
-            x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
-            xd, yd = _distort_normalized(x, y, intr.distortion_model, D)
-            us = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
-            vs = K[1, 1] * yd + K[1, 2]
-            self._map = (vs.astype(np.float32), us.astype(np.float32))
-            self._key = key
-        from scipy import ndimage
-        vs, us = self._map
-        out = np.empty_like(rgb)
-        for c in range(3):
-            out[:, :, c] = ndimage.map_coordinates(rgb[:, :, c], [vs, us], order=1, mode='constant', cval=0)
-        return out
+            if key != self._key:
+                self._map = UndistortMap(intr.K, D, intr.distortion_model, (H, W))
+                self._key = key
+            undistort = self._map
+        return undistort(rgb)
 
 
 # ----------------------------------------------------------------------------- sensor front end

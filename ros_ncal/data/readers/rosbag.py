@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from ros_ncal.geometry import chain_transform, invert, validate_K, validate_rigid
+from ros_ncal.geometry.distortion import UNDISTORT_MODELS, UndistortMap
 from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from ros_ncal.msgcodec.transform import transform_stamped_to_matrix
 
@@ -102,41 +103,6 @@ def resolve_static_transform(edges: dict[tuple[str, str], np.ndarray], target: s
     return T
 
 
-class PlumbBobUndistorter:
-    """Undistort images of a plumb_bob (k1 k2 p1 p2 k3) camera onto the same K, bilinear, numpy only."""
-
-    def __init__(self, K: np.ndarray, D: np.ndarray, hw: tuple[int, int]):
-        H, W = hw
-        d = np.zeros(5)
-        d[:min(5, len(D))] = D[:5]
-        k1, k2, p1, p2, k3 = d
-        u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-        x = (u - K[0, 2]) / K[0, 0]
-        y = (v - K[1, 2]) / K[1, 1]
-        r2 = x * x + y * y
-        radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        self.src_u = xd * K[0, 0] + K[0, 2]
-        self.src_v = yd * K[1, 1] + K[1, 2]
-        self.hw = hw
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        H, W = rgb.shape[:2]
-        if (H, W) != self.hw:
-            raise BagInputError(f'image is {H}x{W} but CameraInfo says {self.hw[0]}x{self.hw[1]}')
-        u0 = np.floor(self.src_u).astype(np.int64)
-        v0 = np.floor(self.src_v).astype(np.int64)
-        fu, fv = (self.src_u - u0)[..., None], (self.src_v - v0)[..., None]
-        inside = (u0 >= 0) & (v0 >= 0) & (u0 < W - 1) & (v0 < H - 1)
-        u0c, v0c = np.clip(u0, 0, W - 2), np.clip(v0, 0, H - 2)
-        img = rgb.astype(np.float32)
-        out = (img[v0c, u0c] * (1 - fu) * (1 - fv) + img[v0c, u0c + 1] * fu * (1 - fv)
-               + img[v0c + 1, u0c] * (1 - fu) * fv + img[v0c + 1, u0c + 1] * fu * fv)
-        out[~inside] = 0
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def decode_image(msg, msgtype: str) -> np.ndarray:
     """Image / CompressedImage (jpeg, png) -> (H, W, 3) uint8 RGB. Raises BagInputError when undecodable."""
     if msgtype.endswith('CompressedImage'):
@@ -214,7 +180,7 @@ def iter_rosbag_samples(path: str | Path, cfg: RosbagReaderConfig | None = None)
     ov = scan.override
     if cfg.distortion not in ('undistort', 'error', 'ignore'):
         raise ValueError(f"distortion must be 'undistort', 'error' or 'ignore', got {cfg.distortion!r}")
-    undistorters: dict[tuple, PlumbBobUndistorter] = {}
+    undistorters: dict[tuple, UndistortMap] = {}
     T_cache: dict[tuple, np.ndarray] = {}
 
     def intrinsics(image_stamp_ns: int, hw: tuple[int, int], rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -231,12 +197,15 @@ def iter_rosbag_samples(path: str | Path, cfg: RosbagReaderConfig | None = None)
         if cfg.distortion == 'error':
             raise BagInputError(f'camera is distorted ({model}, D={np.round(D, 4).tolist()}); record a rectified '
                                 "image or use distortion='undistort'")
-        if model != 'plumb_bob':
-            raise BagInputError(f'undistortion supports plumb_bob only, the camera is {model}')
-        key = (K.tobytes(), D.tobytes(), tuple(hw))
+        if model not in UNDISTORT_MODELS:
+            raise BagInputError(f'undistortion supports {", ".join(UNDISTORT_MODELS)}, the camera is {model!r}')
+        key = (model, K.tobytes(), D.tobytes(), tuple(hw))
         if key not in undistorters:
-            undistorters[key] = PlumbBobUndistorter(K, D, tuple(hw))
-        return K, undistorters[key](rgb), True
+            undistorters[key] = UndistortMap(K, D, model, tuple(hw))
+        try:
+            return K, undistorters[key](rgb), True
+        except ValueError as exc:
+            raise BagInputError(str(exc)) from exc
 
     def extrinsic(lidar_frame: str, cam_frame: str, stamp_ns: int) -> np.ndarray:
         if 'T_cam_lidar' in ov:
