@@ -10,7 +10,8 @@ from PIL import Image
 
 from ros_ncal.cli import main as ncal
 from ros_ncal.data.boxes3d import points_in_boxes
-from ros_ncal.data.inspect import dataset_stats, draw_boxes, render_overlay
+from ros_ncal.data.inspect import dataset_stats
+from ros_ncal.viz.sample_overlay import draw_boxes, render_overlay
 from ros_ncal.data.labels import BOX_PALETTE, SEMANTICKITTI_PALETTE
 from ros_ncal.data.readers.kitti import read_kitti_frame
 from ros_ncal.geometry import make_T, project_lidar, rotvec_to_matrix
@@ -108,3 +109,23 @@ def test_inspect_cli_on_prepared_datasets(kitti_dir, tmp_path):
     assert stats['samples'] == 1 and sum(stats['point_class_histogram'].values()) > 1000
     assert 'road' in stats['point_class_histogram']
     assert ncal(['inspect', str(tmp_path / 'missing')]) == 2
+
+
+def test_every_overlay_colours_depth_alike():
+    """One depth ramp (viz/colors.py): the calibrator node's ~/overlay, the overlays of ncal calibrate / the demo
+    (viz.draw_projection_overlay) and ncal inspect draw the same point in the same colour; near = red."""
+    from ros_ncal.data.sample import Sample
+    from ros_ncal.nodes.calibrator import render_overlay as node_overlay
+    from ros_ncal.viz import depth_colors, draw_projection_overlay
+    K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
+    T = np.eye(4)
+    pts = np.array([[0.0, 0.0, 10.0, 0.5]], dtype=np.float32)     # camera frame = LiDAR frame here
+    img = np.zeros((96, 128, 3), np.uint8)
+    a, _ = node_overlay(img, pts, T, K, scale=1.0, radius=0)
+    b, _ = draw_projection_overlay(img, pts, T, K, radius=0)
+    c = render_overlay(Sample(points=pts, image=img, K=K, T_cam_lidar=T), radius=0, draw_box_wireframes=False)
+    want = depth_colors(np.array([10.0]))[0]
+    for out in (a, b, c):
+        np.testing.assert_array_equal(out[48, 64], want)
+    near, far = depth_colors(np.array([1.0, 59.0]))
+    assert near[0] > near[2] and far[2] > far[0]

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from PIL import Image
 
-    from ros_ncal.data.inspect import dataset_stats, format_stats, render_overlay
+    from ros_ncal.data.inspect import dataset_stats, format_stats
+    from ros_ncal.viz.sample_overlay import render_overlay
     from ros_ncal.data.shards import ShardDataset, ShardError
     try:
         ds = ShardDataset(args.dataset)

@@ -441,16 +441,6 @@ class StampGuard:
 # ----------------------------------------------------------------------------- images
 
 
-def turbo_colors(t: np.ndarray) -> np.ndarray:
-    """t: (N,) in [0, 1] -> (N, 3) uint8 on a turbo-like ramp (dark blue, cyan, green, yellow, red, dark red)."""
-    anchors = np.array([[48, 18, 59], [65, 105, 226], [30, 190, 240], [40, 240, 150], [150, 250, 50],
-                        [240, 200, 40], [250, 120, 20], [200, 40, 5], [122, 4, 3]], dtype=np.float64)
-    x = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0) * (len(anchors) - 1)
-    i = np.minimum(x.astype(np.int64), len(anchors) - 2)
-    w = (x - i)[:, None]
-    return (anchors[i] * (1 - w) + anchors[i + 1] * w).astype(np.uint8)
-
-
 def decode_compressed_rgb(msg) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable
     (:func:`ros_ncal.msgcodec.compressed_to_rgb`)."""

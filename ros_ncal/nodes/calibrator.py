@@ -53,6 +53,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.assets import NCLR_CALIB
+from ros_ncal.viz import depth_colors, splat_points
 from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
                                    OnlineFusionConfig, TfGateConfig)
 from ros_ncal.data.sample import InvalidSampleError, Sample
@@ -60,7 +61,7 @@ from ros_ncal.geometry import invert, scale_intrinsics
 from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
-                      SensorInputConfig, declare_config, param, spin_node_main, turbo_colors)
+                      SensorInputConfig, declare_config, param, spin_node_main)
 
 DEFAULT_CHECKPOINT = NCLR_CALIB
 
@@ -232,7 +233,7 @@ def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray,
     """rgb (H, W, 3) uint8, points (N, 3+) LiDAR -> (overlay (h, w, 3) uint8, points drawn).
 
     The image is downscaled by ``scale`` first; points are squares of half-size ``radius`` coloured by
-    depth on a turbo-like ramp (near = blue, ``max_depth_m`` = red), far points drawn first.
+    depth on the one ramp of every overlay (:func:`ros_ncal.viz.depth_colors`: near = red), far points drawn first.
     """
     H, W = rgb.shape[:2]
     if scale < 1.0:
@@ -245,13 +246,7 @@ def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray,
     u, v, depth = _project_in_view(points, T_cam_lidar, K, (h, w))
     order = np.argsort(-depth)
     u, v, depth = u[order], v[order], depth[order]
-    colors = turbo_colors(depth / max_depth_m)
-    r = int(radius)
-    for dv in range(-r, r + 1):
-        for du in range(-r, r + 1):
-            uu, vv = u + du, v + dv
-            ok = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
-            img[vv[ok], uu[ok]] = colors[ok]
+    splat_points(img, u, v, depth_colors(depth, max_depth_m), radius)
     return img, int(len(depth))
 
 

@@ -1,18 +1,11 @@
-"""Draw LiDAR points projected into an image, coloured by depth (numpy only)."""
+"""Draw LiDAR points projected into an image, coloured by depth (numpy only; the ramp: viz/colors.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ros_ncal.geometry import project_lidar
 
-
-def depth_colors(depth: np.ndarray, max_depth_m: float = 60.0) -> np.ndarray:
-    """depth: (N,) metres -> (N, 3) uint8 colours, near = red, far = blue (a jet-like ramp)."""
-    t = np.clip(np.asarray(depth, np.float64) / max_depth_m, 0.0, 1.0)
-    r = np.clip(1.5 - np.abs(4 * t - 1), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * t - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * t - 3), 0, 1)
-    return (np.stack([r, g, b], axis=1) * 255).astype(np.uint8)
+from .colors import depth_colors, splat_points
 
 
 def draw_projection_overlay(image: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray,
@@ -40,11 +33,5 @@ def draw_projection_overlay(image: np.ndarray, points: np.ndarray, T_cam_lidar: 
     order = np.argsort(-depth)
     u = uv[order, 0].astype(np.int64)
     v = uv[order, 1].astype(np.int64)
-    colors = depth_colors(depth[order], max_depth_m)
-    r = max(0, int(radius))
-    for dv in range(-r, r + 1):
-        for du in range(-r, r + 1):
-            uu, vv = u + du, v + dv
-            ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
-            out[vv[ok], uu[ok]] = colors[ok]
+    splat_points(out, u, v, depth_colors(depth[order], max_depth_m), radius)
     return out, int(mask.sum())
