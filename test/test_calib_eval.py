@@ -229,3 +229,14 @@ def test_handover_keeps_the_refinement_with_the_better_objective(kitti_two):
     for bad in ('nclr/', 'a/b/c', 'none+classical/classical'):
         with pytest.raises(ValueError):
             make_calibrator(bad)
+
+
+def test_refinement_is_part_of_the_spec_grammar():
+    """The calibrator node's `refine` parameter composes specs through the registry (one grammar)."""
+    from ros_ncal.calib.registry import with_refinement
+    assert with_refinement('nclr', 'classical') == 'nclr+classical'
+    assert with_refinement('nclr+classical', 'classical') == 'nclr+classical'
+    assert with_refinement('nclr/classical', 'classical') == 'nclr/classical'    # a handover refines by itself
+    assert with_refinement('nclr', 'none') == 'nclr'
+    with pytest.raises(ValueError, match='refine'):
+        with_refinement('nclr', 'joint')

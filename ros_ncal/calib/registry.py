@@ -70,6 +70,17 @@ def register_calibrator(name: str, factory: Callable[..., Any], overwrite: bool 
     CALIBRATORS[name] = factory
 
 
+def with_refinement(spec: str, refine: str = 'none') -> str:
+    """The spec with a refinement stage appended (the calibrator node's ``refine`` parameter): ``'none'`` keeps
+    it; ``'classical'`` gives ``spec+classical`` unless the spec already ends with it or is a handover
+    (``a/b`` refines by itself). ValueError for another refine value."""
+    if refine not in ('none', 'classical'):
+        raise ValueError(f"refine must be 'none' or 'classical', got {refine!r}")
+    if refine == 'none' or spec.endswith('+classical') or '/' in spec:
+        return spec
+    return f'{spec}+classical'
+
+
 def make_calibrator(spec: str, **options: Any):
     """'classical', 'nclr', 'nclr+classical', 'nclr/classical', ... -> calibrator. Raises ValueError for an
     unknown name, CalibratorUnavailableError when a known one cannot be built.

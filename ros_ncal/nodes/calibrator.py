@@ -157,14 +157,13 @@ class CalibratorConfig:
 def build_backend(cfg: CalibratorConfig, logger=None):
     """(calibrator object, spec actually used, note) from the backend / refine / fallback parameters."""
     from ros_ncal.calib import CalibratorUnavailableError, make_calibrator
+    from ros_ncal.calib.registry import with_refinement
     checkpoint = cfg.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else '')
     options = {'checkpoint': checkpoint or None, 'config_path': cfg.classical_config or None,
                'device': cfg.device or None}
 
     def spec_of(name: str) -> str:
-        if cfg.refine == 'none' or name.endswith('+classical') or '/' in name:   # a handover already refines
-            return name
-        return f'{name}+classical'
+        return with_refinement(name, cfg.refine)
     spec = spec_of(cfg.backend)
     try:
         return make_calibrator(spec, **options), spec, ''
