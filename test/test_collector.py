@@ -14,7 +14,9 @@ from rclpy.parameter import Parameter
 from ros_ncal.data.shards import ShardDataset
 from ros_ncal.geometry import T_to_xyz_quat, invert, make_T, rotvec_to_matrix
 from ros_ncal.msgcodec import CameraIntrinsics
-from ros_ncal.nodes._common import FrameGraph, LatestWorker, Rectifier, StampGuard, extrinsic_from_params
+from ros_ncal.data.stamp_guard import StampGuard
+from ros_ncal.geometry import extrinsic_from_params
+from ros_ncal.nodes._common import FrameGraph, LatestWorker, Rectifier
 from ros_ncal.viz import turbo_ramp as turbo_colors
 from ros_ncal.nodes.collector import CollectorNode
 

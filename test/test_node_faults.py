@@ -228,7 +228,7 @@ def test_random_mutations_never_escape_the_callbacks(tmp_path):
 
 def test_stamp_guard_recovers_after_a_stream_gap_but_not_for_a_lone_future_stamp():
     """A sensor gap longer than max_future must not make a node reject everything forever."""
-    from ros_ncal.nodes._common import StampGuard
+    from ros_ncal.data.stamp_guard import StampGuard
     g = StampGuard(max_future_s=2.0, max_past_s=30.0, reset_after=5)
     t0 = 1_700_000_000 * 10**9
     assert g.check(t0) is None

@@ -112,3 +112,22 @@ def T_to_xyz_quat(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(4, 4) -> translation (3,), quaternion (x, y, z, w)."""
     T = np.asarray(T, dtype=np.float64)
     return T[:3, 3].copy(), matrix_to_quat(T[:3, :3])
+
+
+def extrinsic_from_params(T16: list[float], xyz: list[float], quat_xyzw: list[float],
+                          name: str = 'extrinsic') -> np.ndarray | None:
+    """T_cam_lidar from 16 row-major floats, or from xyz (3) + quaternion x, y, z, w (4); None when unset."""
+    if T16:
+        if len(T16) != 16:
+            raise ValueError(f'parameter {name}.T_cam_lidar: expected 16 numbers (row-major 4x4), got {len(T16)}')
+        return validate_rigid(np.asarray(T16, dtype=np.float64).reshape(4, 4), atol=1e-4,
+                              name=f'parameter {name}.T_cam_lidar')
+    if xyz or quat_xyzw:
+        if len(xyz) != 3 or len(quat_xyzw) != 4:
+            raise ValueError(f'parameters {name}.xyz / {name}.quat_xyzw: expected 3 and 4 numbers, '
+                             f'got {len(xyz)} and {len(quat_xyzw)}')
+        q = np.asarray(quat_xyzw, dtype=np.float64)
+        if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+            raise ValueError(f'parameter {name}.quat_xyzw: quaternion norm {np.linalg.norm(q):.4f} is not 1')
+        return T_from_xyz_quat(np.asarray(xyz, dtype=np.float64), q / np.linalg.norm(q))
+    return None

@@ -7,10 +7,12 @@
 * :class:`LatestWorker`: a worker thread fed through a slot of size 1 (the latest item wins), so
   subscription callbacks never wait for slow work (disk writes, calibration).
 * :class:`FrameGraph`: transforms from ``/tf_static`` (and ``/tf``) with chain look-up.
-* :class:`StampGuard`: rejects stamps far in the future / past of the newest accepted one.
 * :class:`SensorInput`: the camera + CameraInfo + PointCloud2 front end both nodes share: decode,
   validate (drop reasons), pair by approximate time, resolve the nominal extrinsic.
-* :func:`rectify_image`: undistort a plumb_bob / equidistant image to the pinhole ``K``.
+* :class:`Rectifier`: a cached :class:`ros_ncal.geometry.distortion.UndistortMap` per camera.
+
+In the library, tested without ROS: :class:`ros_ncal.data.stamp_guard.StampGuard` (stamp sanity),
+:func:`ros_ncal.geometry.extrinsic_from_params`, :func:`ros_ncal.geometry.chain_transform`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ros_ncal.data.pairing import ApproximateTimePairer
-from ros_ncal.geometry import T_from_xyz_quat, chain_transform, validate_rigid
+from ros_ncal.data.stamp_guard import StampGuard
+from ros_ncal.geometry import chain_transform, extrinsic_from_params
 from ros_ncal.geometry.distortion import UndistortMap
 from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics, compressed_to_rgb,
                                cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
@@ -330,112 +333,6 @@ class FrameGraph:
         with self._lock:
             edges = dict(self._edges)
         return chain_transform(edges, target.lstrip('/'), source.lstrip('/'))
-
-
-def extrinsic_from_params(T16: list[float], xyz: list[float], quat_xyzw: list[float],
-                          name: str = 'extrinsic') -> np.ndarray | None:
-    """T_cam_lidar from 16 row-major floats, or from xyz (3) + quaternion x, y, z, w (4); None when unset."""
-    if T16:
-        if len(T16) != 16:
-            raise ValueError(f'parameter {name}.T_cam_lidar: expected 16 numbers (row-major 4x4), got {len(T16)}')
-        return validate_rigid(np.asarray(T16, dtype=np.float64).reshape(4, 4), atol=1e-4,
-                              name=f'parameter {name}.T_cam_lidar')
-    if xyz or quat_xyzw:
-        if len(xyz) != 3 or len(quat_xyzw) != 4:
-            raise ValueError(f'parameters {name}.xyz / {name}.quat_xyzw: expected 3 and 4 numbers, '
-                             f'got {len(xyz)} and {len(quat_xyzw)}')
-        q = np.asarray(quat_xyzw, dtype=np.float64)
-        if abs(np.linalg.norm(q) - 1.0) > 1e-3:
-            raise ValueError(f'parameter {name}.quat_xyzw: quaternion norm {np.linalg.norm(q):.4f} is not 1')
-        return T_from_xyz_quat(np.asarray(xyz, dtype=np.float64), q / np.linalg.norm(q))
-    return None
-
-
-# ----------------------------------------------------------------------------- stamps
-
-
-class StampGuard:
-    """Accepts a stamp within [newest - max_past, newest + max_future] of the newest accepted stamp.
-
-    A single future stamp does not move the reference. After ``reset_after`` consecutive rejections
-    for being in the past (a bag restarted, the clock jumped back), or ``reset_after`` consecutive
-    future stamps that agree with each other (a real stream that resumed after a gap longer than
-    max_future: a sensor outage, a paused bag, a slow start), the reference is reset to that stamp,
-    so a gap can never make a node reject everything forever while a lone hostile stamp cannot move it.
-    When the reference moved forward that way and then ``recover_after`` consecutive stamps agree with
-    the reference from before the move (the burst was bogus, the real stream continues), the old
-    reference comes back at once (``reverts``): a burst of future stamps costs the real stream at most
-    ``recover_after - 1`` messages instead of ``reset_after``.
-    """
-
-    def __init__(self, max_future_s: float, max_past_s: float, reset_after: int = 20, recover_after: int = 2):
-        self.max_future_ns = int(max_future_s * 1e9)
-        self.max_past_ns = int(max_past_s * 1e9)
-        self.reset_after = int(reset_after)
-        self.recover_after = max(1, int(recover_after))
-        self._lock = threading.Lock()
-        self.newest_ns: int | None = None
-        self._past_run = 0
-        self._future_run = 0
-        self._future_last: int | None = None
-        self._before_jump: int | None = None   # reference before the last forward reset
-        self._jump_mono = 0.0
-        self._return_run = 0
-        self._return_newest = 0
-        self.resets = 0
-        self.reverts = 0
-
-    def _near_before_jump(self, stamp_ns: int) -> bool:
-        b = self._before_jump
-        if b is None:
-            return False
-        lo = b - self.max_past_ns if self.max_past_ns > 0 else -2**62
-        # the real stream went on while the burst lasted: allow the wall time since the jump
-        hi = b + self.max_future_ns + int((time.monotonic() - self._jump_mono) * 1e9)
-        return lo <= stamp_ns <= hi
-
-    def check(self, stamp_ns: int) -> str | None:
-        """None when accepted, else the drop reason ('stamp_zero', 'stamp_future', 'stamp_past')."""
-        if stamp_ns <= 0:
-            return 'stamp_zero'
-        with self._lock:
-            if self.newest_ns is None:
-                self.newest_ns = stamp_ns
-                return None
-            if self.max_future_ns > 0 and stamp_ns > self.newest_ns + self.max_future_ns:
-                consistent = (self._future_last is not None
-                              and abs(stamp_ns - self._future_last) <= self.max_future_ns)
-                self._future_run = self._future_run + 1 if consistent else 1
-                self._future_last = stamp_ns
-                if self._future_run >= self.reset_after:
-                    self._before_jump, self._return_run = self.newest_ns, 0
-                    self._jump_mono = time.monotonic()
-                    self.newest_ns, self._future_run, self._future_last = stamp_ns, 0, None
-                    self.resets += 1
-                    return None
-                return 'stamp_future'
-            self._future_run, self._future_last = 0, None
-            if self.max_past_ns > 0 and stamp_ns < self.newest_ns - self.max_past_ns:
-                if self._near_before_jump(stamp_ns):
-                    self._return_run += 1
-                    self._return_newest = max(self._return_newest, stamp_ns) if self._return_run > 1 else stamp_ns
-                    if self._return_run >= self.recover_after:    # the forward jump was bogus: undo it
-                        self.newest_ns = max(self._before_jump, self._return_newest)
-                        self._before_jump, self._return_run, self._past_run = None, 0, 0
-                        self.reverts += 1
-                        return None
-                else:
-                    self._return_run = 0
-                self._past_run += 1
-                if self._past_run >= self.reset_after:
-                    self.newest_ns, self._past_run = stamp_ns, 0
-                    self._before_jump, self._return_run = None, 0
-                    self.resets += 1
-                return 'stamp_past'
-            self._past_run = 0
-            self._return_run = 0
-            self.newest_ns = max(self.newest_ns, stamp_ns)
-            return None
 
 
 # ----------------------------------------------------------------------------- images

@@ -27,7 +27,9 @@ from rclpy.node import Node
 from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.msgcodec import cloud_to_xyzi
 
-from ._common import DropCounter, DropInput, LatestWorker, StampGuard, param
+from ros_ncal.data.stamp_guard import StampGuard
+
+from ._common import DropCounter, DropInput, LatestWorker, param
 
 
 @dataclass
