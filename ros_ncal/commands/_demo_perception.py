@@ -22,7 +22,6 @@ from pathlib import Path
 from ros_ncal.assets import ASSETS_DIR
 
 LOOSE_IOU_THRESHOLDS = (0.5, 0.25, 0.25)   # second, looser reading (as in docs/downstream.md)
-ASSETS = ASSETS_DIR
 OLD_FIGURE = Path(__file__).resolve().parents[2] / 'docs' / 'img' / 'demo_perception_bev_synthetic_only.png'
 
 
@@ -44,7 +43,7 @@ class PerceptionConfig:
 
 
 def _checkpoint(path: str, name: str) -> Path:
-    return Path(path) if path else ASSETS / name
+    return Path(path) if path else ASSETS_DIR / name
 
 
 def _histogram(labels, names) -> dict:

@@ -18,7 +18,6 @@ HELP = ('estimate the camera-LiDAR extrinsic of a recording (bag, shards, KITTI,
         'frames; writes calibration.yaml, report.json and before/after overlays')
 
 FORMATS = ('auto', 'bag', 'shards', 'kitti', 'synthetic')
-NCLR_ASSET = NCLR_CALIB   # the calibrator node's default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +132,7 @@ def run(args) -> int:
     if not Path(config).is_file():
         print(f'error: config file {config} not found')
         return 2
-    checkpoint = args.checkpoint or str(NCLR_ASSET)
+    checkpoint = args.checkpoint or str(NCLR_CALIB)
     try:
         fusion = FusionConfig.from_yaml(config)
         joint = None if args.no_joint else JointEdgeRefiner.from_yaml(config)

@@ -45,7 +45,6 @@ HELP = 'end-to-end demo: bags (KITTI, synthetic drive with a wrong extrinsic) ->
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get('NCAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 DEFAULT_KITTI = DEFAULT_SHARED_DATA / 'kitti_object' / 'training'
-NCLR_ASSET = NCLR_CALIB   # what the calibrator node loads
 SCENARIOS = ('drive', 'kitti', 'synthetic', 'perception')
 DEFAULT_DRIVE = DEFAULT_SHARED_DATA / 'kitti_raw' / '2011_09_26' / '2011_09_26_drive_sfnd_sync'
 DIAG_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}   # diagnostic_msgs/DiagnosticStatus
@@ -194,8 +193,8 @@ def add_arguments(parser) -> None:
                              'extrinsic_publisher demo, also selected when only its options are given)')
     parser.add_argument('--backend', choices=BACKENDS, default=None,
                         help='calibrator backend (default from the config: auto = nclr/classical when '
-                             f'{_short(NCLR_ASSET)} exists, else classical)')
-    parser.add_argument('--checkpoint', default=str(NCLR_ASSET),
+                             f'{_short(NCLR_CALIB)} exists, else classical)')
+    parser.add_argument('--checkpoint', default=str(NCLR_CALIB),
                         help='NCLR checkpoint for the nclr backends (default: the shipped asset)')
     parser.add_argument('--config', default=None, help='demo config YAML (default: config/demo.yaml of the package)')
     parser.add_argument('--out', default='out/demo', help='output directory (bags are cached in OUT/bags)')
@@ -306,7 +305,7 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-def resolve_backend(requested: str, checkpoint: str | Path = NCLR_ASSET) -> tuple[str, str, str]:
+def resolve_backend(requested: str, checkpoint: str | Path = NCLR_CALIB) -> tuple[str, str, str]:
     """'auto' | spec -> (calibrator 'backend' parameter, 'refine' parameter, note for the user)."""
     checkpoint = Path(checkpoint)
     have = checkpoint.is_file()

@@ -149,8 +149,11 @@ class NCLRCalibrator:
         model, cfg, _ = load_nclr(path, map_location=device)
         return cls(model, cfg, infer, device)
 
-    def _one_pass(self, sample: Sample, T_cur: np.ndarray, rng: np.random.Generator,
-                  gen: torch.Generator) -> tuple[np.ndarray | None, dict]:
+    def one_pass(self, sample: Sample, T_cur: np.ndarray, rng: np.random.Generator,
+                 gen: torch.Generator) -> tuple[np.ndarray | None, dict]:
+        """One network pass and robust pose fit from ``T_cur``: (the new (4, 4) T_cam_lidar, or None with
+        ``info['reason']``; ``info`` also carries ``confidence``). :meth:`estimate` chains ``iterations`` of
+        them; the multi-start stage (ros_ncal/nclr/multistart.py) runs them from many starts."""
         item = make_item(sample, T_cur, self.cfg.input, rng, T_true=None, use_frustum=True)
         n_view = int(item.overlap_gt.sum())
         if n_view < self.infer.min_points_in_view:
@@ -203,7 +206,7 @@ class NCLRCalibrator:
             gen = torch.Generator().manual_seed(self.infer.seed)
             T_cur, passes, last = T_init, [], {}
             for _ in range(self.infer.iterations):
-                T_new, info = self._one_pass(sample, T_cur, rng, gen)
+                T_new, info = self.one_pass(sample, T_cur, rng, gen)
                 passes.append(info)
                 last = info
                 if T_new is None:

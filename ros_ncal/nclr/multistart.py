@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -88,33 +89,32 @@ class MultiStartNCLR:
             infer = self.base.infer
             rng = np.random.default_rng(infer.seed)
             gen = torch.Generator().manual_seed(infer.seed)
-            first = []                      # (confidence, T, start index)
-            reasons: dict[str, int] = {}
-            for k, R in enumerate(self.starts):
-                T_start = make_T(R, np.zeros(3)) @ T_init
-                T_new, info = self.base._one_pass(sample, T_start, rng, gen)
+            first = []                      # (confidence, T) of the starts that gave an estimate
+            reasons: Counter = Counter()
+            for R in self.starts:
+                T_new, info = self.base.one_pass(sample, make_T(R, np.zeros(3)) @ T_init, rng, gen)
                 if T_new is None:
-                    reasons[info.get('reason', '?')] = reasons.get(info.get('reason', '?'), 0) + 1
+                    reasons[info.get('reason', '?')] += 1
                     continue
-                first.append((float(info.get('confidence', 0.0)), T_new, k))
+                first.append((float(info.get('confidence', 0.0)), T_new))
             extras = {'starts': len(self.starts), 'usable_starts': len(first)}
             if not first:
-                why = max(reasons, key=reasons.get) if reasons else 'no estimate'
+                why = reasons.most_common(1)[0][0] if reasons else 'no estimate'
                 return CalibResult.failure(T_init, f'nclr_wide: no start gave an estimate ({why})',
                                            latency_s=time.perf_counter() - t0, **extras)
             first.sort(key=lambda c: -c[0])
             finals, confs = [], []
-            for conf, T, _k in first[:self.cfg.top_k]:
+            for conf, T in first[:self.cfg.top_k]:
                 for _ in range(self.cfg.refine_passes):
-                    T_new, info = self.base._one_pass(sample, T, rng, gen)
+                    T_new, info = self.base.one_pass(sample, T, rng, gen)
                     if T_new is None:
                         break
                     T, conf = T_new, float(info.get('confidence', 0.0))
                 finals.append(T)
                 confs.append(conf)
             # the unrefined starts vote too (one pass moves a start most of the way into its basin)
-            voters = finals + [T for _c, T, _k in first[self.cfg.top_k:]]
-            votes = confs + [c for c, _T, _k in first[self.cfg.top_k:]]
+            voters = finals + [T for _c, T in first[self.cfg.top_k:]]
+            votes = confs + [c for c, _T in first[self.cfg.top_k:]]
             members, score = cluster_by_rotation(voters, votes, self.cfg.agree_deg)
             refined = [m for m in members if m < len(finals)] or members
             best = max(refined, key=lambda m: votes[m])

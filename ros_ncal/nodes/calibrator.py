@@ -63,8 +63,6 @@ from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
 from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
                       SensorInputConfig, declare_config, param, spin_node_main)
 
-DEFAULT_CHECKPOINT = NCLR_CALIB
-
 
 @dataclass
 class FusionParams:
@@ -138,7 +136,7 @@ class CalibratorConfig:
     fallback_backend: str = param('classical', "used when 'backend' cannot be built here (e.g. no checkpoint); "
                                                "'' = fail instead")
     refine: str = param('none', 'optional refinement stage after the backend', choices=('none', 'classical'))
-    checkpoint: str = param('', f"NCLR checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name} when present)")
+    checkpoint: str = param('', f"NCLR checkpoint ('' = the packaged {NCLR_CALIB.name} when present)")
     device: str = param('', "torch device for learned backends ('' = their default)")
     classical_config: str = param('', "YAML with 'classical' and 'nclr' sections for the calibrator stages ('' = defaults)")
     init_from: str = param('fused', 'initial guess given to the backend', choices=('fused', 'nominal'))
@@ -158,7 +156,7 @@ def build_backend(cfg: CalibratorConfig, logger=None):
     """(calibrator object, spec actually used, note) from the backend / refine / fallback parameters."""
     from ros_ncal.calib import CalibratorUnavailableError, make_calibrator
     from ros_ncal.calib.registry import with_refinement
-    checkpoint = cfg.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else '')
+    checkpoint = cfg.checkpoint or (str(NCLR_CALIB) if NCLR_CALIB.exists() else '')
     options = {'checkpoint': checkpoint or None, 'config_path': cfg.classical_config or None,
                'device': cfg.device or None}
 

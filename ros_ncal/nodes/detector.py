@@ -35,7 +35,6 @@ from ros_ncal.assets import DET
 
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
-DEFAULT_CHECKPOINT = DET
 
 
 @dataclass
@@ -50,7 +49,7 @@ class MarkerParams:
 class DetectorConfig:
     """Detector parameters (``config/detector.yaml``)."""
     input: CloudInputConfig = param(default_factory=CloudInputConfig)
-    checkpoint: str = param('', f"fine-tuned det checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name})")
+    checkpoint: str = param('', f"fine-tuned det checkpoint ('' = the packaged {DET.name})")
     model: ModelParams = param(default_factory=ModelParams)
     min_score: float = param(0.0, 'publish boxes with at least this score (on top of the model\'s own threshold)',
                              min=0.0, max=1.0)
@@ -128,7 +127,7 @@ class DetectorNode(DownstreamNode):
     """3D object detection of each cloud (see module docstring)."""
 
     TASKS = ('det',)
-    DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINT
+    DEFAULT_CHECKPOINT = DET
 
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop('node_name', 'detector'), **kwargs)

@@ -29,14 +29,13 @@ from ros_ncal.assets import SEG
 
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
-DEFAULT_CHECKPOINT = SEG
 
 
 @dataclass
 class SegmenterConfig:
     """Segmenter parameters (``config/segmenter.yaml``)."""
     input: CloudInputConfig = param(default_factory=CloudInputConfig)
-    checkpoint: str = param('', f"fine-tuned seg / panoptic checkpoint ('' = the packaged {DEFAULT_CHECKPOINT.name})")
+    checkpoint: str = param('', f"fine-tuned seg / panoptic checkpoint ('' = the packaged {SEG.name})")
     model: ModelParams = param(default_factory=ModelParams)
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
     warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
@@ -58,7 +57,7 @@ class SegmenterNode(DownstreamNode):
     """Semantic segmentation of each cloud (see module docstring)."""
 
     TASKS = ('seg', 'panoptic')
-    DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINT
+    DEFAULT_CHECKPOINT = SEG
 
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop('node_name', 'segmenter'), **kwargs)
