@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
-from ros_ncal.runner.domain import isolated_domain_id  # noqa: E402
+from ros_ncal.commands._domain import isolated_domain_id  # noqa: E402
 
 apply_safe_ros_env(domain_id=isolated_domain_id())
 

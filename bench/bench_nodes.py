@@ -32,7 +32,7 @@ for _i, _a in enumerate(sys.argv):   # must act before numpy is imported
 
 from ros_ncal.assets import NCLR_CALIB  # noqa: E402
 from ros_ncal.rosenv import apply_safe_ros_env  # noqa: E402
-from ros_ncal.runner.domain import isolated_domain_id  # noqa: E402
+from ros_ncal.commands._domain import isolated_domain_id  # noqa: E402
 
 apply_safe_ros_env(domain_id=isolated_domain_id())
 

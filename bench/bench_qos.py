@@ -104,7 +104,7 @@ def main() -> int:
     ap.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (default: an isolated one)')
     args = ap.parse_args()
     from ros_ncal.rosenv import apply_safe_ros_env
-    from ros_ncal.runner.domain import isolated_domain_id
+    from ros_ncal.commands._domain import isolated_domain_id
     shipped = dict(os.environ)
     apply_safe_ros_env(domain_id=args.domain if args.domain is not None else isolated_domain_id(shipped),
                        environ=shipped)

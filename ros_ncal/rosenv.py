@@ -99,7 +99,7 @@ def apply_safe_ros_env(domain_id: int | None = None, environ: dict | None = None
     domain_id: explicit ROS_DOMAIN_ID. When None, an exported ROS_DOMAIN_ID is kept; otherwise the variable
     stays unset, so a node started by ``ros2 launch`` or ``ros2 run`` is on ROS's default domain (0) like
     the drivers it listens to (still on localhost only: the discovery range and transports are forced).
-    Tools that start their own graph pass an explicit id (ros_ncal.runner.domain.isolated_domain_id).
+    Tools that start their own graph pass an explicit id (ros_ncal.commands._domain.isolated_domain_id).
     Returns the dict of variables now in force.
     """
     env = os.environ if environ is None else environ

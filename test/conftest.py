@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from ros_ncal.rosenv import apply_safe_ros_env
-from ros_ncal.runner.domain import isolated_domain_id
+from ros_ncal.commands._domain import isolated_domain_id
 
 # An isolated domain per test session (overridable by exporting ROS_DOMAIN_ID).
 apply_safe_ros_env(domain_id=isolated_domain_id())

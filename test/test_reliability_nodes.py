@@ -347,7 +347,7 @@ def test_a_node_started_like_ros2_launch_without_a_domain_id_hears_a_driver_on_t
     probe = {}
     apply_safe_ros_env(environ=probe)
     assert 'ROS_DOMAIN_ID' not in probe                       # nothing invented
-    from ros_ncal.runner.domain import isolated_domain_id
+    from ros_ncal.commands._domain import isolated_domain_id
     probe = {}
     apply_safe_ros_env(domain_id=isolated_domain_id(probe), environ=probe)
     assert 1 <= int(probe['ROS_DOMAIN_ID']) <= 100           # tests, demo, benchmarks ask for their own

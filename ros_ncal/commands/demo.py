@@ -724,7 +724,7 @@ def print_report(summary: dict) -> None:
 
 def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
-    from ros_ncal.runner.domain import isolated_domain_id
+    from ros_ncal.commands._domain import isolated_domain_id
     # before any rclpy import; its own domain unless ROS_DOMAIN_ID is exported
     apply_safe_ros_env(domain_id=isolated_domain_id())
     args.scenario = choose_scenario(args)

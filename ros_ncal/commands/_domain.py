@@ -1,6 +1,7 @@
-"""ROS domain ids for the tools that start their own graph (tests, the demo, benchmarks).
+"""ROS domain ids for the tools that start their own graph (``ncal demo``, the benchmarks, the tests).
 
-A node never picks a domain: unset means ROS's default, as for the drivers it listens to
+It lives with the command line on purpose: nothing below it (library, runner, nodes) may pick a domain. A
+node never picks one: unset means ROS's default, as for the drivers it listens to
 (:func:`ros_ncal.rosenv.apply_safe_ros_env`). A tool that starts its own publishers and nodes and must not
 meet a parallel run asks for an isolated id here and passes it on explicitly.
 """
