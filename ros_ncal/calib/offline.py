@@ -13,13 +13,13 @@ sequence protocol.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ros_ncal.config_io import to_jsonable
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import invert, matrix_to_quat, pose_error
 
@@ -74,17 +74,14 @@ class SequenceCalibration:
         """JSON-ready: the calibrated extrinsic (matrix, xyz + quaternion), change from the nominal, uncertainty."""
         rot, trans = pose_error(self.T_cam_lidar, self.T_nominal)
         f = self.fusion
-
-        def finite(x: float | None) -> float | None:
-            return x if x is not None and math.isfinite(x) else None
         return {'T_cam_lidar': self.T_cam_lidar.tolist(), 'xyz': self.T_cam_lidar[:3, 3].tolist(),
                 'quat_xyzw': matrix_to_quat(self.T_cam_lidar[:3, :3]).tolist(),
                 'T_cam_lidar_nominal': self.T_nominal.tolist(),
                 'change_from_nominal': {'rot_deg': rot, 'trans_cm': 100.0 * trans},
                 'frames': len(self.frames), 'frames_accepted': self.accepted, 'passes': self.passes,
                 'fused_inliers': f.n_inliers if f is not None else 0,
-                'rot_std_deg': finite(f.rot_std_deg) if f is not None else None,
-                'trans_std_cm': finite(100.0 * f.trans_std_m) if f is not None else None,
+                'rot_std_deg': to_jsonable(f.rot_std_deg) if f is not None else None,
+                'trans_std_cm': to_jsonable(100.0 * f.trans_std_m) if f is not None else None,
                 'rot_spread_deg': f.rot_spread_deg if f is not None else None,
                 'trans_spread_cm': 100.0 * f.trans_spread_m if f is not None else None,
                 'covariance': f.covariance.tolist() if f is not None and np.isfinite(f.covariance).all() else None,

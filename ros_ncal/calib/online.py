@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ros_ncal.config_io import to_jsonable
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import pose_error
 
@@ -157,10 +158,6 @@ class FrameOutcome:
     drift_alarm: bool
     tf: TfDecision
     joint: Any = None
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 class OnlineCalibration:
@@ -338,8 +335,8 @@ class OnlineCalibration:
                     'fused_frames': self._filter.count,
                     'estimated': None if fused is None else ''.join(
                         n for n, e in zip(('rx', 'ry', 'rz', 'tx', 'ty', 'tz'), fused.estimated) if e) or 'nothing',
-                    'rot_std_deg': None if fused is None else _finite_or_none(fused.rot_std_deg),
-                    'trans_std_m': None if fused is None else _finite_or_none(fused.trans_std_m),
+                    'rot_std_deg': None if fused is None else to_jsonable(fused.rot_std_deg),
+                    'trans_std_m': None if fused is None else to_jsonable(fused.trans_std_m),
                     'drift': {'rot_deg': round(self._drift.rot_deg, 4), 'trans_m': round(self._drift.trans_m, 5),
                               'state': self._drift.state},
                     'joint': {'enabled': self.joint_refiner is not None, 'runs': self.joint_runs,
