@@ -113,10 +113,12 @@ def test_inspect_cli_on_prepared_datasets(kitti_dir, tmp_path):
 
 def test_every_overlay_colours_depth_alike():
     """One depth ramp (viz/colors.py): the calibrator node's ~/overlay, the overlays of ncal calibrate / the demo
-    (viz.draw_projection_overlay) and ncal inspect draw the same point in the same colour; near = red."""
+    (viz.draw_projection_overlay), ncal inspect and ncal synth's previews draw the same point in the same colour;
+    near = red."""
     from ros_ncal.data.sample import Sample
     from ros_ncal.nodes.calibrator import render_overlay as node_overlay
     from ros_ncal.viz import depth_colors, draw_projection_overlay
+    from ros_ncal.viz.synthetic_preview import overlay_points
     K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
     T = np.eye(4)
     pts = np.array([[0.0, 0.0, 10.0, 0.5]], dtype=np.float32)     # camera frame = LiDAR frame here
@@ -124,8 +126,27 @@ def test_every_overlay_colours_depth_alike():
     a, _ = node_overlay(img, pts, T, K, scale=1.0, radius=0)
     b, _ = draw_projection_overlay(img, pts, T, K, radius=0)
     c = render_overlay(Sample(points=pts, image=img, K=K, T_cam_lidar=T), radius=0, draw_box_wireframes=False)
+    d = overlay_points(Sample(points=pts, image=img, K=K, T_cam_lidar=T), by='depth', radius=0)
     want = depth_colors(np.array([10.0]))[0]
-    for out in (a, b, c):
+    for out in (a, b, c, d):
         np.testing.assert_array_equal(out[48, 64], want)
     near, far = depth_colors(np.array([1.0, 59.0]))
     assert near[0] > near[2] and far[2] > far[0]
+
+
+def test_one_point_splat_rounds_clips_and_keeps_near_points_on_top():
+    """viz.draw_points, the splat of every overlay: float pixels go to the nearest pixel, squares are clipped at
+    the border, and with depths the nearer of two overlapping squares wins wherever they overlap."""
+    from ros_ncal.viz import draw_points
+    img = np.zeros((8, 8, 3), np.uint8)
+    red, blue = np.array([255, 0, 0], np.uint8), np.array([0, 0, 255], np.uint8)
+    uv = np.array([[3.4, 3.6], [4.0, 4.0], [7.0, 0.0]])
+    out = draw_points(img.copy(), uv, np.stack([red, blue, blue]), depth=np.array([1.0, 5.0, 9.0]), radius=1)
+    np.testing.assert_array_equal(out[3:6, 2:5].reshape(-1, 3), np.tile(red, (9, 1)))  # near square, (3, 4) centre
+    np.testing.assert_array_equal(out[3:6, 5], np.tile(blue, (3, 1)))  # the far square shows only where the near one is not
+    assert (out[0:2, 6:8] == blue).all() and out.shape == img.shape  # clipped at the corner
+    assert not out[7, 0].any()
+    swapped = draw_points(img.copy(), uv, np.stack([red, blue, blue]), depth=np.array([5.0, 1.0, 9.0]), radius=1)
+    np.testing.assert_array_equal(swapped[4, 4], blue)
+    ints = draw_points(img.copy(), np.array([[2, 5]]), red[None], radius=0)  # integer pixels as they are
+    assert ints[5, 2].tolist() == [255, 0, 0] and ints.any(axis=2).sum() == 1

@@ -123,21 +123,16 @@ def save_side_by_side(left: Path, right: Path, path: Path, titles=('before', 'af
 
 
 def save_camera(points, labels, image, K, T_cam_lidar, path: Path) -> str:
-    """Labelled points projected into the camera image (palette colours) -> PNG."""
+    """Labelled points projected into the camera image (palette colours, near points on top) -> PNG."""
     import numpy as np
     from PIL import Image
 
     from ros_ncal.data.labels import SEMANTICKITTI_PALETTE, class_colors
     from ros_ncal.geometry import project_lidar
-    h, w = image.shape[:2]
-    uv, depth, mask = project_lidar(points[:, :3].astype(np.float64), T_cam_lidar, K, (h, w))
-    out = image.copy()
-    u, v = uv[mask, 0].astype(int), uv[mask, 1].astype(int)
+    from ros_ncal.viz import draw_points
+    uv, depth, mask = project_lidar(points[:, :3].astype(np.float64), T_cam_lidar, K, image.shape[:2])
     colors = class_colors(np.asarray(labels, np.int64)[mask], SEMANTICKITTI_PALETTE)
-    for du in (0, 1):
-        for dv in (0, 1):
-            out[np.clip(v + dv, 0, h - 1), np.clip(u + du, 0, w - 1)] = colors
-    Image.fromarray(out).save(path)
+    Image.fromarray(draw_points(image.copy(), uv[mask], colors, depth[mask], radius=1)).save(path)
     return str(path)
 
 

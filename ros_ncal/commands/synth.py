@@ -30,7 +30,7 @@ def run(args) -> int:
     import numpy as np
 
     from ros_ncal.data.synthetic import BOX_CLASS_NAMES, CLASS_NAMES, SyntheticWorld, load_synthetic_config
-    from ros_ncal.data.synthetic.preview import save_previews
+    from ros_ncal.viz.synthetic_preview import save_previews
 
     if args.frames < 1 or args.start_index < 0:
         print('--frames must be >= 1 and --start-index >= 0', file=sys.stderr)

@@ -53,7 +53,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.assets import NCLR_CALIB
-from ros_ncal.viz import depth_colors, splat_points
+from ros_ncal.viz import depth_colors, draw_points
 from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
                                    OnlineFusionConfig, TfGateConfig)
 from ros_ncal.data.sample import InvalidSampleError, Sample
@@ -241,9 +241,7 @@ def render_overlay(rgb: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray,
     else:
         img, (h, w) = rgb.copy(), (H, W)
     u, v, depth = _project_in_view(points, T_cam_lidar, K, (h, w))
-    order = np.argsort(-depth)
-    u, v, depth = u[order], v[order], depth[order]
-    splat_points(img, u, v, depth_colors(depth, max_depth_m), radius)
+    draw_points(img, np.stack([u, v], axis=1), depth_colors(depth, max_depth_m), depth, radius)
     return img, int(len(depth))
 
 

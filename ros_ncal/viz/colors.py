@@ -1,5 +1,6 @@
-"""The one depth colour ramp of every LiDAR-on-image overlay (the calibrator node's ~/overlay, ncal calibrate's
-before/after, the demo's figures and GIF, ncal inspect): turbo-like, near = dark red, far = dark blue."""
+"""The one depth colour ramp and the one point splat of every LiDAR-on-image overlay (the calibrator node's
+~/overlay, ncal calibrate's before/after, the demo's figures and GIF, ncal inspect, ncal synth's previews, the
+demo's segmentation picture): turbo-like, near = dark red, far = dark blue."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,14 +22,28 @@ def depth_colors(depth: np.ndarray, max_depth_m: float = 60.0) -> np.ndarray:
     return turbo_ramp(1.0 - np.asarray(depth, dtype=np.float64) / max_depth_m)
 
 
-def splat_points(image: np.ndarray, u: np.ndarray, v: np.ndarray, colors: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Draw (2 * radius + 1)^2 squares of ``colors`` (N, 3) at integer pixels (u, v) (N,) onto ``image`` (H, W, 3)
-    in place, in the given order (later points on top); returns ``image``."""
+def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np.ndarray | None = None,
+                radius: int = 1) -> np.ndarray:
+    """The one point splat of every overlay: a (2 * radius + 1)^2 square of ``colors`` (N, 3) at each of ``uv``
+    (N, 2) pixels, onto ``image`` (H, W, 3) in place; returns ``image``.
+
+    Float ``uv`` go to the nearest pixel (floor(x + 0.5), pixel centres at integers); integer ``uv`` are used as
+    they are. With ``depth`` (N,) the far points are drawn first so near ones stay on top; without it, in the
+    given order (later points on top), whole squares over whole squares. Squares are clipped at the image border.
+    """
+    uv = np.asarray(uv)
+    colors = np.asarray(colors)
+    if depth is not None:
+        order = np.argsort(-np.asarray(depth), kind='stable')
+        uv, colors = uv[order], colors[order]
+    if np.issubdtype(uv.dtype, np.integer):
+        u, v = uv[:, 0].astype(np.int64), uv[:, 1].astype(np.int64)
+    else:
+        u, v = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)
     H, W = image.shape[:2]
     r = max(0, int(radius))
-    for dv in range(-r, r + 1):
-        for du in range(-r, r + 1):
-            uu, vv = u + du, v + dv
-            ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
-            image[vv[ok], uu[ok]] = colors[ok]
+    dv, du = np.mgrid[-r:r + 1, -r:r + 1].reshape(2, 1, -1)
+    uu, vv = (u[:, None] + du).ravel(), (v[:, None] + dv).ravel()  # point-major: a later point's square wins
+    ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
+    image[vv[ok], uu[ok]] = np.repeat(colors, du.size, axis=0)[ok]
     return image

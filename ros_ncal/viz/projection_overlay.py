@@ -5,7 +5,7 @@ import numpy as np
 
 from ros_ncal.geometry import project_lidar
 
-from .colors import depth_colors, splat_points
+from .colors import depth_colors, draw_points
 
 
 def draw_projection_overlay(image: np.ndarray, points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray,
@@ -28,10 +28,6 @@ def draw_projection_overlay(image: np.ndarray, points: np.ndarray, T_cam_lidar: 
         K = np.diag([w / W0, h / H0, 1.0]) @ np.asarray(K, np.float64)
     H, W = image.shape[:2]
     uv, depth, mask = project_lidar(points, T_cam_lidar, K, (H, W))
-    out = image.copy()
     uv, depth = uv[mask], depth[mask]
-    order = np.argsort(-depth)
-    u = uv[order, 0].astype(np.int64)
-    v = uv[order, 1].astype(np.int64)
-    splat_points(out, u, v, depth_colors(depth[order], max_depth_m), radius)
+    out = draw_points(image.copy(), uv, depth_colors(depth, max_depth_m), depth, radius)
     return out, int(mask.sum())

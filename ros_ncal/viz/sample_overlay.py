@@ -15,7 +15,7 @@ from ros_ncal.data.labels import BOX_PALETTE, SEMANTICKITTI_PALETTE
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import project_lidar, transform_points
 
-from .colors import depth_colors
+from .colors import depth_colors, draw_points
 
 COLOR_MODES = ('depth', 'class', 'intensity')
 
@@ -45,22 +45,6 @@ def point_colors(sample: Sample, mode: str, depth: np.ndarray, max_depth: float 
         hi = max(float(np.percentile(inten, 99)) if len(inten) else 1.0, 1e-6)
         return colormap_lut('viridis')[(255 * np.clip(inten / hi, 0, 1)).astype(np.int64)]
     raise ValueError(f'color mode must be one of {COLOR_MODES}, got {mode!r}')
-
-
-def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Splat (2r+1)^2 squares at uv (N, 2) onto a copy of image (H, W, 3); nearer points drawn last."""
-    out = image.copy()
-    H, W = out.shape[:2]
-    order = np.argsort(-depth)
-    u = np.round(uv[order, 0]).astype(np.int64)
-    v = np.round(uv[order, 1]).astype(np.int64)
-    c = colors[order]
-    for du in range(-radius, radius + 1):
-        for dv in range(-radius, radius + 1):
-            uu, vv = u + du, v + dv
-            ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
-            out[vv[ok], uu[ok]] = c[ok]  # later (nearer) writes win
-    return out
 
 
 def _clip_segment(a: np.ndarray, b: np.ndarray, near: float):
@@ -105,7 +89,7 @@ def render_overlay(sample: Sample, color: str = 'depth', radius: int = 1, max_de
     T = sample.T_cam_lidar if T_cam_lidar is None else T_cam_lidar
     uv, depth, mask = project_lidar(sample.points, T, sample.K, sample.image_hw)
     colors = point_colors(sample, color, depth, max_depth)
-    out = draw_points(sample.image, uv[mask], colors[mask], depth[mask], radius)
+    out = draw_points(sample.image.copy(), uv[mask], colors[mask], depth[mask], radius)
     if draw_box_wireframes and sample.boxes is not None and len(sample.boxes):
         out = draw_boxes(out, sample.boxes, sample.box_labels, T, sample.K)
     return out

@@ -1,4 +1,5 @@
-"""Preview pictures of synthetic (or any labelled) Samples: point overlays, label images, bird's-eye views."""
+"""Preview pictures of synthetic (or any labelled) Samples (``ncal synth --out``): point overlays, label images,
+bird's-eye views. Points are drawn with the one splat and depth ramp of every overlay (viz/colors.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ros_ncal.data.sample import Sample
+from ros_ncal.data.synthetic.classes import CLASS_COLORS
 from ros_ncal.geometry import project_lidar
 
-from .classes import CLASS_COLORS
+from .colors import depth_colors, draw_points
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:
@@ -19,29 +21,22 @@ def colorize_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def overlay_points(sample: Sample, T_cam_lidar: np.ndarray | None = None, by: str = 'class',
-                   dim: float = 0.45, size: int = 2) -> np.ndarray:
+                   dim: float = 0.45, radius: int = 1, max_depth_m: float = 60.0) -> np.ndarray:
     """(H, W, 3) uint8: the dimmed image with the points projected by ``T_cam_lidar`` (default the sample's),
-    coloured by semantic class (``by='class'``) or by depth (``by='depth'``), near points drawn last."""
+    coloured by semantic class (``by='class'``) or by depth (``by='depth'``: the one depth ramp, near = red),
+    near points drawn last."""
     T = sample.T_cam_lidar if T_cam_lidar is None else T_cam_lidar
-    H, W = sample.image_hw
-    uv, depth, mask = project_lidar(sample.points, T, sample.K, (H, W))
-    order = np.flatnonzero(mask)[np.argsort(-depth[mask])]
+    uv, depth, mask = project_lidar(sample.points, T, sample.K, sample.image_hw)
     if by == 'class':
         if sample.point_labels is None:
             raise ValueError('overlay by class needs point_labels')
-        colors = colorize_labels(sample.point_labels[order])
+        colors = colorize_labels(sample.point_labels[mask])
     elif by == 'depth':
-        d = np.clip(depth[order] / 50.0, 0, 1)
-        colors = (np.stack([1 - d, 0.5 + 0.5 * np.sin(np.pi * d), d], axis=1) * 255).astype(np.uint8)
+        colors = depth_colors(depth[mask], max_depth_m)
     else:
         raise ValueError(f"by must be 'class' or 'depth', got {by!r}")
     out = (sample.image.astype(np.float32) * dim).astype(np.uint8)
-    u = np.floor(uv[order, 0]).astype(np.int64)
-    v = np.floor(uv[order, 1]).astype(np.int64)
-    for du in range(size):
-        for dv in range(size):
-            out[np.clip(v + dv, 0, H - 1), np.clip(u + du, 0, W - 1)] = colors
-    return out
+    return draw_points(out, uv[mask], colors, depth[mask], radius)
 
 
 def bev_image(sample: Sample, extent_m: float = 50.0, resolution_m: float = 0.1) -> np.ndarray:
