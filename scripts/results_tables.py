@@ -52,10 +52,12 @@ def collect(report: Path, name: str, command: str, out_dir: Path = RESULTS_DIR) 
 
 
 def collect_rigs(run_dir: Path, name: str, command: str, out_dir: Path = RESULTS_DIR) -> Path:
-    """``ncal calibrate`` reports under run_dir/rig_<bag>_s<seed>/report.json -> out_dir/NAME.json (kind rigs)."""
+    """``ncal calibrate`` reports under run_dir/[rig_]<bag>_s<seed>/report.json -> out_dir/NAME.json (kind rigs)."""
     rows = []
-    for rep in sorted(Path(run_dir).glob('rig_*_s*/report.json')):
-        m = re.fullmatch(r'rig_(.+)_s(\d+)', rep.parent.name)
+    for rep in sorted(Path(run_dir).glob('*_s*/report.json')):
+        m = re.fullmatch(r'(?:rig_)?(.+)_s(\d+)', rep.parent.name)
+        if m is None:
+            continue
         r = json.loads(rep.read_text())
         t = r.get('truth') or {}
         frames = r.get('frames')
@@ -63,7 +65,7 @@ def collect_rigs(run_dir: Path, name: str, command: str, out_dir: Path = RESULTS
         rows.append({'bag': m.group(1), 'seed': int(m.group(2)), 'frames': n_frames,
                      'before': t.get('nominal_error'), 'after': t.get('calibrated_error')})
     if not rows:
-        raise SystemExit(f'no rig_<bag>_s<seed>/report.json under {run_dir}')
+        raise SystemExit(f'no [rig_]<bag>_s<seed>/report.json under {run_dir}')
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f'{name}.json'
     path.write_text(json.dumps({'command': command, 'kind': 'rigs', 'rows': rows}, indent=1) + '\n')

@@ -50,3 +50,16 @@ def test_collect_keeps_the_summaries_of_an_eval_report(tmp_path):
     assert '| none | 6 | 5.00 / 5.50 | 30.0 | 0 % | 0.000 |' in table and '2 frames x 3 trials' in table
     seq = rt.render_table(json.loads((tmp_path / 'out' / 'x_sequences.json').read_text()))
     assert '| none | 4 | 5.00 / 5.00 | 9.0 / 9.0 | 25 % |' in seq
+
+
+def test_collect_rigs_reads_both_folder_layouts(tmp_path):
+    """eval_real.sh writes rig_<bag>_s<seed>/, a hand-run sweep <bag>_s<seed>/; other folders are passed over."""
+    truth = {'truth': {'nominal_error': {'rot_deg': 3.0, 'trans_cm': 15.0},
+                       'calibrated_error': {'rot_deg': 1.0, 'trans_cm': 14.0}},
+             'frames': [{'frame_id': 'a'}, {'frame_id': 'b'}, {'frame_id': 'a'}]}
+    for folder in ('rig_dgp_s0', 'opencalib_1_s2', 'notes'):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'report.json').write_text(json.dumps(truth))
+    d = json.loads(rt.collect_rigs(tmp_path, 'r', 'cmd', out_dir=tmp_path / 'out').read_text())
+    assert [(r['bag'], r['seed'], r['frames']) for r in d['rows']] == [('opencalib_1', 2, 2), ('dgp', 0, 2)]
+    assert '| dgp | 0 | 2 | 3.00 / 15.0 | 1.00 / 14.0 | yes |' in rt.render_table(d)
