@@ -33,6 +33,17 @@ def timed(fn, reps):
     return statistics.median(out)
 
 
+def train_step(task, model, opt, batch, device):
+    """-> a function doing one training step of ``model`` (full fine-tuning or a linear probe) on ``batch``."""
+    def step():
+        model.train()
+        loss = task.loss(model, batch, device)['loss']
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--points', type=int, default=20000, help='points per cloud after cropping to +-32 m')
@@ -70,30 +81,14 @@ def main() -> None:
             if getattr(task, 'weights', None) is not None:
                 task.weights = task.weights.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-        def step():
-            model.train()
-            loss = task.loss(model, batch, device)['loss']
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        t_step = timed(step, args.reps)
+        t_step = timed(train_step(task, model, opt, batch, device), args.reps)
         model.eval()
         t_eval = timed(lambda: task.evaluate(model, batch, device, args.batch), args.reps) / args.batch
         print(f'{name + " (backbone + head)":32s} train step {t_step:7.3f} s   ratio {t_step / base:5.2f}   '
               f'inference + metric {t_eval:6.3f} s / cloud')
         probe = TaskModel(build_model(BACKBONE), task.build_head(64), name, freeze_backbone=True).to(device)
         popt = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=1e-3)
-
-        def probe_step():
-            probe.train()
-            loss = task.loss(probe, batch, device)['loss']
-            popt.zero_grad(set_to_none=True)
-            loss.backward()
-            popt.step()
-
-        t_probe = timed(probe_step, args.reps)
+        t_probe = timed(train_step(task, probe, popt, batch, device), args.reps)
         print(f'{name + " linear probe":32s} train step {t_probe:7.3f} s   ratio {t_probe / base:5.2f}')
 
 
