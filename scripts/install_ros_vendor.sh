@@ -4,7 +4,9 @@
 # result); safe to re-run: only what is missing (or was installed from an archive of another commit) is built.
 #   bash scripts/install_ros_vendor.sh VENV VENDOR_DIR
 # Env: NCAL_CV_BRIDGE=1 also builds cv_bridge (apt-get installs libopencv-dev libboost-python-dev when root;
-#      NCAL_APT=0 never calls apt-get, and cv_bridge is then built only if those are installed).
+#      NCAL_APT=0 never calls apt-get, and cv_bridge is then built only if those are installed). CI (.ci/run) sets
+#      it. Where it cannot be built, one line says why (also in .vendor_build/cv_bridge.skipped, which its test
+#      names when it skips) and everything else installs as usual.
 #
 # What and how (a sourced ROS distro's package wins wherever it already imports):
 #   pip (pure Python, --no-deps):  launch launch_xml launch_yaml launch_testing launch_ros ros2launch
@@ -72,12 +74,14 @@ PACKAGES=(
   tf_transformations:tf_transformations:.:pip:tf_transformations
 )
 
-# cv_bridge only on request (NCAL_CV_BRIDGE=1): its CMake needs OpenCVConfig.cmake, which Debian ships only in the
-# libopencv-dev meta package (about 210 packages with VTK, GDAL, ...), and cv_bridge.cpp includes
-# <opencv2/opencv.hpp>, i.e. the headers of every OpenCV module, so the core/imgproc/imgcodecs -dev packages are
-# not enough. That apt install alone is over the set-up's time budget on a 2-core machine.
+# cv_bridge only on request (NCAL_CV_BRIDGE=1; CI sets it): its CMake needs OpenCVConfig.cmake, which Debian ships
+# only in the libopencv-dev meta package (214 packages with VTK, GDAL, ...: system packages, installed as root), and
+# cv_bridge.cpp includes <opencv2/opencv.hpp>, i.e. the headers of every OpenCV module, so the
+# core/imgproc/imgcodecs -dev packages are not enough. Measured (docs/ros.md): apt 27 s + build 27 s.
 if [[ "${NCAL_CV_BRIDGE:-0}" == "1" ]]; then
   PACKAGES+=(cv_bridge:vision_opencv:cv_bridge:cmake:cv_bridge.boost.cv_bridge_boost)
+else
+  echo "not requested (NCAL_CV_BRIDGE=1 bash scripts/setup.sh builds it; CI does)" > "$WORK/cv_bridge.skipped"
 fi
 
 # Which are missing: not importable, or installed into this venv from an archive other than today's.
@@ -141,11 +145,15 @@ apt_dev_packages() {  # OpenCV + Boost.Python dev files for cv_bridge (Debian); 
     CVB_WHY="needs the Debian packages ${pkgs[*]} (apt-get as root not available here)"; return 1
   fi
   log "apt-get install ${pkgs[*]} (for cv_bridge; NCAL_APT=0 skips)"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >"$WORK/apt.log" 2>&1; then
-    apt-get update -q >>"$WORK/apt.log" 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >>"$WORK/apt.log" 2>&1 \
-      || { CVB_WHY="apt-get install ${pkgs[*]} failed (see $WORK/apt.log)"; return 1; }
+  local t0=$SECONDS apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::http::Timeout=30
+                          -o Acquire::Retries=1)   # an unreachable mirror fails in about a minute, not many
+  if ! "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >"$WORK/apt.log" 2>&1; then
+    "${apt[@]}" update >>"$WORK/apt.log" 2>&1 || true
+    "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >>"$WORK/apt.log" 2>&1 \
+      || { CVB_WHY="apt-get install ${pkgs[*]} failed: $(grep -m1 -E '^(E|Err):' "$WORK/apt.log" || echo 'see apt.log')"
+           return 1; }
   fi
+  log "  apt-get (cv_bridge's dev packages): $((SECONDS - t0)) s"
 }
 
 patch_cv_bridge() {  # rclcpp has no wheel: drop the rclcpp type adapter; NumPy 2: no ndarray.newbyteorder
@@ -181,7 +189,8 @@ PYEOF
     if [[ "$name" == cv_bridge ]]; then
       CVB_WHY=""
       if ! apt_dev_packages; then
-        log "cv_bridge NOT installed: $CVB_WHY; its tests fail until it is"; echo "$CVB_WHY" > "$WORK/cv_bridge.skipped"
+        log "cv_bridge not built: $CVB_WHY (its tests skip; the nodes decode without it)"
+        echo "$CVB_WHY" > "$WORK/cv_bridge.skipped"
         continue
       fi
       rm -f "$WORK/cv_bridge.skipped"
@@ -199,12 +208,17 @@ PYEOF
         -DBUILD_TESTING=OFF "${btype[@]}" >"$blog" 2>&1 \
       && "${BENV[@]}" cmake --build "$BLD/$name" -j "$(nproc)" >>"$blog" 2>&1 \
       && cmake --install "$BLD/$name" >>"$blog" 2>&1 \
-      || { log "building $name failed; see $blog"; tail -30 "$blog" >&2
-           if [[ "$name" == cv_bridge ]]; then   # optional native part: everything else still installs
-             echo "build failed, see $blog" > "$WORK/cv_bridge.skipped"; continue; fi
-           exit 1; }
-    if [[ "$check" != - ]]; then
-      "$PYV" -c "import $check" || { log "$name built but 'import $check' fails"; exit 1; }
+      || { if [[ "$name" == cv_bridge ]]; then   # optional native part: one line, everything else still installs
+             echo "its build failed (log: $blog)" > "$WORK/cv_bridge.skipped"
+             log "cv_bridge not built: $(cat "$WORK/cv_bridge.skipped") (its tests skip; the nodes decode without it)"
+             continue; fi
+           log "building $name failed; see $blog"; tail -30 "$blog" >&2; exit 1; }
+    if [[ "$check" != - ]] && ! "$PYV" -c "import $check" 2>"$BLD/$name.import.log"; then
+      if [[ "$name" == cv_bridge ]]; then
+        echo "built, but 'import $check' fails: $(tail -1 "$BLD/$name.import.log")" > "$WORK/cv_bridge.skipped"
+        log "cv_bridge not usable: $(cat "$WORK/cv_bridge.skipped") (its tests skip)"; continue
+      fi
+      cat "$BLD/$name.import.log" >&2; log "$name built but 'import $check' fails"; exit 1
     fi
     mark_done "$name"
     log "  $name: $((SECONDS - t0)) s"
