@@ -1,11 +1,15 @@
 """The design-card ROS packages (installed by scripts/setup.sh from ../shared/vendor, or a ROS distro's):
 tf_transformations, tf2_ros, message_filters, sensor_msgs_py, cv_bridge, each against the project's own code on the
-same data (the project's pairing stays: bench/bench_pairing.py; its message conversion: bench/bench_conversions.py),
-and tf2_ros through the project's StaticTransformBroadcaster (which uses tf2_ros whenever it imports).
+same data (the project's pairing stays: bench/bench_pairing.py; its point cloud conversion: bench/bench_conversions.py;
+raw rgb8/bgr8 images stay with msgcodec: bench/bench_image_decode.py), tf2_ros through the project's
+StaticTransformBroadcaster, and cv_bridge in the nodes' image decoding (ros_ncal/ros/image_decode.py) where it is
+installed.
 """
 from __future__ import annotations
 
 import importlib.util
+import io
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +25,13 @@ from ros_ncal.msgcodec import (array_to_image_fields, cloud_to_xyzi, image_to_ar
                                transform_stamped_to_matrix)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cv_bridge_or_skip():
+    """CvBridge, or a skip naming why the set-up did not build it (.vendor_build/cv_bridge.skipped)."""
+    why = Path(sys.prefix) / '.vendor_build' / 'cv_bridge.skipped'
+    reason = why.read_text().strip() if why.is_file() else 'NCAL_CV_BRIDGE=1 bash scripts/setup.sh builds it'
+    return pytest.importorskip('cv_bridge', reason=f'cv_bridge not installed: {reason}').CvBridge
 
 
 def random_rigid(rng) -> np.ndarray:
@@ -167,9 +178,8 @@ def test_sensor_msgs_py_point_cloud2_agrees_with_msgcodec(kitti_dir):
 
 
 def test_cv_bridge_agrees_with_msgcodec(kitti_dir):
-    # built only with NCAL_CV_BRIDGE=1 (needs Debian's full libopencv-dev; scripts/install_ros_vendor.sh says why)
-    CvBridge = pytest.importorskip('cv_bridge', reason='cv_bridge not installed (NCAL_CV_BRIDGE=1 bash '
-                                   'scripts/setup.sh builds it)').CvBridge
+    # built with NCAL_CV_BRIDGE=1 (CI sets it; needs Debian's libopencv-dev: scripts/install_ros_vendor.sh)
+    CvBridge = cv_bridge_or_skip()
 
     from ros_ncal.ros.conversions import array_to_image_msg, rgb_to_image_msg
     from sensor_msgs.msg import Image
@@ -188,3 +198,125 @@ def test_cv_bridge_agrees_with_msgcodec(kitti_dir):
         np.testing.assert_array_equal(image_to_array(msg), depth)
     m = array_to_image_msg(depth, 'mono16', 'cam', 1)
     assert bridge.cv2_to_imgmsg(depth, 'mono16').data.tobytes() == bytes(m.data)
+
+
+# -- cv_bridge in the nodes' image decoding (ros_ncal/ros/image_decode.py; evidence: bench/bench_image_decode.py) --
+def _image(arr, encoding, pad=0):
+    from sensor_msgs.msg import Image
+    rows = np.ascontiguousarray(arr).reshape(arr.shape[0], -1).view(np.uint8)
+    if pad:
+        rows = np.concatenate([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)], axis=1)
+    return Image(height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0, step=rows.shape[1],
+                 data=rows.tobytes())
+
+
+def _mosaic(rgb, pattern):
+    """Bayer mosaic of an RGB image; pattern like 'rggb' (top-left 2x2 cell, row-major)."""
+    out = np.empty(rgb.shape[:2], rgb.dtype)
+    for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, 'rgb'.index(pattern[k])]
+    return out
+
+
+def test_nodes_image_decoder_uses_cv_bridge_where_it_fits(kitti_dir):
+    cv_bridge_or_skip()
+    from sensor_msgs.msg import CompressedImage
+
+    from ros_ncal.msgcodec import compressed_to_rgb
+    from ros_ncal.ros.image_decode import (CV_BRIDGE_ENCODINGS, CV_BRIDGE_FASTER, ImageDecoder,
+                                           UnsupportedEncodingError)
+    dec, plain = ImageDecoder(), ImageDecoder(use_cv_bridge=False)
+    assert dec.bridge is not None and plain.bridge is None
+    rgb = read_image_rgb(kitti_dir / 'training' / 'image_2' / '000001.png')[100:164, 300:390]   # 90 x 64
+    H, W = rgb.shape[:2]
+    # rgb8 / bgr8 stay with msgcodec: with 2 bytes of row padding cv_bridge alone mis-decodes (step // 3 pixels)
+    for enc, arr in (('rgb8', rgb), ('bgr8', rgb[:, :, ::-1])):
+        msg = _image(arr, enc, pad=2)
+        assert dec.tool_for(enc) == 'msgcodec'
+        np.testing.assert_array_equal(dec.to_rgb(msg), rgb)
+        assert not np.array_equal(dec.bridge.imgmsg_to_cv2(msg, 'rgb8'), rgb)
+    # rgba8 / bgra8 / mono8: cv_bridge (faster, the same pixels as msgcodec), row padding removed first
+    alpha = np.full((H, W, 1), 255, np.uint8)
+    for enc, arr in (('rgba8', np.concatenate([rgb, alpha], 2)), ('bgra8', np.concatenate([rgb[:, :, ::-1], alpha], 2)),
+                     ('mono8', rgb[:, :, 1])):
+        assert enc in CV_BRIDGE_FASTER and dec.tool_for(enc) == 'cv_bridge' and plain.tool_for(enc) == 'msgcodec'
+        for pad in (0, 3):
+            n = dec.used['cv_bridge']
+            np.testing.assert_array_equal(dec.to_rgb(_image(arr, enc, pad)), plain.to_rgb(_image(arr, enc, pad)))
+            assert dec.used['cv_bridge'] == n + 1
+    # colour encodings only cv_bridge knows: Bayer (a flat colour comes back exactly), YUV, 16-bit colour
+    flat = np.empty((H, W, 3), np.uint8)
+    flat[:] = (200, 100, 50)
+    for pattern in ('rggb', 'bggr', 'gbrg', 'grbg'):
+        for bits in (8, 16):
+            arr = _mosaic(flat, pattern) if bits == 8 else _mosaic(flat, pattern).astype(np.uint16) * 257
+            out = dec.to_rgb(_image(arr, f'bayer_{pattern}{bits}', pad=2 * (bits // 8)))
+            assert out.shape == (H, W, 3) and out.dtype == np.uint8
+            np.testing.assert_array_equal(out[2:-2, 2:-2], flat[2:-2, 2:-2])
+    grey = np.full((H, W), 77, np.uint8)
+    for enc, arr in (('yuv422', np.stack([np.full((H, W), 128, np.uint8), grey], 2)),      # U Y V Y
+                     ('yuv422_yuy2', np.stack([grey, np.full((H, W), 128, np.uint8)], 2))):  # Y U Y V
+        for pad in (0, 3):                          # 3 bytes: not whole pixels, where cv_bridge alone would shear
+            out = dec.to_rgb(_image(arr, enc, pad))
+            assert out.shape == (H, W, 3) and np.abs(out.astype(int) - 71).max() <= 1    # BT.601 grey 77 -> 71
+    for enc, arr in (('rgb16', rgb), ('bgr16', rgb[:, :, ::-1]), ('rgba16', np.concatenate([rgb, alpha], 2)),
+                     ('bgra16', np.concatenate([rgb[:, :, ::-1], alpha], 2))):
+        np.testing.assert_array_equal(dec.to_rgb(_image(arr.astype(np.uint16) * 257, enc)), rgb)
+    for enc in CV_BRIDGE_ENCODINGS:
+        assert enc in dec.encodings and enc not in plain.encodings
+        with pytest.raises(UnsupportedEncodingError, match='need cv_bridge'):
+            plain.check(_image(np.zeros((4, 6), np.uint8), enc))
+    with pytest.raises(ValueError, match='smaller than width'):
+        dec.check(_image(np.zeros((4, 6), np.uint8), 'yuv422'))           # 1 byte per pixel: step too small
+    # CompressedImage: cv_bridge (cv2.imdecode), the same pixels as msgcodec's PIL path
+    from PIL import Image as PILImage
+    for fmt in ('jpeg', 'png'):
+        buf = io.BytesIO()
+        PILImage.fromarray(rgb).save(buf, format=fmt.upper())
+        msg = CompressedImage(format=fmt, data=buf.getvalue())
+        n = dec.used['cv_bridge']
+        np.testing.assert_array_equal(dec.compressed_to_rgb(msg), compressed_to_rgb(msg.data, fmt))
+        assert dec.used['cv_bridge'] == n + 1
+    buf = io.BytesIO()                              # a 16-bit PNG: cv_bridge gives uint16, msgcodec decodes it
+    PILImage.fromarray(rgb[:, :, 0].astype(np.uint16) * 200).save(buf, format='PNG')
+    n = dec.used['msgcodec']
+    out = dec.compressed_to_rgb(CompressedImage(format='png', data=buf.getvalue()))
+    assert out.dtype == np.uint8 and out.shape == (H, W, 3) and dec.used['msgcodec'] == n + 1
+    with pytest.raises(ValueError, match='not decodable'):
+        dec.compressed_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
+
+
+def test_a_node_takes_a_bayer_camera_through_cv_bridge_on_the_live_graph():
+    """The collector / calibrator front end (SensorInput) pairs and decodes a bayer_rggb8 camera where cv_bridge is
+    installed (msgcodec alone drops it as image_encoding)."""
+    cv_bridge_or_skip()
+    from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, synthetic_frame
+    from rclpy.node import Node
+
+    from ros_ncal.msgcodec import CameraIntrinsics
+    from ros_ncal.nodes._common import DropCounter, ExtrinsicParams, SensorInput, SensorInputConfig
+    from ros_ncal.ros.conversions import intrinsics_to_camera_info_msg, points_to_cloud_msg
+    pts, _, K = synthetic_frame(np.random.default_rng(2), hw=(48, 64))
+    flat = np.empty((48, 64, 3), np.uint8)
+    flat[:] = (30, 160, 220)
+    stamp = 1_700_000_000 * 10**9
+    with RosGraph() as g:
+        node = g.add(Node('front_end', context=g.context))
+        pairs, drops = [], DropCounter()
+        inp = SensorInput(node, SensorInputConfig(reliable=True),
+                          ExtrinsicParams(T_cam_lidar=list(T_CAM_LIDAR_AXES.ravel())), drops, pairs.append)
+        assert inp.images.tool_for('bayer_rggb8') == 'cv_bridge'
+        pub = SensorPublisher(g.helper)
+        assert pub.wait_matched()
+        pub.info.publish(intrinsics_to_camera_info_msg(CameraIntrinsics(K=K, width=64, height=48), CAMERA_FRAME, stamp))
+        msg = _image(_mosaic(flat, 'rggb'), 'bayer_rggb8')
+        msg.header.frame_id, msg.header.stamp.sec = CAMERA_FRAME, stamp // 10**9
+        assert g.wait_for(lambda: inp.received().get('camera_info', 0) >= 1, 10)
+        pub.image.publish(msg)
+        pub.points.publish(points_to_cloud_msg(pts, LIDAR_FRAME, stamp))
+        assert g.wait_for(lambda: len(pairs) == 1, 10), drops.snapshot()
+        n = inp.images.used['cv_bridge']
+        rgb = pairs[0].decode_image()
+        assert rgb.shape == (48, 64, 3) and inp.images.used['cv_bridge'] == n + 1
+        np.testing.assert_array_equal(rgb[2:-2, 2:-2], flat[2:-2, 2:-2])
+        assert not drops.snapshot()

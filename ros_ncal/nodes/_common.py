@@ -31,8 +31,9 @@ from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.geometry import chain_transform, extrinsic_from_params
 from ros_ncal.geometry.distortion import UndistortMap
-from ros_ncal.msgcodec import (IMAGE_ENCODINGS, CameraIntrinsics, array_to_rgb, camera_info_to_intrinsics, compressed_to_rgb,
-                               cloud_to_xyzi, image_to_array, stamp_to_ns, transform_stamped_to_matrix)
+from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, cloud_to_xyzi, stamp_to_ns,
+                               transform_stamped_to_matrix)
+from ros_ncal.ros.image_decode import ImageDecoder, UnsupportedEncodingError
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -338,10 +339,21 @@ class FrameGraph:
 # ----------------------------------------------------------------------------- images
 
 
+_DEFAULT_DECODER: ImageDecoder | None = None
+
+
+def default_image_decoder() -> ImageDecoder:
+    """One process-wide :class:`ros_ncal.ros.image_decode.ImageDecoder` (cv_bridge where installed)."""
+    global _DEFAULT_DECODER
+    if _DEFAULT_DECODER is None:
+        _DEFAULT_DECODER = ImageDecoder()
+    return _DEFAULT_DECODER
+
+
 def decode_compressed_rgb(msg) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable
-    (:func:`ros_ncal.msgcodec.compressed_to_rgb`)."""
-    return compressed_to_rgb(msg.data, getattr(msg, 'format', ''))
+    (cv_bridge where installed, else :func:`ros_ncal.msgcodec.compressed_to_rgb`)."""
+    return default_image_decoder().compressed_to_rgb(msg)
 
 
 class Rectifier:
@@ -424,6 +436,7 @@ class CameraFrame:
     compressed: bool
     stamp_ns: int
     frame_id: str
+    decoder: ImageDecoder | None = None   # None: default_image_decoder()
 
 
 @dataclass
@@ -472,10 +485,11 @@ class PairedInput:
             return first
 
     def _decode(self, rectifier: Rectifier | None) -> np.ndarray:
+        decoder = self.camera.decoder or default_image_decoder()
         if self.camera.compressed:
-            rgb = decode_compressed_rgb(self.camera.msg)
+            rgb = decoder.compressed_to_rgb(self.camera.msg)
         else:
-            rgb = array_to_rgb(image_to_array(self.camera.msg), str(self.camera.msg.encoding))
+            rgb = decoder.to_rgb(self.camera.msg)
         H, W = rgb.shape[:2]
         if self.intrinsics.width and self.intrinsics.height and (W, H) != (self.intrinsics.width,
                                                                            self.intrinsics.height):
@@ -522,6 +536,7 @@ class SensorInput:
         self.param_extrinsic = extrinsic.matrix()
         self.extrinsic_source = extrinsic.source
         self.frames = FrameGraph()
+        self.images = default_image_decoder()   # msgcodec, and cv_bridge where installed (ros/image_decode.py)
         self.stamps = StampGuard(cfg.max_future_s, cfg.max_past_s)
         self.pairer = ApproximateTimePairer(int(cfg.pair_tolerance_s * 1e9), cfg.pair_max_queue)
         self._lock = threading.Lock()  # pairer + camera info
@@ -551,6 +566,7 @@ class SensorInput:
                 QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.VOLATILE), callback_group=callback_group)
         self._tf_freeze = False
+
 
     def _lost_events(self, stream: str):
         """Subscription event callbacks counting the messages the middleware reports lost (Fast DDS: samples
@@ -642,19 +658,16 @@ class SensorInput:
     def _take_image(self, msg, compressed: bool) -> None:
         frame = self._check_frame(msg.header.frame_id, self.cfg.camera_frame, 'image')
         if not compressed:
-            enc = str(msg.encoding)
-            if enc not in IMAGE_ENCODINGS:
-                raise DropInput('image_encoding', f'encoding {enc!r}; supported: {sorted(IMAGE_ENCODINGS)}')
-            if int(msg.width) <= 0 or int(msg.height) <= 0:
-                raise DropInput('image_malformed', f'size {msg.width}x{msg.height}')
             try:
-                image_to_array(msg)  # step / data length checks (a view, no copy)
+                self.images.check(msg)  # encoding, size, step, data length (no decode)
+            except UnsupportedEncodingError as exc:
+                raise DropInput('image_encoding', str(exc)) from None
             except ValueError as exc:
                 raise DropInput('image_malformed', str(exc)) from None
         elif len(msg.data) == 0:
             raise DropInput('image_malformed', 'CompressedImage has no data')
         ns = self._check_stamp(msg.header.stamp)
-        item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame)
+        item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame, decoder=self.images)
         with self._lock:
             self.counts['image_accepted'] += 1
             self._restart_pairing_on_jump_back('camera', ns)
