@@ -16,7 +16,7 @@ from ros_ncal.geometry import T_to_xyz_quat, invert, make_T, rotvec_to_matrix
 from ros_ncal.msgcodec import CameraIntrinsics
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.geometry import extrinsic_from_params
-from ros_ncal.nodes._common import FrameGraph, LatestWorker, Rectifier
+from ros_ncal.nodes._common import LatestWorker, Rectifier, TfFrames
 from ros_ncal.viz import turbo_ramp as turbo_colors
 from ros_ncal.nodes.collector import CollectorNode
 
@@ -30,8 +30,8 @@ def _frames(n, seed=0, **kw):
 
 # ----------------------------------------------------------------------------- helpers (no ROS graph)
 
-def test_frame_graph_composes_chains_in_both_directions():
-    g = FrameGraph()
+def test_tf_frames_compose_chains_in_both_directions():
+    g = TfFrames()                      # a tf2_ros.Buffer behind the project's checks
     T_base_lidar = make_T(rotvec_to_matrix(np.array([0.0, 0.0, 0.1])), np.array([1.0, 0.0, 1.5]))
     T_base_cam = make_T(rotvec_to_matrix(np.array([0.05, -0.02, 0.0])), np.array([1.2, 0.1, 1.3]))
     g.add('base_link', 'lidar', T_base_lidar)

@@ -127,7 +127,7 @@ def test_error_metrics_are_symmetric_and_zero_on_identity():
 
 
 def test_chain_transform_walks_edges_both_ways_and_says_when_unconnected():
-    """One TF-chain lookup (ros_ncal.geometry.frames) for the nodes' FrameGraph and the bag reader."""
+    """The TF-chain lookup without ROS (ros_ncal.geometry.frames) of the bag reader; the nodes use tf2_ros."""
     from ros_ncal.geometry import chain_transform, invert, make_T, rotvec_to_matrix
     T_base_lidar = make_T(rotvec_to_matrix([0.0, 0.0, 0.3]), [1.0, 0.0, 1.6])
     T_base_cam = make_T(rotvec_to_matrix([0.1, -0.2, 0.05]), [1.5, 0.2, 1.4])

@@ -2,8 +2,8 @@
 tf_transformations, tf2_ros, message_filters, sensor_msgs_py, cv_bridge, each against the project's own code on the
 same data (the project's pairing stays: bench/bench_pairing.py; its point cloud conversion: bench/bench_conversions.py;
 raw rgb8/bgr8 images stay with msgcodec: bench/bench_image_decode.py), tf2_ros through the project's
-StaticTransformBroadcaster, and cv_bridge in the nodes' image decoding (ros_ncal/ros/image_decode.py) where it is
-installed.
+StaticTransformBroadcaster and the nodes' TF chain (Buffer + TransformListener), and cv_bridge in the nodes' image
+decoding (ros_ncal/ros/image_decode.py) where it is installed.
 """
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def test_tf_transformations_in_the_ros_layer():
 def test_static_broadcaster_uses_tf2_ros_and_a_listener_resolves_the_chain(ros_context):
     from tf2_ros import Buffer, TransformListener
 
-    from ros_ncal.nodes._common import FrameGraph
+    from ros_ncal.geometry import chain_transform
+    from ros_ncal.nodes._common import TfFrames
     from ros_ncal.ros.tf_static import StaticTransformBroadcaster
     rng = np.random.default_rng(5)
     T_base_lidar, T_base_cam = random_rigid(rng), random_rigid(rng)
@@ -89,18 +90,92 @@ def test_static_broadcaster_uses_tf2_ros_and_a_listener_resolves_the_chain(ros_c
     sub = rclpy.create_node('tf_sub', context=ros_context)      # joins after both were sent (latched)
     buf = Buffer()
     TransformListener(buf, sub)
+    nodes_tf = TfFrames()                                         # the nodes' chain: tf2_ros behind the checks
+    nodes_tf.listen(sub, lambda msg, static: nodes_tf.add_message(msg, static), dynamic=False)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(pub)
     ex.add_node(sub)
-    assert spin_until(ex, lambda: buf.can_transform('cam', 'velo_link', rclpy.time.Time()))
+    assert spin_until(ex, lambda: buf.can_transform('cam', 'velo_link', rclpy.time.Time())
+                      and nodes_tf.lookup('cam', 'velo_link') is not None)
     T_cam_lidar = transform_stamped_to_matrix(buf.lookup_transform('cam', 'velo_link', rclpy.time.Time()))
     expected = invert(T_base_cam) @ T_base_lidar
     np.testing.assert_allclose(T_cam_lidar.T_parent_child, expected, atol=1e-9)
-    graph = FrameGraph()                                          # the project's own chain look-up agrees
-    graph.add('base_link', 'velo_link', T_base_lidar)
-    graph.add('base_link', 'cam', T_base_cam)
-    np.testing.assert_allclose(graph.lookup('cam', 'velo_link'), expected, atol=1e-9)
+    np.testing.assert_allclose(nodes_tf.lookup('cam', 'velo_link'), expected, atol=1e-9)
+    np.testing.assert_allclose(nodes_tf.lookup('velo_link', 'cam'), invert(expected), atol=1e-9)
+    # the library's chain look-up without ROS (the bag reader's) agrees
+    edges = {('base_link', 'velo_link'): T_base_lidar, ('base_link', 'cam'): T_base_cam}
+    np.testing.assert_allclose(chain_transform(edges, 'cam', 'velo_link'), expected, atol=1e-9)
     ex.shutdown()
+
+
+def test_nodes_take_the_lidar_camera_chain_from_tf2_ros_on_the_live_graph():
+    """The calibrator's front end resolves its nominal through a tf2_ros TransformListener + Buffer: a
+    base_link -> LiDAR / base_link -> camera chain sent by another node (the project's tf2_ros broadcaster) gives
+    T_cam_lidar; hostile transforms (NaN, quaternion off unit norm, parent == child, empty frame) are rejected
+    and counted and never reach tf2; /tf is taken only with input.tf_topic; after freeze_tf nothing changes."""
+    from node_harness import CAMERA_FRAME, LIDAR_FRAME, RosGraph
+    from tf2_msgs.msg import TFMessage
+
+    from ros_ncal.nodes.calibrator import CalibratorNode
+    from ros_ncal.ros.conversions import matrix_to_transform_stamped
+    from ros_ncal.ros.qos import TF_STATIC_QOS
+    from ros_ncal.ros.tf_static import StaticTransformBroadcaster
+    rng = np.random.default_rng(9)
+    T_base_lidar, T_base_cam, T_odom_base = random_rigid(rng), random_rigid(rng), random_rigid(rng)
+    base = {'backend': 'none', 'overlay.enabled': False}
+    with RosGraph() as g:
+        only_static = g.make(CalibratorNode, base, node_name='cal_static')
+        with_tf = g.make(CalibratorNode, dict(base, **{'input.tf_topic': True}), node_name='cal_tf')
+        nodes = (only_static, with_tf)
+        for nd in nodes:
+            assert type(nd.input.frames.buffer).__module__.startswith('tf2_ros')
+        assert only_static.input.frames.listener.tf_sub not in only_static.subscriptions   # /tf_static only
+        assert with_tf.input.frames.listener.tf_sub in with_tf.subscriptions
+        bc = StaticTransformBroadcaster(g.helper)
+        assert bc.uses_tf2_ros
+        bad = []
+        for kind in ('nan', 'norm', 'self', 'empty'):
+            ts = matrix_to_transform_stamped(T_base_lidar, 'base_link', LIDAR_FRAME, 1)
+            if kind == 'nan':
+                ts.transform.translation.y = float('nan')
+            elif kind == 'norm':
+                r = ts.transform.rotation       # |q| = 1.004: tf2 alone keeps it (its test: | |q|^2 - 1 | < 1e-2)
+                r.x, r.y, r.z, r.w = r.x * 1.004, r.y * 1.004, r.z * 1.004, r.w * 1.004
+            elif kind == 'self':
+                ts.child_frame_id = 'base_link'
+            else:
+                ts.header.frame_id = ''
+            bad.append(ts)
+        hostile = g.helper.create_publisher(TFMessage, '/tf_static', TF_STATIC_QOS)
+        hostile.publish(TFMessage(transforms=bad))
+        assert g.wait_for(lambda: all(nd.input.frames.rejected == 4 for nd in nodes), 10)
+        assert all(nd.input.nominal_extrinsic(LIDAR_FRAME, CAMERA_FRAME) is None for nd in nodes)
+        bc.send_matrix(T_base_lidar, 'base_link', LIDAR_FRAME, 1)
+        bc.send_matrix(T_base_cam, '/base_link', CAMERA_FRAME, 1)     # a leading slash is stripped for tf2
+        expected = invert(T_base_cam) @ T_base_lidar
+        assert g.wait_for(lambda: all(nd.input.nominal_extrinsic(LIDAR_FRAME, CAMERA_FRAME) is not None
+                                      for nd in nodes), 10)
+        for nd in nodes:
+            np.testing.assert_allclose(nd.input.nominal_extrinsic(LIDAR_FRAME, CAMERA_FRAME), expected, atol=1e-9)
+        # /tf (dynamic): odom -> base_link, only for the node with input.tf_topic
+        tf_pub = g.helper.create_publisher(TFMessage, '/tf', 100)
+        assert g.wait_for(lambda: tf_pub.get_subscription_count() >= 1, 10)
+        stamp = 1_700_000_000 * 10**9
+        tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(T_odom_base, 'odom', 'base_link', stamp)]))
+        assert g.wait_for(lambda: with_tf.input.frames.lookup('odom', LIDAR_FRAME) is not None, 10)
+        np.testing.assert_allclose(with_tf.input.frames.lookup('odom', LIDAR_FRAME), T_odom_base @ T_base_lidar,
+                                   atol=1e-9)
+        assert only_static.input.frames.lookup('odom', LIDAR_FRAME) is None
+        # frozen (the calibrator does this before its first publication): a new nominal is not taken
+        for nd in nodes:
+            nd.input.freeze_tf()
+        bc.send_matrix(T_base_cam @ random_rigid(rng), 'base_link', CAMERA_FRAME, 1)
+        hostile.publish(TFMessage(transforms=bad))
+        time.sleep(1.0)
+        for nd in nodes:
+            np.testing.assert_allclose(nd.input.nominal_extrinsic(LIDAR_FRAME, CAMERA_FRAME), expected, atol=1e-9)
+            assert nd.input.frames.rejected == 4
+
 
 
 # -- message_filters -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Transform chains: one lookup for the nodes' TF listener and the bag reader's /tf_static."""
+"""Transform chains without ROS: the bag reader's /tf_static (``ncal calibrate`` on a recording). The live nodes look
+up the same chain with tf2_ros (``ros_ncal.nodes._common.TfFrames``); test_upstream_ros_packages.py checks both agree."""
 from __future__ import annotations
 
 from collections import deque

@@ -6,13 +6,14 @@
 * :class:`DropCounter`: drops counted by reason, with a warning throttled per reason.
 * :class:`LatestWorker`: a worker thread fed through a slot of size 1 (the latest item wins), so
   subscription callbacks never wait for slow work (disk writes, calibration).
-* :class:`FrameGraph`: transforms from ``/tf_static`` (and ``/tf``) with chain look-up.
+* :class:`TfFrames`: the LiDAR -> camera chain through ``tf2_ros`` (Buffer + TransformListener), with the
+  project's checks on every transform.
 * :class:`SensorInput`: the camera + CameraInfo + PointCloud2 front end both nodes share: decode,
   validate (drop reasons), pair by approximate time, resolve the nominal extrinsic.
 * :class:`Rectifier`: a cached :class:`ros_ncal.geometry.distortion.UndistortMap` per camera.
 
 In the library, tested without ROS: :class:`ros_ncal.data.stamp_guard.StampGuard` (stamp sanity),
-:func:`ros_ncal.geometry.extrinsic_from_params`, :func:`ros_ncal.geometry.chain_transform`.
+:func:`ros_ncal.geometry.extrinsic_from_params`.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.data.stamp_guard import StampGuard
-from ros_ncal.geometry import chain_transform, extrinsic_from_params
+from ros_ncal.geometry import extrinsic_from_params
 from ros_ncal.geometry.distortion import UndistortMap
 from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, cloud_to_xyzi, stamp_to_ns,
                                transform_stamped_to_matrix)
@@ -291,49 +292,93 @@ class LatestWorker:
 # ----------------------------------------------------------------------------- TF
 
 
-class FrameGraph:
-    """Latest transform per (parent, child) edge, looked up along chains in either direction.
+class TfFrames:
+    """The TF graph the nodes read the LiDAR -> camera chain from: a ``tf2_ros.Buffer``, fed by a
+    ``tf2_ros.TransformListener`` (:meth:`listen`), looked up with ``Buffer.lookup_transform`` at the latest time.
 
-    Thread-safe. Static and dynamic edges are kept alike (the newest message for an edge wins).
+    The listener's callbacks first apply the project's checks (:meth:`add_message`): a transform that is not
+    finite, has a quaternion off unit norm by more than 1e-3, an empty frame id, or parent == child is rejected
+    and counted in ``rejected`` (tf2 itself drops most of these with only a log line, and keeps a quaternion off
+    by up to 0.5 %); the ones taken go to tf2 with a unit quaternion and frame ids without a leading slash (tf2's
+    look-up refuses those). Thread-safe (tf2's buffer locks).
     """
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._edges: dict[tuple[str, str], np.ndarray] = {}  # (parent, child) -> T_parent_child
+        from tf2_ros import Buffer
+        self.buffer = Buffer()     # 10 s of /tf history; /tf_static kept for good
         self.rejected = 0
+        self._lock = threading.Lock()
+        self._frames: set[str] = set()
+        self.listener = None
 
-    def add_message(self, msg) -> int:
+    def listen(self, node, on_message: Callable[[Any, bool], None], dynamic: bool):
+        """A ``tf2_ros.TransformListener`` on ``node`` whose callbacks call ``on_message(msg, static)`` (which
+        should end in :meth:`add_message`). ``dynamic`` False: /tf_static only (its /tf subscription is dropped)."""
+        from tf2_ros import TransformListener
+
+        class CheckedTransformListener(TransformListener):
+            def callback(self, data) -> None:
+                on_message(data, False)
+
+            def static_callback(self, data) -> None:
+                on_message(data, True)
+
+        self.listener = CheckedTransformListener(self.buffer, node)
+        if not dynamic:
+            node.destroy_subscription(self.listener.tf_sub)
+        return self.listener
+
+    def add_message(self, msg, static: bool = True) -> int:
         """tf2_msgs/TFMessage -> number of transforms taken (bad ones are counted in ``rejected``)."""
         n = 0
         for ts in msg.transforms:
             try:
                 st = transform_stamped_to_matrix(ts)
             except ValueError:
-                self.rejected += 1
+                st = None
+            parent = st.parent_frame.lstrip('/') if st else ''
+            child = st.child_frame.lstrip('/') if st else ''
+            if not parent or not child or parent == child:
+                with self._lock:
+                    self.rejected += 1
                 continue
-            if not st.parent_frame or not st.child_frame or st.parent_frame == st.child_frame:
-                self.rejected += 1
-                continue
-            self.add(st.parent_frame.lstrip('/'), st.child_frame.lstrip('/'), st.T_parent_child)
+            ts.header.frame_id, ts.child_frame_id = parent, child
+            q = ts.transform.rotation
+            norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+            q.x, q.y, q.z, q.w = q.x / norm, q.y / norm, q.z / norm, q.w / norm
+            if static:
+                self.buffer.set_transform_static(ts, 'ros_ncal')
+            else:
+                self.buffer.set_transform(ts, 'ros_ncal')
+            with self._lock:
+                self._frames.update((parent, child))
             n += 1
         return n
 
-    def add(self, parent: str, child: str, T_parent_child: np.ndarray) -> None:
-        with self._lock:
-            self._edges.pop((child, parent), None)
-            self._edges[(parent, child)] = np.asarray(T_parent_child, dtype=np.float64)
+    def add(self, parent: str, child: str, T_parent_child: np.ndarray, static: bool = True) -> None:
+        """One transform given as a matrix (tests, tools); the same checks as :meth:`add_message`."""
+        from tf2_msgs.msg import TFMessage
+
+        from ros_ncal.ros.conversions import matrix_to_transform_stamped
+        if self.add_message(TFMessage(transforms=[matrix_to_transform_stamped(T_parent_child, parent, child, 0)]),
+                            static) != 1:
+            raise ValueError(f'transform {parent!r} -> {child!r} rejected')
 
     @property
     def frames(self) -> set[str]:
         with self._lock:
-            return {f for e in self._edges for f in e}
+            return set(self._frames)
 
     def lookup(self, target: str, source: str) -> np.ndarray | None:
-        """T_target_source (4, 4) composed along the chain, or None when the frames are not connected
-        (:func:`ros_ncal.geometry.chain_transform`)."""
-        with self._lock:
-            edges = dict(self._edges)
-        return chain_transform(edges, target.lstrip('/'), source.lstrip('/'))
+        """T_target_source (4, 4) along the chain at the latest common time, or None when tf2 cannot give it
+        (frames unknown or not connected)."""
+        from rclpy.time import Time
+        from tf2_ros import TransformException
+        try:
+            ts = self.buffer.lookup_transform(target.lstrip('/'), source.lstrip('/'), Time())
+        except TransformException:
+            return None
+        return transform_stamped_to_matrix(ts).T_parent_child
 
 
 # ----------------------------------------------------------------------------- images
@@ -523,11 +568,9 @@ class SensorInput:
 
     def __init__(self, node, cfg: SensorInputConfig, extrinsic: ExtrinsicParams, drops: DropCounter,
                  on_pair: Callable[[PairedInput], None], callback_group=None):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-        from tf2_msgs.msg import TFMessage
 
-        from ros_ncal.ros.qos import TF_STATIC_QOS, sensor_qos
+        from ros_ncal.ros.qos import sensor_qos
 
         self.node = node
         self.cfg = cfg
@@ -535,7 +578,7 @@ class SensorInput:
         self.on_pair = on_pair
         self.param_extrinsic = extrinsic.matrix()
         self.extrinsic_source = extrinsic.source
-        self.frames = FrameGraph()
+        self.frames = TfFrames()
         self.images = default_image_decoder()   # msgcodec, and cv_bridge where installed (ros/image_decode.py)
         self.stamps = StampGuard(cfg.max_future_s, cfg.max_past_s)
         self.pairer = ApproximateTimePairer(int(cfg.pair_tolerance_s * 1e9), cfg.pair_max_queue)
@@ -558,15 +601,9 @@ class SensorInput:
                                                   callback_group=callback_group, event_callbacks=lost('camera_info'))
         self._sub_pts = node.create_subscription(PointCloud2, cfg.points_topic, self._on_cloud, qos,
                                                  callback_group=callback_group, event_callbacks=lost('points'))
-        self._sub_tf_static = node.create_subscription(TFMessage, '/tf_static', self._on_tf, TF_STATIC_QOS,
-                                                       callback_group=callback_group)
-        if cfg.tf_topic:
-            self._sub_tf = node.create_subscription(
-                TFMessage, '/tf', self._on_tf,
-                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.VOLATILE), callback_group=callback_group)
         self._tf_freeze = False
-
+        # tf2_ros: /tf_static (and /tf with input.tf_topic) through a TransformListener into a Buffer
+        self.frames.listen(node, self._on_tf, dynamic=cfg.tf_topic)
 
     def _lost_events(self, stream: str):
         """Subscription event callbacks counting the messages the middleware reports lost (Fast DDS: samples
@@ -591,10 +628,10 @@ class SensorInput:
         except Exception as exc:  # noqa: BLE001 - hostile input must not kill the node
             self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
 
-    def _on_tf(self, msg) -> None:
+    def _on_tf(self, msg, static: bool = True) -> None:
         if self._tf_freeze:
             return
-        self._guard(self.frames.add_message, msg)
+        self._guard(self.frames.add_message, msg, static)
 
     def freeze_tf(self) -> None:
         """Stop taking transforms (the calibrator freezes its nominal before publishing its own)."""
