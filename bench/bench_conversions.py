@@ -16,25 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
+from _timing import interleaved
 
 from ros_ncal.bag import rosbags_msgs as rm
 from ros_ncal.msgcodec import POINTFIELD_DTYPES, array_to_image_fields, cloud_to_xyzi, image_to_rgb
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """name -> median seconds; every function runs once per round after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    samples = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t)
-    return {k: float(np.median(v)) for k, v in samples.items()}
 
 
 def cloud_dtype_of(padded: bool) -> np.dtype:

@@ -14,24 +14,18 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import interleaved
+
+
+def ms(fns: dict, repeats: int) -> dict:
+    """name -> median milliseconds (bench/_timing.interleaved)."""
+    return {k: 1e3 * v for k, v in interleaved(fns, repeats).items()}
+
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    for fn in fns.values():
-        fn()
-    samples = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t)
-    return {k: float(np.median(v)) * 1e3 for k, v in samples.items()}
 
 
 def raw_cases(rgb: np.ndarray):
@@ -93,7 +87,7 @@ def main() -> None:
                 fns[name] = fn
             except Exception as exc:  # noqa: BLE001 - report what the tool says
                 out[name] = f'{type(exc).__name__}: {str(exc).split(".")[0][:60]}'
-        t = interleaved(fns, a.repeats)
+        t = ms(fns, a.repeats)
         cells = []
         for name in ('ours', 'cvb'):
             cells.append(f'{t[name]:.3f} ms' if name in t else f'refused ({out[name]})')
