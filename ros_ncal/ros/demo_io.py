@@ -222,32 +222,19 @@ class DemoListener(Node):
     def wait_extrinsic(self, stamp_ns: int, timeout_s: float, overlay: bool = False) -> bool:
         """Block until a ``~/extrinsic`` (and with ``overlay`` an ``~/overlay``) with header stamp ``stamp_ns``
         arrived (True) or timeout (False)."""
-        deadline = time.monotonic() + timeout_s
-
         def done() -> bool:
             return (any(r.stamp_ns == stamp_ns for r in self.extrinsics[-5:])
                     and (not overlay or stamp_ns in self._overlay_stamps))
-        with self.lock:
-            while not done():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.lock.wait(timeout=min(left, 0.2))
-        return True
+        with self.lock:                     # every callback notifies the condition
+            return bool(self.lock.wait_for(done, timeout=timeout_s))
 
     def wait_status(self, predicate, timeout_s: float, node: str = 'calibrator') -> bool:
         """Block until ``predicate(status)`` holds (True) or timeout (False); ``node``: 'calibrator' | 'collector'
         (whose last ``~/status`` JSON is tested)."""
         if node not in ('calibrator', 'collector'):
             raise ValueError(f"node must be 'calibrator' or 'collector', got {node!r}")
-        deadline = time.monotonic() + timeout_s
         with self.lock:
-            while not predicate(getattr(self, f'{node}_status')):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.lock.wait(timeout=min(left, 0.2))
-        return True
+            return bool(self.lock.wait_for(lambda: predicate(getattr(self, f'{node}_status')), timeout=timeout_s))
 
 
 @dataclass

@@ -76,14 +76,9 @@ class PerceptionListener(Node):
             self.lock.notify_all()
 
     def wait_both(self, stamp_ns: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self.lock:
-            while not (stamp_ns in self.seg and stamp_ns in self.det):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.lock.wait(timeout=min(left, 0.2))
-        return True
+        """Block until both outputs of the frame stamped ``stamp_ns`` arrived (True) or timeout (False)."""
+        with self.lock:                     # both callbacks notify the condition
+            return bool(self.lock.wait_for(lambda: stamp_ns in self.seg and stamp_ns in self.det, timeout=timeout_s))
 
 
 @dataclass
