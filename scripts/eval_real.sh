@@ -3,7 +3,7 @@
 #   scripts/eval_real.sh CHECKPOINT OUT_DIR [CALIBRATORS]
 # Held out from the shipped calibrator's training (config/nclr/calib_real.yaml): the KITTI raw drive's frames
 # 57-76, the KITTI object testing frames, the DGP rig bag. Prints no-correction and classical beside the
-# learned stages in every table. About 45 minutes on 2 cores (OMP_NUM_THREADS=2). Tables for docs/results.md:
+# learned stages in every table. About 60 minutes on 2 cores (OMP_NUM_THREADS=2). Tables for docs/results.md:
 # scripts/results_tables.py collect OUT/<step>/report.json NAME --command ..., then render.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +38,8 @@ for bag in dgp_scene_01_cam01 opencalib_ours_1 opencalib_manual_0; do
     printf '%s seed %s: ' "$bag" "$seed"; grep -E "error|->" "$OUT/rig_${bag}_s$seed.txt" | tail -2 | tr '\n' ' '; echo
   done
 done | tee "$OUT/rigs.txt"
-# 6. online sequences from gross errors (+-20 deg / 1.5 m), one start vs the multi-start stage, + joint (11 min)
+# 6. online sequences from gross errors (+-20 deg / 1.5 m), one start vs the multi-start stage, + joint with its
+#    coarse multi-start stage (joint.coarse in config/calib_eval_gross.yaml; 30-90 s per joint run: about 25 min)
 "$NCAL" eval-calib --data kitti-raw --frame-range 57:77 --frame-step 2 --calibrators "nclr/classical,nclr_wide/classical" \
   --checkpoint "$CK" --config "$ROOT/config/calib_eval_gross.yaml" --preset wide --trials 1 --sequence 2 --sequences 6 \
   --joint --out "$OUT/drive_tail_gross_sequences" | tee "$OUT/drive_tail_gross_sequences.txt"

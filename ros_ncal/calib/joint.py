@@ -279,6 +279,7 @@ class JointEdgeRefiner:
         g = np.unique(np.round(np.concatenate([g, -g, [0.0]]), 9))    # symmetric, with the start itself
         offsets = np.stack(np.meshgrid(g, g, g, indexing='ij'), -1).reshape(-1, 3)
         X = np.concatenate([np.zeros((len(offsets), 3)), offsets], 1)
+        n_starts = len(X)
         steps0 = np.array([np.radians(c.rot_step_deg)] * 3 + [c.trans_step_m] * 3)
         J1 = self._objective(frames, c.decay, c.points_per_frame)
         X, v = self._multistart(J1, X, steps0, c.iters, rng)
@@ -288,10 +289,10 @@ class JointEdgeRefiner:
         b = int(np.argmax(v))
         J_start = float(J2(np.zeros((1, 6)))[0])
         if v[b] <= J_start + self.cfg.min_improvement:
-            return np.eye(4), f'coarse search ({len(offsets)} starts) kept the start, '
+            return np.eye(4), f'coarse search ({n_starts} starts) kept the start, '
         L0 = _left(X[b])
         rot, trans = pose_error(L0, np.eye(4))
-        return L0, (f'coarse search ({len(offsets)} starts) moved {rot:.2f} deg / {100 * trans:.1f} cm '
+        return L0, (f'coarse search ({n_starts} starts) moved {rot:.2f} deg / {100 * trans:.1f} cm '
                     f'(objective {J_start:.4f} -> {v[b]:.4f}), then ')
 
     def _multistart(self, J, X: np.ndarray, steps0: np.ndarray, iters: int,
