@@ -26,6 +26,7 @@ classical calibrator, coarse to fine over edge-map decays, inside a trust region
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -67,6 +68,7 @@ class CoarseStage:
     iters: int = 25
     rot_step_deg: float = 1.0          # initial steps of every start's pattern search
     trans_step_m: float = 0.1
+    min_trans_step_m: float = 0.01     # a start stops when its translation steps fell below this
     top_k: int = 64                    # phase 2: the best starts, continued on all points
     rank_decay: float = 0.95           # phase 2 edge-map decay (the ranking)
     rank_iters: int = 40
@@ -74,6 +76,7 @@ class CoarseStage:
 
     def validate(self, where: str) -> None:
         if (self.grid_range_m < 0 or self.grid_step_m <= 0 or self.box_rot_deg <= 0 or self.box_trans_m <= 0
+                or self.min_trans_step_m <= 0
                 or self.points_per_frame < 10 or self.top_k < 1 or self.iters < 1 or self.rank_iters < 1
                 or not 0.0 < self.decay < 1.0 or not 0.0 < self.rank_decay < 1.0):
             raise ValueError(f'{where}: bad coarse stage {self}')
@@ -203,14 +206,12 @@ class JointEdgeRefiner:
         return JointResult(L, [L @ T for T in Ts], float(J_init), float(cur), len(frames), skipped, bool(improved),
                            msg if improved else msg + ' (no improvement)', time.perf_counter() - t0)
 
-    @property
+    @functools.cached_property
     def coarse_edges(self) -> EdgeAlignmentCalibrator:
         """The edge extraction of the coarse stage: the classical settings with a wider field-of-view margin
         (points far outside the image at a gross start may belong inside it)."""
-        if getattr(self, '_coarse_edges', None) is None:
-            margin = max(self.edges.cfg.fov_margin_px, self.cfg.coarse.fov_margin_px)
-            self._coarse_edges = EdgeAlignmentCalibrator(dataclasses.replace(self.edges.cfg, fov_margin_px=margin))
-        return self._coarse_edges
+        margin = max(self.edges.cfg.fov_margin_px, self.cfg.coarse.fov_margin_px)
+        return EdgeAlignmentCalibrator(dataclasses.replace(self.edges.cfg, fov_margin_px=margin))
 
     def _frames(self, samples: list[Sample], Ts: list[np.ndarray], use: list[int],
                 edges: EdgeAlignmentCalibrator) -> tuple[list, dict[int, str]]:
@@ -317,7 +318,7 @@ class JointEdgeRefiner:
             up = vb > cur + self.cfg.min_improvement
             X[up], cur[up] = C[up, b[up]], vb[up]
             steps[~up] *= 0.5
-            if np.all(steps[:, 3:] < 0.01):
+            if np.all(steps[:, 3:] < c.min_trans_step_m):
                 break
         return X, cur
 

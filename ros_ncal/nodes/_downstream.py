@@ -25,9 +25,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.assets import ASSETS_DIR
-from ros_ncal.msgcodec import cloud_to_xyzi
-
 from ros_ncal.data.stamp_guard import StampGuard
+from ros_ncal.msgcodec import cloud_to_xyzi
 
 from ._common import DropCounter, DropInput, LatestWorker, param
 

@@ -36,7 +36,6 @@ from ros_ncal.assets import DET
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
 
-
 @dataclass
 class MarkerParams:
     line_width: float = param(0.08, 'box wireframe line width (m)', min=0.001, max=10.0)

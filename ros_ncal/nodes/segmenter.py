@@ -30,7 +30,6 @@ from ros_ncal.assets import SEG
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
 
-
 @dataclass
 class SegmenterConfig:
     """Segmenter parameters (``config/segmenter.yaml``)."""
