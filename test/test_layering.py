@@ -25,9 +25,12 @@ LAYERS: list[tuple[str, ...]] = [
     ('eval',),          # task metrics
     ('train',),         # pretraining, fine-tuning
     # ---- above this line: the library; no ROS imports ----
-    ('runner',),        # suite description and launch description (launch imported in functions)
-    ('ros',),           # rclpy adapters, player, listeners, demo harnesses
+    ('runner',),        # the suite: its description, the launch description and the plain-venv runner (suite_runner);
+                        # ROS (rclpy, launch) imported only inside functions (test_runner_imports_ros_only_in_functions)
+    ('ros',),           # rclpy adapters the nodes and commands use: TF, QoS, conversions, image decoding, bag player
     ('nodes',),         # the ROS 2 nodes
+    ('harness',),       # drive a suite on a live graph and record its outputs (ncal demo, tests); above nodes, so
+                        # that no node depends on a demo or test harness
     ('commands', 'cli_errors', 'cli'),  # the ncal command line
 ]
 FIRST_ROS_LAYER = 'runner'
@@ -139,6 +142,20 @@ def test_no_ros_in_the_library():
             if target.split('.')[0] in ROS_PACKAGES:
                 bad.append(f'{path.relative_to(PACKAGE.parent)}:{line}: imports {target}')
     assert not bad, 'ROS imports below ros_ncal/runner, ros_ncal/ros and ros_ncal/nodes:\n' + '\n'.join(bad)
+
+
+def test_runner_imports_ros_only_in_functions():
+    """ros_ncal.runner is read without ROS (``ncal run --list``, the launch files before launch starts anything):
+    rclpy, launch and the other ROS packages only inside the functions that start nodes or build the launch
+    description."""
+    bad = []
+    for path in _modules():
+        if _unit(_module_name(path)) != 'runner':
+            continue
+        for target, line, top in _imports(path):
+            if top and target.split('.')[0] in ROS_PACKAGES | {'ament_index_python'}:
+                bad.append(f'{path.relative_to(PACKAGE.parent)}:{line}: imports {target} at module level')
+    assert not bad, 'ROS imports at module level in ros_ncal/runner:\n' + '\n'.join(bad)
 
 
 def test_the_checker_sees_function_level_and_relative_imports():

@@ -1,7 +1,7 @@
 """THE single description of which nodes start, with which parameters and remaps.
 
 Read by ``launch/*.launch.py`` (real ROS installs, through :mod:`.launch_builder`) and by the
-plain-venv runner ``ncal run`` (:mod:`.runner`), so the two cannot drift. No rclpy here.
+plain-venv runner ``ncal run`` (:mod:`.suite_runner`), so the two cannot drift. No rclpy here.
 """
 from __future__ import annotations
 

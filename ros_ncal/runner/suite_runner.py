@@ -4,7 +4,8 @@ Each node gets exactly the ``--ros-args`` that ``ros2 launch`` would give it (no
 the same YAML params files, remaps, launch-argument parameters), built by
 :func:`ros_ncal.runner.suite.resolve_invocations`. Node classes are imported lazily; a
 missing one raises :class:`NodeMissingError` naming the node and module (or is skipped and
-reported with ``skip_missing``).
+reported with ``skip_missing``). rclpy is imported inside the functions that start nodes, as everywhere
+in ``ros_ncal.runner``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import importlib
 import threading
 from dataclasses import dataclass, field
 
-from ros_ncal.runner.suite import NodeInvocation, NodeSpec
+from .suite import NodeInvocation, NodeSpec
 
 
 class NodeMissingError(ImportError):

@@ -1,8 +1,8 @@
-"""ROS side of the ``perception`` scenario of ``ncal demo``: segmenter + detector on a replayed bag.
+"""Harness of the ``perception`` scenario of ``ncal demo``: segmenter + detector on a replayed bag.
 
 :func:`run_perception_graph` starts the ``segmenter`` and ``detector`` nodes in-process
-(:class:`ros_ncal.ros.suite_runner.SuiteRunner`, parameters from their config/ YAML + overrides),
-publishes a sensor bag frame by frame (:class:`ros_ncal.ros.demo_io.FramePlayer`) and, per cloud,
+(:class:`ros_ncal.runner.suite_runner.SuiteRunner`, parameters from their config/ YAML + overrides),
+publishes a sensor bag frame by frame (:class:`ros_ncal.harness.demo_io.FramePlayer`) and, per cloud,
 waits for ``/segmenter/labeled_points`` and ``/detector/detections3d`` with that stamp (lockstep).
 It returns plain numpy data (no ROS types) for the command to report.
 """
@@ -19,8 +19,7 @@ from sensor_msgs.msg import PointCloud2
 
 from ros_ncal.bag import BagTopics
 from ros_ncal.msgcodec import cloud_to_xyzi, stamp_to_ns
-
-from .qos import reliable_qos
+from ros_ncal.ros.qos import reliable_qos
 
 
 @dataclass
@@ -98,9 +97,9 @@ def run_perception_graph(bag_dir: str | Path, node_params: dict[str, dict] | Non
     import rclpy
 
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
+    from ros_ncal.runner.suite_runner import SuiteRunner
 
     from .demo_io import FramePlayer
-    from .suite_runner import SuiteRunner
     node_params = node_params or {}
     topics = topics or BagTopics()
     t0 = time.monotonic()

@@ -1,4 +1,4 @@
-"""ROS side of ``ncal demo``: a frame-by-frame bag player and a listener for the calibrator's outputs.
+"""Harness of ``ncal demo`` (and its tests): a frame-by-frame bag player and a listener for the calibrator's outputs.
 
 * :class:`FramePlayer` loads a sensor bag written by :mod:`ros_ncal.bag` (one PointCloud2, Image and
   CameraInfo per frame, ``/tf_static`` latched) and publishes it frame by frame, optionally shifting
@@ -27,9 +27,8 @@ from tf2_msgs.msg import TFMessage
 from ros_ncal.bag import BagTopics, read_messages
 from ros_ncal.geometry import T_from_xyz_quat
 from ros_ncal.msgcodec import image_to_rgb, stamp_to_ns, transform_stamped_to_matrix
-
-from .generic import rclpy_message_class, to_rclpy
-from .qos import TF_STATIC_QOS, reliable_qos, sensor_qos
+from ros_ncal.ros.generic import rclpy_message_class, to_rclpy
+from ros_ncal.ros.qos import TF_STATIC_QOS, reliable_qos, sensor_qos
 
 
 @dataclass
@@ -317,14 +316,13 @@ def _wait_for_node_processes(player, processes, n_nodes: int, run: GraphRun) -> 
 
 
 def run_graph(run: GraphRun, log=print) -> GraphRunResult:
-    """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`) or, with
-    ``node_processes``, one process per node (:class:`ros_ncal.ros.suite_runner.ProcessSuite`); replay,
+    """Start the suite in-process (:class:`ros_ncal.runner.suite_runner.SuiteRunner`) or, with
+    ``node_processes``, one process per node (:class:`ros_ncal.runner.suite_runner.ProcessSuite`); replay,
     collect."""
     import rclpy
 
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
-
-    from .suite_runner import ProcessSuite, SuiteRunner
+    from ros_ncal.runner.suite_runner import ProcessSuite, SuiteRunner
     if run.pace not in ('lockstep', 'realtime'):
         raise ValueError(f"pace must be 'lockstep' or 'realtime', got {run.pace!r}")
     if run.passes < 1:

@@ -1,4 +1,4 @@
-"""A listener node that records what the suite publishes (used by ``ncal demo`` and tests)."""
+"""A listener node that records what the extrinsic publisher publishes (``ncal demo --scenario publisher``, tests)."""
 from __future__ import annotations
 
 import threading
@@ -10,8 +10,7 @@ from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from ros_ncal.msgcodec import image_to_rgb, stamp_to_ns, transform_stamped_to_matrix
-
-from .qos import TF_STATIC_QOS, latched_qos
+from ros_ncal.ros.qos import TF_STATIC_QOS, latched_qos
 
 
 class OutputListener(Node):
