@@ -12,11 +12,16 @@ One set of rules for every library config (NCLR, synthetic world, fine-tuning, c
 * a dict field is replaced, or (``merge_dict_defaults``) laid over its default;
 * other fields (str, list, optional ``None`` defaults) take the value as given.
 
+Node parameters (``param``, ``param_kind``, ``coerce_param``, at the end) follow ROS's parameter types instead:
+see the section there.
+
 No ROS, no torch: importable everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, asdict, fields, is_dataclass
+import math
+import typing
+from dataclasses import MISSING, Field, asdict, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -217,8 +222,6 @@ def parse_set_options(items) -> dict:
 def to_jsonable(x: Any) -> Any:
     """Plain JSON types from nested dicts / lists / tuples / numpy scalars and arrays / torch tensors (anything
     with ``tolist``); non-finite floats become None (strict JSON has no NaN)."""
-    import math
-
     import numpy as np
     if isinstance(x, dict):
         return {str(k): to_jsonable(v) for k, v in x.items()}
@@ -234,3 +237,70 @@ def to_jsonable(x: Any) -> Any:
     if hasattr(x, 'tolist') and not isinstance(x, (str, bytes)):
         return to_jsonable(x.tolist())
     return x
+
+
+# ----------------------------------------------------------------------------- node parameters
+# A node declares one ROS parameter per field of a config dataclass (``ros_ncal.nodes._common.declare_config``,
+# nested dataclasses give dotted names). What a field allows (``param``: description, choices, range), which
+# parameter type it is (``param_kind``) and how a parameter value becomes the field's type (``coerce_param``)
+# is decided here, without ROS. Library configs read by the nodes (``health.HealthConfig``) use ``param`` too.
+
+
+def param(default: Any = MISSING, help: str = '', *, choices: tuple | None = None,  # noqa: A002
+          min: float | None = None, max: float | None = None, default_factory=MISSING):  # noqa: A002
+    """A dataclass field that is also a node parameter (description, choices, inclusive range)."""
+    meta = {'help': help, 'choices': choices, 'min': min, 'max': max}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def param_kind(tp: Any) -> str:
+    """'bool' | 'int' | 'float' | 'str' | 'float_list' | 'str_list' | 'config' for a field type."""
+    if is_dataclass(tp):
+        return 'config'
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else float
+        return 'str_list' if inner is str else 'float_list'
+    for kind, py in (('bool', bool), ('int', int), ('float', float), ('str', str)):
+        if tp is py:
+            return kind
+    raise TypeError(f'unsupported parameter type {tp!r}')
+
+
+def coerce_param(name: str, kind: str, value: Any) -> Any:
+    """A parameter value as the field's Python type; ValueError naming the parameter otherwise."""
+    try:
+        if kind == 'bool':
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if kind == 'int':
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise TypeError
+            return int(value)
+        if kind == 'float':
+            if isinstance(value, bool):
+                raise TypeError
+            v = float(value)
+            if not math.isfinite(v):
+                raise TypeError
+            return v
+        if kind == 'str':
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind == 'float_list':
+            if value is None:
+                return []
+            out = [float(v) for v in value]
+            if not all(math.isfinite(v) for v in out):
+                raise TypeError
+            return out
+        if kind == 'str_list':
+            return [] if value is None else [str(v) for v in value]
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f'parameter {name!r}: expected {kind.replace("_", " of ")}, got {value!r}')

@@ -1,7 +1,8 @@
-"""Node health verdict for /diagnostics: drop ratio over a window, stale processing, persistence.
+"""Node health for /diagnostics: drops counted by reason, and the verdict (drop ratio over a window, stale
+processing, persistence).
 
-Plain Python (no rclpy): the nodes feed cumulative counters, this class answers OK / WARN / ERROR
-with the reasons. Rules (thresholds in :class:`HealthConfig`, YAML section ``health`` of
+Plain Python (no rclpy): the nodes count their drops in a :class:`DropCounter` and feed cumulative counters
+to a :class:`HealthMonitor`, which answers OK / WARN / ERROR with the reasons. Rules (thresholds in :class:`HealthConfig`, YAML section ``health`` of
 config/calibrator.yaml and config/collector.yaml):
 
 * drop ratio = dropped / (dropped + accepted) over the last ``window_s`` seconds, where ``accepted``
@@ -15,27 +16,62 @@ config/calibrator.yaml and config/collector.yaml):
 """
 from __future__ import annotations
 
-from collections import deque
+import threading
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ros_ncal.config_io import param
 
-def _p(default, help: str, min: float | None = None, max: float | None = None):  # noqa: A002
-    """A field with the metadata the node layer turns into a parameter descriptor."""
-    return field(default=default, metadata={'help': help, 'min': min, 'max': max, 'choices': None})
+
+class DropCounter:
+    """Thread-safe counts of dropped inputs by reason; logs one warning per reason per ``period_s``."""
+
+    def __init__(self, logger=None, period_s: float = 5.0):
+        self._lock = threading.Lock()
+        self._counts: Counter = Counter()
+        self._last_warn: dict[str, float] = {}
+        self._logger = logger
+        self.period_s = float(period_s)
+
+    def drop(self, reason: str, detail: str = '', n: int = 1) -> None:
+        with self._lock:
+            self._counts[reason] += n
+            now = time.monotonic()
+            due = now - self._last_warn.get(reason, -1e18) >= self.period_s
+            if due:
+                self._last_warn[reason] = now
+            total = self._counts[reason]
+        if due and self._logger is not None:
+            self._logger.warning(f'dropped input ({reason}, {total} so far): {detail}')
+
+    def set_external(self, reason: str, total: int) -> None:
+        """Mirror a count kept elsewhere (e.g. the pairer's) under ``reason``."""
+        with self._lock:
+            if total:
+                self._counts[reason] = int(total)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return int(sum(self._counts.values()))
 
 
 @dataclass
 class HealthConfig:
     """Thresholds of :class:`HealthMonitor` (``health.*`` node parameters)."""
-    window_s: float = _p(10.0, 'window of the drop ratio (s)', min=0.1)
-    max_drop_ratio: float = _p(0.5, 'WARN when dropped / (dropped + accepted) over the window exceeds this',
-                               min=0.0, max=1.0)
-    min_events: int = _p(5, 'judge the drop ratio only with at least this many inputs in the window', min=1)
-    stale_s: float = _p(10.0, 'WARN when no frame was processed for this long while active (0 = off)', min=0.0)
-    error_after_s: float = _p(10.0, 'a WARN condition lasting this long becomes ERROR (0 = never)', min=0.0)
-    ignore_reasons: list[str] = field(default_factory=list, metadata={
-        'help': 'drop reasons that are by design and not counted in the ratio (e.g. busy)',
-        'min': None, 'max': None, 'choices': None})
+    window_s: float = param(10.0, 'window of the drop ratio (s)', min=0.1)
+    max_drop_ratio: float = param(0.5, 'WARN when dropped / (dropped + accepted) over the window exceeds this',
+                                  min=0.0, max=1.0)
+    min_events: int = param(5, 'judge the drop ratio only with at least this many inputs in the window', min=1)
+    stale_s: float = param(10.0, 'WARN when no frame was processed for this long while active (0 = off)', min=0.0)
+    error_after_s: float = param(10.0, 'a WARN condition lasting this long becomes ERROR (0 = never)', min=0.0)
+    ignore_reasons: list[str] = param(help='drop reasons that are by design and not counted in the ratio (e.g. busy)',
+                                      default_factory=list)
 
     def validate(self) -> None:
         if not 0.0 <= self.max_drop_ratio <= 1.0:

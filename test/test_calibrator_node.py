@@ -1,8 +1,6 @@
 """Calibrator node end to end on a real rclpy graph: real KITTI frames, a deliberately wrong nominal extrinsic."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, StatusListener, TopicLog, \
@@ -303,31 +301,6 @@ def test_nclr_backend_from_a_checkpoint_runs_in_the_node(kitti_frames, tmp_path)
         st = status.latest
         assert st['frame_message'].startswith('nclr:') and st['tf_published'] == 0 and len(logs['tf_static']) == 1
         assert st['processing_time_ms'] > 0 and 'backend_error' not in st['dropped']
-
-
-def test_a_pair_that_cannot_be_decoded_fails_the_same_way_for_both_workers_and_is_counted_once():
-    from sensor_msgs.msg import Image
-
-    from ros_ncal.msgcodec.camera_info import CameraIntrinsics
-    from ros_ncal.nodes._common import CameraFrame, CloudFrame, PairedInput
-    bad = Image(height=4, width=4, encoding='rgb8', step=12, data=bytes(10))     # truncated data
-    pair = PairedInput(camera=CameraFrame(bad, False, 1, CAMERA_FRAME),
-                       cloud=CloudFrame(np.zeros((3, 4), np.float32), 1, LIDAR_FRAME),
-                       intrinsics=CameraIntrinsics(K=np.diag([2.0, 2.0, 1.0]), width=4, height=4),
-                       T_cam_lidar=np.eye(4), received_mono=0.0)
-    errors = []
-    for _ in range(2):                       # the calibration and the overlay worker
-        with pytest.raises(ValueError) as exc:
-            pair.decode_image()
-        errors.append(exc.value)
-    assert errors[0] is errors[1]            # decoded once, the failure is cached like the image
-    claims = []
-    threads = [threading.Thread(target=lambda: claims.append(pair.claim_decode_failure())) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(claims) == [False] * 7 + [True]
 
 
 class _KeepsGuess:

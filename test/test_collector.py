@@ -1,4 +1,6 @@
-"""Collector node on a real rclpy graph (fresh Context per test), plus its shared helpers (_common)."""
+"""Collector node on a real rclpy graph (fresh Context per test), plus its TF helper (nodes/_common.TfFrames).
+The pieces without ROS are tested with their library homes: test_worker.py (LatestWorker), test_geometry.py
+(Rectifier, extrinsic_from_params), test_reliability.py (StampGuard, DropCounter), test_sensor_input.py."""
 from __future__ import annotations
 
 import io
@@ -14,11 +16,9 @@ from rclpy.parameter import Parameter
 from ros_ncal.data.shards import ShardDataset
 from ros_ncal.geometry import T_to_xyz_quat, invert, make_T, rotvec_to_matrix
 from ros_ncal.msgcodec import CameraIntrinsics
-from ros_ncal.data.stamp_guard import StampGuard
-from ros_ncal.geometry import extrinsic_from_params
-from ros_ncal.nodes._common import LatestWorker, Rectifier, TfFrames
-from ros_ncal.viz import turbo_ramp as turbo_colors
+from ros_ncal.nodes._common import TfFrames
 from ros_ncal.nodes.collector import CollectorNode
+from ros_ncal.viz import turbo_ramp as turbo_colors
 
 STAMP0 = 1_700_000_000 * 10**9
 
@@ -28,7 +28,7 @@ def _frames(n, seed=0, **kw):
     return [synthetic_frame(rng, **kw) for _ in range(n)]
 
 
-# ----------------------------------------------------------------------------- helpers (no ROS graph)
+# ----------------------------------------------------------------------------- helpers
 
 def test_tf_frames_compose_chains_in_both_directions():
     g = TfFrames()                      # a tf2_ros.Buffer behind the project's checks
@@ -41,92 +41,6 @@ def test_tf_frames_compose_chains_in_both_directions():
     np.testing.assert_allclose(g.lookup('lidar', 'cam'), invert(T_cam_lidar), atol=1e-12)
     assert g.lookup('cam', 'unknown') is None
     np.testing.assert_allclose(g.lookup('cam', 'cam'), np.eye(4))
-
-
-def test_stamp_guard_rejects_future_and_past_and_recovers_from_a_jump():
-    g = StampGuard(max_future_s=1.0, max_past_s=5.0, reset_after=3)
-    assert g.check(0) == 'stamp_zero'
-    assert g.check(100 * 10**9) is None
-    assert g.check(102 * 10**9) == 'stamp_future'   # does not move the reference
-    assert g.check(100_500_000_000) is None
-    assert g.check(90 * 10**9) == 'stamp_past'
-    assert g.check(90 * 10**9) == 'stamp_past'
-    assert g.check(90 * 10**9) == 'stamp_past'      # third in a row: time jumped back, reference reset
-    assert g.check(90_100_000_000) is None
-
-
-def test_latest_worker_keeps_only_the_newest_pending_item():
-    import threading
-    gate = threading.Event()
-    seen = []
-
-    def work(x):
-        gate.wait(5)
-        seen.append(x)
-    w = LatestWorker(work)
-    assert w.submit(1) is None
-    assert RosGraph.wait_for(lambda: w.busy, 5)
-    assert w.submit(2) is None
-    assert w.submit(3) == 2          # 2 never started: replaced
-    assert w.pending == 1
-    gate.set()
-    assert w.wait_idle(5)
-    assert seen == [1, 3] and w.max_pending_seen == 1
-    w.stop()
-
-
-def test_latest_worker_survives_exceptions():
-    errors = []
-    w = LatestWorker(lambda x: 1 / x, on_error=lambda item, exc: errors.append((item, type(exc).__name__)))
-    w.submit(0)
-    assert w.wait_idle(5)
-    w.submit(2)
-    assert w.wait_idle(5)
-    assert errors == [(0, 'ZeroDivisionError')] and w.processed == 2
-    w.stop()
-
-
-def test_extrinsic_from_params_forms_agree_and_bad_ones_raise():
-    T = make_T(rotvec_to_matrix(np.array([0.1, -0.2, 0.3])), np.array([0.3, -0.1, 0.2]))
-    xyz, q = T_to_xyz_quat(T)
-    np.testing.assert_allclose(extrinsic_from_params(list(T.ravel()), [], []), T, atol=1e-12)
-    np.testing.assert_allclose(extrinsic_from_params([], list(xyz), list(q)), T, atol=1e-9)
-    assert extrinsic_from_params([], [], []) is None
-    with pytest.raises(ValueError, match='16 numbers'):
-        extrinsic_from_params([1.0] * 12, [], [])
-    with pytest.raises(ValueError, match='T_cam_lidar'):
-        extrinsic_from_params(list((2 * np.eye(4)).ravel()), [], [])
-    with pytest.raises(ValueError, match='norm'):
-        extrinsic_from_params([], [0, 0, 0], [0, 0, 0, 2.0])
-
-
-def test_rectifier_inverts_plumb_bob_distortion():
-    """Distort a checkerboard with the plumb_bob model, rectify it back: close to the original."""
-    H, W = 60, 80
-    K = np.array([[60.0, 0, 39.5], [0, 60.0, 29.5], [0, 0, 1]])
-    v, u = np.mgrid[0:H, 0:W]
-    sharp = 120 + 100 * np.sin(u / 5.0) * np.cos(v / 4.0)
-    D = np.array([-0.2, 0.05, 0.001, -0.001, 0.0])
-    # distorted image: for each distorted pixel find the undistorted source by fixed-point iteration
-    xd, yd = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
-    x, y = xd.copy(), yd.copy()
-    for _ in range(20):
-        r2 = x * x + y * y
-        rad = 1 + D[0] * r2 + D[1] * r2 ** 2
-        dx = 2 * D[2] * x * y + D[3] * (r2 + 2 * x * x)
-        dy = D[2] * (r2 + 2 * y * y) + 2 * D[3] * x * y
-        x, y = (xd - dx) / rad, (yd - dy) / rad
-    from scipy import ndimage
-    src = [y * K[1, 1] + K[1, 2], x * K[0, 0] + K[0, 2]]
-    distorted = ndimage.map_coordinates(sharp, src, order=1, mode='nearest')
-    rgb = np.repeat(distorted[:, :, None], 3, axis=2).astype(np.uint8)
-    out = Rectifier()(rgb, CameraIntrinsics(K=K, D=D, distortion_model='plumb_bob', width=W, height=H))
-    inner = (slice(10, H - 10), slice(10, W - 10))
-    err_rect = np.abs(out[..., 0][inner].astype(float) - sharp[inner]).mean()
-    err_raw = np.abs(rgb[..., 0][inner].astype(float) - sharp[inner]).mean()
-    assert err_rect < 0.5 * err_raw
-    same = Rectifier()(rgb, CameraIntrinsics(K=K, D=np.zeros(5), width=W, height=H))
-    assert same is rgb
 
 
 def test_turbo_colors_go_from_blue_to_red():

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from ros_ncal.config_io import dataclass_from_dict, deep_merge, load_yaml_with_base, read_yaml_section
+from ros_ncal.config_io import (coerce_param, dataclass_from_dict, deep_merge, load_yaml_with_base, param,
+                                param_kind, read_yaml_section)
 
 
 @dataclass
@@ -130,3 +131,39 @@ def test_to_jsonable_and_set_options_have_one_home():
         {'optim': {'steps': 50}, 'a': {'b': {'c': [1, 2]}}, 'flag': True}
     with pytest.raises(ValueError, match='key.path=value'):
         parse_set_options(['no_equals'])
+
+
+# ----------------------------------------------------------------------------- node parameters (no ROS)
+
+
+@dataclass
+class _NodeParams:
+    rate: float = param(1.0, 'a rate', min=0.0)
+    n: int = param(3, 'a count', min=1, max=10)
+    on: bool = param(False, 'a switch')
+    mode: str = param('a', 'a mode', choices=('a', 'b'))
+    xs: list[float] = param(help='numbers', default_factory=list)
+    names: list[str] = param(help='names', default_factory=list)
+    inner: Inner = param(default_factory=Inner)
+
+
+def test_node_parameter_fields_kinds_and_coercion():
+    import dataclasses
+    import typing
+    hints = typing.get_type_hints(_NodeParams)
+    kinds = {f.name: param_kind(hints[f.name]) for f in dataclasses.fields(_NodeParams)}
+    assert kinds == {'rate': 'float', 'n': 'int', 'on': 'bool', 'mode': 'str', 'xs': 'float_list',
+                     'names': 'str_list', 'inner': 'config'}
+    meta = {f.name: f.metadata for f in dataclasses.fields(_NodeParams)}
+    assert meta['n'] == {'help': 'a count', 'choices': None, 'min': 1, 'max': 10}
+    assert meta['mode']['choices'] == ('a', 'b') and _NodeParams().xs == [] and _NodeParams().inner == Inner()
+    with pytest.raises(TypeError, match='unsupported parameter type'):
+        param_kind(dict)
+    assert coerce_param('rate', 'float', 10) == 10.0 and isinstance(coerce_param('rate', 'float', 10), float)
+    assert coerce_param('n', 'int', 4.0) == 4 and coerce_param('on', 'bool', True) is True
+    assert coerce_param('xs', 'float_list', None) == [] and coerce_param('xs', 'float_list', [1, 2]) == [1.0, 2.0]
+    assert coerce_param('names', 'str_list', ('a', 1)) == ['a', '1']
+    for name, kind, value in (('n', 'int', 2.5), ('n', 'int', True), ('on', 'bool', 1), ('rate', 'float', True),
+                              ('rate', 'float', float('nan')), ('mode', 'str', 3), ('xs', 'float_list', [1, float('inf')])):
+        with pytest.raises(ValueError, match=f"parameter '{name}': expected"):
+            coerce_param(name, kind, value)

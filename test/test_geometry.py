@@ -141,9 +141,7 @@ def test_chain_transform_walks_edges_both_ways_and_says_when_unconnected():
 def test_one_undistortion_for_nodes_and_bags_covers_every_ros_model():
     """geometry.distortion: the nodes' Rectifier and the bag reader share UndistortMap, so a fisheye
     (equidistant) camera that works live is no longer refused from a recording."""
-    from ros_ncal.geometry.distortion import UndistortMap, distort_normalized
-    from ros_ncal.msgcodec import CameraIntrinsics
-    from ros_ncal.nodes._common import Rectifier
+    from ros_ncal.geometry.distortion import Rectifier, UndistortMap, distort_normalized
     K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
     x = np.array([0.0, 0.3, -0.4])
     y = np.array([0.0, -0.2, 0.1])
@@ -153,7 +151,58 @@ def test_one_undistortion_for_nodes_and_bags_covers_every_ros_model():
         assert xd[0] == 0 and yd[0] == 0 and not np.allclose(xd[1:], x[1:])
         img = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
         m = UndistortMap(K, np.array(D), model, (96, 128))
-        live = Rectifier()(img, CameraIntrinsics(K=K, D=np.array(D), distortion_model=model, width=128, height=96))
+        live = Rectifier()(img, K, np.array(D), model)
         np.testing.assert_array_equal(live, m(img))
     with pytest.raises(ValueError, match='not supported'):
         distort_normalized(x, y, 'unknown_model', np.zeros(5))
+
+
+def test_extrinsic_from_params_forms_agree_and_bad_ones_raise():
+    T = g.make_T(g.rotvec_to_matrix(np.array([0.1, -0.2, 0.3])), np.array([0.3, -0.1, 0.2]))
+    xyz, q = g.T_to_xyz_quat(T)
+    np.testing.assert_allclose(g.extrinsic_from_params(list(T.ravel()), [], []), T, atol=1e-12)
+    np.testing.assert_allclose(g.extrinsic_from_params([], list(xyz), list(q)), T, atol=1e-9)
+    assert g.extrinsic_from_params([], [], []) is None
+    with pytest.raises(ValueError, match='16 numbers'):
+        g.extrinsic_from_params([1.0] * 12, [], [])
+    with pytest.raises(ValueError, match='T_cam_lidar'):
+        g.extrinsic_from_params(list((2 * np.eye(4)).ravel()), [], [])
+    with pytest.raises(ValueError, match='norm'):
+        g.extrinsic_from_params([], [0, 0, 0], [0, 0, 0, 2.0])
+
+
+def test_rectifier_inverts_plumb_bob_distortion():
+    """Distort a checkerboard with the plumb_bob model, rectify it back: close to the original."""
+    from ros_ncal.geometry.distortion import Rectifier
+    H, W = 60, 80
+    K = np.array([[60.0, 0, 39.5], [0, 60.0, 29.5], [0, 0, 1]])
+    v, u = np.mgrid[0:H, 0:W]
+    sharp = 120 + 100 * np.sin(u / 5.0) * np.cos(v / 4.0)
+    D = np.array([-0.2, 0.05, 0.001, -0.001, 0.0])
+    # distorted image: for each distorted pixel find the undistorted source by fixed-point iteration
+    xd, yd = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    x, y = xd.copy(), yd.copy()
+    for _ in range(20):
+        r2 = x * x + y * y
+        rad = 1 + D[0] * r2 + D[1] * r2 ** 2
+        dx = 2 * D[2] * x * y + D[3] * (r2 + 2 * x * x)
+        dy = D[2] * (r2 + 2 * y * y) + 2 * D[3] * x * y
+        x, y = (xd - dx) / rad, (yd - dy) / rad
+    from scipy import ndimage
+    src = [y * K[1, 1] + K[1, 2], x * K[0, 0] + K[0, 2]]
+    distorted = ndimage.map_coordinates(sharp, src, order=1, mode='nearest')
+    rgb = np.repeat(distorted[:, :, None], 3, axis=2).astype(np.uint8)
+    out = Rectifier()(rgb, K, D, 'plumb_bob')
+    inner = (slice(10, H - 10), slice(10, W - 10))
+    err_rect = np.abs(out[..., 0][inner].astype(float) - sharp[inner]).mean()
+    err_raw = np.abs(rgb[..., 0][inner].astype(float) - sharp[inner]).mean()
+    assert err_rect < 0.5 * err_raw
+    same = Rectifier()(rgb, K, np.zeros(5), 'plumb_bob')
+    assert same is rgb
+    r = Rectifier()                                  # one map per camera, built once
+    r(rgb, K, D, 'plumb_bob')
+    first = r._map
+    np.testing.assert_array_equal(r(rgb, K, D, 'plumb_bob'), out)
+    assert r._map is first
+    r(rgb, K, 2 * D, 'plumb_bob')                    # another camera model: a new map
+    assert r._map is not first

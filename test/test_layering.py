@@ -13,7 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'ros_ncal'
 # Lowest first. A module may import its own unit and any unit of a lower (or equal) rank, never a higher one.
 # A unit is the first name under ros_ncal (a subpackage or a top-level module).
 LAYERS: list[tuple[str, ...]] = [
-    ('__init__', 'config_io', 'nativelib', 'health', 'rosenv', 'assets'),  # foundation: no ros_ncal imports
+    # foundation: typed config and node-parameter fields (config_io), drops and the health verdict, the nodes'
+    # worker thread, ...; they import only each other
+    ('__init__', 'config_io', 'nativelib', 'health', 'worker', 'rosenv', 'assets'),
     ('geometry',),      # SE(3), cameras, boxes
     ('msgcodec',),      # ROS message fields <-> numpy, without ROS
     ('data',),          # Samples, dataset and rosbag2 readers, shards

@@ -12,8 +12,8 @@ from ros_ncal.calib import FusionConfig, OnlineExtrinsicFilter, fuse_extrinsics
 from ros_ncal.calib.result import (ESTIMATED_ALL, ESTIMATED_NONE, ESTIMATED_ROTATION, CalibResult, ChainCalibrator,
                                    NoCorrection)
 from ros_ncal.geometry import make_T, rotvec_to_matrix
-from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
-from ros_ncal.nodes._common import StampGuard
+from ros_ncal.data.stamp_guard import StampGuard
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
 
 from support import DiskFull
 
@@ -61,7 +61,42 @@ def test_health_stale_processing_and_ignored_reasons():
     assert worst_level('OK', 'WARN', 'OK') == 'WARN' and worst_level('ERROR', 'WARN') == 'ERROR'
 
 
+def test_drop_counter_counts_by_reason_and_warns_once_per_reason_per_period():
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def warning(self, text):
+            self.lines.append(text)
+    log = Log()
+    d = DropCounter(log, period_s=60.0)
+    d.drop('cloud_empty', 'no points')
+    d.drop('cloud_empty', 'no points')
+    d.drop('stamp_future', 'far ahead', n=3)
+    assert d.snapshot() == {'cloud_empty': 2, 'stamp_future': 3} and d.total == 5
+    assert log.lines == ['dropped input (cloud_empty, 1 so far): no points',
+                         'dropped input (stamp_future, 3 so far): far ahead']
+    d.set_external('pair_unmatched', 7)              # a count kept by the pairer, mirrored
+    d.set_external('pair_overflow', 0)               # zero: not listed
+    assert d.snapshot() == {'cloud_empty': 2, 'pair_unmatched': 7, 'stamp_future': 3}
+    quiet = DropCounter(None, period_s=0.0)          # no logger: counts only
+    quiet.drop('busy')
+    assert quiet.snapshot() == {'busy': 1}
+
+
 # ----------------------------------------------------------------------------- stamp guard
+
+
+def test_stamp_guard_rejects_future_and_past_and_recovers_from_a_jump():
+    g = StampGuard(max_future_s=1.0, max_past_s=5.0, reset_after=3)
+    assert g.check(0) == 'stamp_zero'
+    assert g.check(100 * 10**9) is None
+    assert g.check(102 * 10**9) == 'stamp_future'   # does not move the reference
+    assert g.check(100_500_000_000) is None
+    assert g.check(90 * 10**9) == 'stamp_past'
+    assert g.check(90 * 10**9) == 'stamp_past'
+    assert g.check(90 * 10**9) == 'stamp_past'      # third in a row: time jumped back, reference reset
+    assert g.check(90_100_000_000) is None
 
 
 def test_stamp_guard_recovers_from_a_burst_of_future_stamps_within_two_real_frames():

@@ -368,8 +368,10 @@ def test_a_node_takes_a_bayer_camera_through_cv_bridge_on_the_live_graph():
     from node_harness import CAMERA_FRAME, LIDAR_FRAME, T_CAM_LIDAR_AXES, RosGraph, SensorPublisher, synthetic_frame
     from rclpy.node import Node
 
+    from ros_ncal.data.sensor_input import ExtrinsicParams, SensorInputConfig
+    from ros_ncal.health import DropCounter
     from ros_ncal.msgcodec import CameraIntrinsics
-    from ros_ncal.nodes._common import DropCounter, ExtrinsicParams, SensorInput, SensorInputConfig
+    from ros_ncal.nodes._common import SensorInput
     from ros_ncal.ros.conversions import intrinsics_to_camera_info_msg, points_to_cloud_msg
     pts, _, K = synthetic_frame(np.random.default_rng(2), hw=(48, 64))
     flat = np.empty((48, 64, 3), np.uint8)

@@ -1,10 +1,12 @@
 """Lens distortion of the ROS camera models and image undistortion onto the pinhole K: one module for the live
-nodes (``Rectifier`` in ros_ncal/nodes/_common.py) and for recordings (the rosbag reader).
+nodes (:class:`Rectifier`, a cached :class:`UndistortMap`) and for recordings (the rosbag reader).
 
 Models (sensor_msgs/CameraInfo ``distortion_model``): ``plumb_bob`` (k1 k2 p1 p2 k3), ``rational_polynomial``
 (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant`` (fisheye k1 k2 k3 k4).
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -63,3 +65,27 @@ class UndistortMap:
         for c in range(rgb.shape[2]):
             out[:, :, c] = ndimage.map_coordinates(rgb[:, :, c], self._coords, order=1, mode='constant', cval=0)
         return out
+
+
+class Rectifier:
+    """Undistorts the images of one camera (plumb_bob, rational_polynomial, equidistant) to its pinhole K with an
+    :class:`UndistortMap` built once per (model, D, K, image size) and reused; thread-safe (the nodes' workers)."""
+
+    def __init__(self):
+        self._key = None
+        self._map: UndistortMap | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, rgb: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
+        """rgb: (H, W, 3) uint8 distorted -> undistorted (the same array when every coefficient of D is zero)."""
+        D = np.asarray(D, dtype=np.float64)
+        if not np.any(D):
+            return rgb
+        H, W = rgb.shape[:2]
+        key = (model, tuple(D), tuple(np.asarray(K).ravel()), H, W)
+        with self._lock:
+            if key != self._key:
+                self._map = UndistortMap(K, D, model, (H, W))
+                self._key = key
+            undistort = self._map
+        return undistort(rgb)

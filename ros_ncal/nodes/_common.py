@@ -1,19 +1,20 @@
-"""Shared helpers of the collector and calibrator nodes (rclpy layer).
+"""The rclpy side shared by the nodes (the pieces without ROS are in the library, named below).
 
-* :func:`param` / :func:`declare_config`: node parameters declared from a dataclass (one field = one
-  parameter, nested dataclasses give dotted names), each with a descriptor (description, range,
-  choices) and validated; a bad value raises ``ValueError`` naming the parameter.
-* :class:`DropCounter`: drops counted by reason, with a warning throttled per reason.
-* :class:`LatestWorker`: a worker thread fed through a slot of size 1 (the latest item wins), so
-  subscription callbacks never wait for slow work (disk writes, calibration).
+* :func:`declare_config`: node parameters declared from a config dataclass (one field = one parameter, nested
+  dataclasses give dotted names), each with a descriptor (description, range, choices) and validated; a bad
+  value raises ``ValueError`` naming the parameter. Fields are made with :func:`ros_ncal.config_io.param`,
+  typed and coerced by :func:`ros_ncal.config_io.param_kind` / :func:`ros_ncal.config_io.coerce_param`.
 * :class:`TfFrames`: the LiDAR -> camera chain through ``tf2_ros`` (Buffer + TransformListener), with the
   project's checks on every transform.
-* :class:`SensorInput`: the camera + CameraInfo + PointCloud2 front end both nodes share: decode,
-  validate (drop reasons), pair by approximate time, resolve the nominal extrinsic.
-* :class:`Rectifier`: a cached :class:`ros_ncal.geometry.distortion.UndistortMap` per camera.
+* :class:`SensorInput`: the camera + CameraInfo + PointCloud2 front end of the collector and calibrator:
+  subscribe, decode, validate (drop reasons), pair by approximate time, resolve the nominal extrinsic. Its
+  parameters, frames and pairs are :mod:`ros_ncal.data.sensor_input`.
+* :func:`spin_node_main`: ``main()`` of a node executable.
 
-In the library, tested without ROS: :class:`ros_ncal.data.stamp_guard.StampGuard` (stamp sanity),
-:func:`ros_ncal.geometry.extrinsic_from_params`.
+In the library, tested without ROS: :class:`ros_ncal.health.DropCounter` (drops by reason, throttled
+warnings), :class:`ros_ncal.worker.LatestWorker` (a worker fed through a slot of one),
+:class:`ros_ncal.geometry.distortion.Rectifier` (cached undistortion), :class:`ros_ncal.data.stamp_guard.StampGuard`
+(stamp sanity), :class:`ros_ncal.data.pairing.ApproximateTimePairer`, :func:`ros_ncal.geometry.extrinsic_from_params`.
 """
 from __future__ import annotations
 
@@ -23,80 +24,21 @@ import threading
 import time
 import typing
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from ros_ncal.config_io import coerce_param, param_kind
 from ros_ncal.data.pairing import ApproximateTimePairer
+from ros_ncal.data.sensor_input import (CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput,
+                                        SensorInputConfig)
 from ros_ncal.data.stamp_guard import StampGuard
-from ros_ncal.geometry import extrinsic_from_params
-from ros_ncal.geometry.distortion import UndistortMap
+from ros_ncal.health import DropCounter
 from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, cloud_to_xyzi, stamp_to_ns,
                                transform_stamped_to_matrix)
 from ros_ncal.ros.image_decode import ImageDecoder, UnsupportedEncodingError
 
 # ----------------------------------------------------------------------------- parameters
-
-
-def param(default: Any = dataclasses.MISSING, help: str = '', *, choices: tuple | None = None,  # noqa: A002
-          min: float | None = None, max: float | None = None, default_factory=dataclasses.MISSING):  # noqa: A002
-    """A dataclass field that is also a node parameter (description, choices, inclusive range)."""
-    meta = {'help': help, 'choices': choices, 'min': min, 'max': max}
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _field_kind(tp: Any) -> str:
-    """'bool' | 'int' | 'float' | 'str' | 'float_list' | 'str_list' | 'config' for a field type."""
-    if dataclasses.is_dataclass(tp):
-        return 'config'
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        inner = args[0] if args else float
-        return 'str_list' if inner is str else 'float_list'
-    for kind, py in (('bool', bool), ('int', int), ('float', float), ('str', str)):
-        if tp is py:
-            return kind
-    raise TypeError(f'unsupported parameter type {tp!r}')
-
-
-def _coerce(name: str, kind: str, value: Any) -> Any:
-    """A parameter value as the field's Python type; ValueError naming the parameter otherwise."""
-    try:
-        if kind == 'bool':
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if kind == 'int':
-            if isinstance(value, bool) or not float(value).is_integer():
-                raise TypeError
-            return int(value)
-        if kind == 'float':
-            if isinstance(value, bool):
-                raise TypeError
-            v = float(value)
-            if not math.isfinite(v):
-                raise TypeError
-            return v
-        if kind == 'str':
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if kind == 'float_list':
-            if value is None:
-                return []
-            out = [float(v) for v in value]
-            if not all(math.isfinite(v) for v in out):
-                raise TypeError
-            return out
-        if kind == 'str_list':
-            return [] if value is None else [str(v) for v in value]
-    except (TypeError, ValueError):
-        pass
-    raise ValueError(f'parameter {name!r}: expected {kind.replace("_", " of ")}, got {value!r}')
 
 
 def _int_override_to_float(node, name: str) -> None:
@@ -120,7 +62,7 @@ def declare_config(node, cls, prefix: str = ''):
     values = {}
     for f in dataclasses.fields(cls):
         name = f'{prefix}{f.name}'
-        kind = _field_kind(hints[f.name])
+        kind = param_kind(hints[f.name])
         if kind == 'config':
             values[f.name] = declare_config(node, hints[f.name], prefix=f'{name}.')
             continue
@@ -147,7 +89,7 @@ def declare_config(node, cls, prefix: str = ''):
             value = node.declare_parameter(name, ros_default, d).value
         except ParameterException as exc:   # out of the declared range, wrong type
             raise ValueError(f'parameter {name!r}: {exc}') from None
-        value = _coerce(name, kind, default if value is None and not kind.endswith('_list') else value)
+        value = coerce_param(name, kind, default if value is None and not kind.endswith('_list') else value)
         if meta.get('choices') and value not in meta['choices']:
             raise ValueError(f'parameter {name!r}: {value!r} is not one of {list(meta["choices"])}')
         for bound, ok in (('min', lambda v, b: v >= b), ('max', lambda v, b: v <= b)):
@@ -160,133 +102,6 @@ def declare_config(node, cls, prefix: str = ''):
     if hasattr(cfg, 'validate'):
         cfg.validate()
     return cfg
-
-
-# ----------------------------------------------------------------------------- drops and warnings
-
-
-class DropCounter:
-    """Thread-safe counts of dropped inputs by reason; logs one warning per reason per ``period_s``."""
-
-    def __init__(self, logger=None, period_s: float = 5.0):
-        self._lock = threading.Lock()
-        self._counts: Counter = Counter()
-        self._last_warn: dict[str, float] = {}
-        self._logger = logger
-        self.period_s = float(period_s)
-
-    def drop(self, reason: str, detail: str = '', n: int = 1) -> None:
-        with self._lock:
-            self._counts[reason] += n
-            now = time.monotonic()
-            due = now - self._last_warn.get(reason, -1e18) >= self.period_s
-            if due:
-                self._last_warn[reason] = now
-            total = self._counts[reason]
-        if due and self._logger is not None:
-            self._logger.warning(f'dropped input ({reason}, {total} so far): {detail}')
-
-    def set_external(self, reason: str, total: int) -> None:
-        """Mirror a count kept elsewhere (e.g. the pairer's) under ``reason``."""
-        with self._lock:
-            if total:
-                self._counts[reason] = int(total)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self._counts.items()))
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return int(sum(self._counts.values()))
-
-
-# ----------------------------------------------------------------------------- worker
-
-
-class LatestWorker:
-    """A daemon thread running ``fn(item)`` on submitted items, through a slot of size 1.
-
-    :meth:`submit` never blocks: when the slot already holds an item that the worker has not taken
-    yet, the new item replaces it (the latest wins) and ``submit`` returns the replaced item so the
-    caller can count it as dropped. ``fn`` exceptions go to ``on_error(item, exc)``, never kill the thread.
-    """
-
-    def __init__(self, fn: Callable[[Any], None], name: str = 'worker',
-                 on_error: Callable[[Any, BaseException], None] | None = None):
-        self._fn = fn
-        self._on_error = on_error
-        self._cv = threading.Condition()
-        self._slot: deque = deque(maxlen=1)
-        self._busy = False
-        self._stop = False
-        self.processed = 0
-        self.errors = 0
-        self.max_pending_seen = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: Any):
-        """Queue ``item``; returns the item it replaced (not yet started), else None."""
-        with self._cv:
-            replaced = self._slot[0] if self._slot else None
-            self._slot.append(item)
-            self.max_pending_seen = max(self.max_pending_seen, len(self._slot))
-            self._cv.notify()
-        return replaced
-
-    @property
-    def pending(self) -> int:
-        with self._cv:
-            return len(self._slot)
-
-    @property
-    def busy(self) -> bool:
-        with self._cv:
-            return self._busy
-
-    def idle(self) -> bool:
-        with self._cv:
-            return not self._busy and not self._slot
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.idle():
-                return True
-            time.sleep(0.01)
-        return self.idle()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._slot and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    return
-                item = self._slot.popleft()
-                self._busy = True
-            try:
-                self._fn(item)
-            except BaseException as exc:  # noqa: BLE001 - a bad item must not kill the worker
-                self.errors += 1
-                if self._on_error is not None:
-                    try:
-                        self._on_error(item, exc)
-                    except Exception:  # noqa: BLE001
-                        pass
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self.processed += 1
 
 
 # ----------------------------------------------------------------------------- TF
@@ -395,163 +210,7 @@ def default_image_decoder() -> ImageDecoder:
     return _DEFAULT_DECODER
 
 
-def decode_compressed_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ValueError when undecodable
-    (cv_bridge where installed, else :func:`ros_ncal.msgcodec.compressed_to_rgb`)."""
-    return default_image_decoder().compressed_to_rgb(msg)
-
-
-class Rectifier:
-    """Undistorts images of one camera (plumb_bob, rational_polynomial, equidistant) to the pinhole K
-    (:class:`ros_ncal.geometry.distortion.UndistortMap`, built once per (K, D, model, size) and reused)."""
-
-    def __init__(self):
-        self._key = None
-        self._map: UndistortMap | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, rgb: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
-        D = np.asarray(intr.D, dtype=np.float64)
-        if not np.any(D):
-            return rgb
-        H, W = rgb.shape[:2]
-        key = (intr.distortion_model, tuple(D), tuple(np.asarray(intr.K).ravel()), H, W)
-        with self._lock:
-            if key != self._key:
-                self._map = UndistortMap(intr.K, D, intr.distortion_model, (H, W))
-                self._key = key
-            undistort = self._map
-        return undistort(rgb)
-
-
 # ----------------------------------------------------------------------------- sensor front end
-
-
-@dataclass
-class SensorInputConfig:
-    """Inputs shared by the collector and the calibrator (``input.*`` parameters)."""
-    image_topic: str = param('image', 'sensor_msgs/Image topic (raw transport)')
-    compressed_image_topic: str = param('image/compressed', 'sensor_msgs/CompressedImage topic (compressed transport)')
-    image_transport: str = param('raw', 'which image topic to subscribe', choices=('raw', 'compressed'))
-    camera_info_topic: str = param('camera_info', 'sensor_msgs/CameraInfo topic')
-    points_topic: str = param('points', 'sensor_msgs/PointCloud2 topic')
-    reliable: bool = param(False, 'subscribe RELIABLE instead of BEST_EFFORT (sensor-data QoS)')
-    qos_depth: int = param(5, 'subscription queue depth (KEEP_LAST)', min=1, max=100)
-    pair_tolerance_s: float = param(0.05, 'max |camera stamp - LiDAR stamp| of a pair', min=0.0, max=1.0)
-    pair_max_queue: int = param(10, 'messages per stream waiting for a partner (oldest dropped beyond)',
-                                min=1, max=100)
-    max_future_s: float = param(2.0, 'drop stamps this far ahead of the newest accepted one (0 = off)', min=0.0)
-    max_past_s: float = param(30.0, 'drop stamps this far behind the newest accepted one (0 = off)', min=0.0)
-    lidar_frame: str = param('', 'expected LiDAR frame id; empty = take it from the message header')
-    camera_frame: str = param('', 'expected camera optical frame id; empty = take it from the message header')
-    distortion: str = param('rectify', 'images with non-zero distortion: rectify them or drop them',
-                            choices=('rectify', 'reject'))
-    min_points: int = param(1, 'clouds with fewer finite points are dropped', min=1)
-    max_nonfinite_fraction: float = param(0.9, 'drop a cloud when more than this fraction of points is NaN/inf '
-                                               '(smaller NaN parts are removed)', min=0.0, max=1.0)
-    tf_topic: bool = param(False, 'also take transforms from /tf (not only /tf_static) for the extrinsic chain')
-
-
-@dataclass
-class ExtrinsicParams:
-    """Nominal T_cam_lidar given as parameters (``extrinsic.*``); empty = use /tf_static."""
-    source: str = param('auto', "'tf': /tf_static only; 'param': these parameters only; 'auto': parameters when "
-                                'set, else /tf_static', choices=('auto', 'tf', 'param'))
-    T_cam_lidar: list[float] = param(help='16 numbers, row-major 4x4 T_cam_lidar (LiDAR -> camera optical)',
-                                     default_factory=list)
-    xyz: list[float] = param(help='translation of T_cam_lidar (3 numbers), with quat_xyzw', default_factory=list)
-    quat_xyzw: list[float] = param(help='rotation of T_cam_lidar as quaternion x, y, z, w', default_factory=list)
-
-    def validate(self) -> None:
-        T = extrinsic_from_params(self.T_cam_lidar, self.xyz, self.quat_xyzw)
-        if self.source == 'param' and T is None:
-            raise ValueError("parameter extrinsic.source is 'param' but neither extrinsic.T_cam_lidar nor "
-                             'extrinsic.xyz + extrinsic.quat_xyzw is set')
-
-    def matrix(self) -> np.ndarray | None:
-        if self.source == 'tf':
-            return None
-        return extrinsic_from_params(self.T_cam_lidar, self.xyz, self.quat_xyzw)
-
-
-@dataclass
-class CameraFrame:
-    """A decoded camera message waiting for its LiDAR partner."""
-    msg: Any                     # Image or CompressedImage (decoded lazily)
-    compressed: bool
-    stamp_ns: int
-    frame_id: str
-    decoder: ImageDecoder | None = None   # None: default_image_decoder()
-
-
-@dataclass
-class CloudFrame:
-    points: np.ndarray           # (N, 4) float32 finite
-    stamp_ns: int
-    frame_id: str
-    n_nonfinite: int = 0
-
-
-@dataclass
-class PairedInput:
-    """A validated camera-LiDAR pair, ready to become a Sample (image still to decode)."""
-    camera: CameraFrame
-    cloud: CloudFrame
-    intrinsics: CameraIntrinsics
-    T_cam_lidar: np.ndarray      # nominal extrinsic (4, 4)
-    received_mono: float         # time.monotonic() when the pair completed
-    _rgb: np.ndarray | None = field(default=None, repr=False)
-    _error: ValueError | None = field(default=None, repr=False)
-    _failure_claimed: bool = field(default=False, repr=False)
-    _decode_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def decode_image(self, rectifier: Rectifier | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 RGB (rectified when the CameraInfo has distortion and a rectifier is given).
-
-        Decoded once; later calls (another worker) get the same array (treat it as read-only), or the
-        same ValueError (DropInput) when decoding failed.
-        """
-        with self._decode_lock:
-            if self._error is not None:
-                raise self._error
-            if self._rgb is None:
-                try:
-                    self._rgb = self._decode(rectifier)
-                except ValueError as exc:
-                    self._error = exc
-                    raise
-            return self._rgb
-
-    def claim_decode_failure(self) -> bool:
-        """True for the first caller only: the one worker that counts this pair's decode failure as a drop."""
-        with self._decode_lock:
-            first = not self._failure_claimed
-            self._failure_claimed = True
-            return first
-
-    def _decode(self, rectifier: Rectifier | None) -> np.ndarray:
-        decoder = self.camera.decoder or default_image_decoder()
-        if self.camera.compressed:
-            rgb = decoder.compressed_to_rgb(self.camera.msg)
-        else:
-            rgb = decoder.to_rgb(self.camera.msg)
-        H, W = rgb.shape[:2]
-        if self.intrinsics.width and self.intrinsics.height and (W, H) != (self.intrinsics.width,
-                                                                           self.intrinsics.height):
-            raise DropInput('image_size_mismatch', f'image {W}x{H} does not match CameraInfo '
-                                                   f'{self.intrinsics.width}x{self.intrinsics.height}')
-        if rectifier is not None:
-            rgb = rectifier(rgb, self.intrinsics)
-        return np.ascontiguousarray(rgb)
-
-
-class DropInput(ValueError):
-    """Raised inside the front end with a drop reason."""
-
-    def __init__(self, reason: str, detail: str = ''):
-        super().__init__(f'{reason}: {detail}')
-        self.reason = reason
-        self.detail = detail
 
 
 class SensorInput:

@@ -1,13 +1,14 @@
 """Shared base of the segmenter and detector nodes (rclpy layer): one PointCloud2 in, one model call.
 
 * :class:`CloudInputConfig` (``input.*``) and :class:`CloudInput`: the LiDAR-only front end (sensor-data
-  QoS subscription, decode, validation with drop reasons, stamp guard), built on the helpers of
-  :mod:`._common` that the collector / calibrator use.
+  QoS subscription, decode, validation with drop reasons, stamp guard), built on the library pieces the
+  collector / calibrator use (:class:`ros_ncal.data.sensor_input.DropInput`, :class:`ros_ncal.health.DropCounter`,
+  :class:`ros_ncal.data.stamp_guard.StampGuard`).
 * :class:`ModelParams` (``model.*`` plus the top-level ``checkpoint``): a
   :class:`ros_ncal.models.inference.DownstreamPredictor` loaded at start-up. A missing or unusable
   checkpoint never stops the node: ``/diagnostics`` reports ERROR with the reason and every cloud is
   dropped as ``no_model``.
-* :class:`DownstreamNode`: inference in a :class:`._common.LatestWorker` thread (slot of 1, a replaced
+* :class:`DownstreamNode`: inference in a :class:`ros_ncal.worker.LatestWorker` thread (slot of 1, a replaced
   cloud counts as ``busy``), ``~/debug/processing_time_ms``, ``~/status`` (JSON) and ``/diagnostics``.
   Subclasses implement :meth:`DownstreamNode.publish_result`.
 """
@@ -25,10 +26,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.assets import ASSETS_DIR
+from ros_ncal.config_io import param
+from ros_ncal.data.sensor_input import DropInput
 from ros_ncal.data.stamp_guard import StampGuard
+from ros_ncal.health import DropCounter
 from ros_ncal.msgcodec import cloud_to_xyzi
-
-from ._common import DropCounter, DropInput, LatestWorker, param
+from ros_ncal.worker import LatestWorker
 
 
 @dataclass

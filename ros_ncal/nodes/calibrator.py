@@ -53,15 +53,18 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from ros_ncal.assets import NCLR_CALIB
-from ros_ncal.viz import depth_colors, draw_points
 from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
                                    OnlineFusionConfig, TfGateConfig)
+from ros_ncal.config_io import param
 from ros_ncal.data.sample import InvalidSampleError, Sample
+from ros_ncal.data.sensor_input import ExtrinsicParams, PairedInput, SensorInputConfig
 from ros_ncal.geometry import invert, scale_intrinsics
-from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
+from ros_ncal.geometry.distortion import Rectifier
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
+from ros_ncal.viz import depth_colors, draw_points
+from ros_ncal.worker import LatestWorker
 
-from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
-                      SensorInputConfig, declare_config, param, spin_node_main)
+from ._common import SensorInput, declare_config, spin_node_main
 
 
 @dataclass

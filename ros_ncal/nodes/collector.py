@@ -35,13 +35,16 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
+from ros_ncal.config_io import param
 from ros_ncal.data.sample import InvalidSampleError, Sample
+from ros_ncal.data.sensor_input import ExtrinsicParams, PairedInput, SensorInputConfig
 from ros_ncal.data.shards import ShardError, ShardWriter
 from ros_ncal.geometry import pose_error
-from ros_ncal.health import HealthConfig, HealthMonitor, worst_level
+from ros_ncal.geometry.distortion import Rectifier
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
+from ros_ncal.worker import LatestWorker
 
-from ._common import (DropCounter, ExtrinsicParams, LatestWorker, PairedInput, Rectifier, SensorInput,
-                      SensorInputConfig, declare_config, param, spin_node_main)
+from ._common import SensorInput, declare_config, spin_node_main
 
 
 @dataclass

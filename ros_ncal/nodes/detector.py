@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ros_ncal.assets import DET
+from ros_ncal.config_io import param
 from ros_ncal.data.boxes3d import BOX_EDGES, box_corners
 from ros_ncal.data.labels import BOX_PALETTE
 
-from ._common import declare_config, param, spin_node_main
-from ros_ncal.assets import DET
-
+from ._common import declare_config, spin_node_main
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
 

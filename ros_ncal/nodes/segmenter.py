@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ros_ncal.assets import SEG
+from ros_ncal.config_io import param
 from ros_ncal.data.labels import SEMANTICKITTI_PALETTE, class_colors
 from ros_ncal.msgcodec.pointcloud import pack_rgb_float
 
-from ._common import declare_config, param, spin_node_main
-from ros_ncal.assets import SEG
-
+from ._common import declare_config, spin_node_main
 from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
 
 

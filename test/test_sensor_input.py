@@ -1,0 +1,74 @@
+"""ros_ncal.data.sensor_input: the collector's and calibrator's input pieces without ROS (parameters, the pair
+that becomes a Sample, decoded once for both workers). The subscribing front end is tested on a live graph
+(test_calibrator_node.py, test_collector.py, test_node_faults.py, test_upstream_ros_packages.py)."""
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ros_ncal.data.sensor_input import CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput
+from ros_ncal.geometry import T_to_xyz_quat, make_T, rotvec_to_matrix
+from ros_ncal.geometry.distortion import Rectifier
+from ros_ncal.msgcodec import CameraIntrinsics
+
+
+def _image(rgb: np.ndarray, data: bytes | None = None):
+    """An Image-like message (msgcodec reads any object with the ROS field names)."""
+    h, w = rgb.shape[:2]
+    return SimpleNamespace(height=h, width=w, encoding='rgb8', is_bigendian=0, step=3 * w,
+                           data=rgb.tobytes() if data is None else data)
+
+
+def _pair(msg, width=4, height=4, D=None, model='plumb_bob'):
+    intr = CameraIntrinsics(K=np.diag([2.0, 2.0, 1.0]), D=np.zeros(5) if D is None else np.asarray(D),
+                            distortion_model=model, width=width, height=height)
+    return PairedInput(camera=CameraFrame(msg, False, 1, 'camera'),
+                       cloud=CloudFrame(np.zeros((3, 4), np.float32), 1, 'lidar'),
+                       intrinsics=intr, T_cam_lidar=np.eye(4), received_mono=0.0)
+
+
+def test_a_pair_that_cannot_be_decoded_fails_the_same_way_for_both_workers_and_is_counted_once():
+    bad = _image(np.zeros((4, 4, 3), np.uint8), data=bytes(10))      # truncated data
+    pair = _pair(bad)
+    errors = []
+    for _ in range(2):                       # the calibration and the overlay worker
+        with pytest.raises(ValueError) as exc:
+            pair.decode_image()
+        errors.append(exc.value)
+    assert errors[0] is errors[1]            # decoded once, the failure is cached like the image
+    claims = []
+    threads = [threading.Thread(target=lambda: claims.append(pair.claim_decode_failure())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claims) == [False] * 7 + [True]
+
+
+def test_a_pair_is_decoded_once_rectified_when_distorted_and_checked_against_its_camera_info():
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    pair = _pair(_image(rgb))
+    out = pair.decode_image(Rectifier())
+    np.testing.assert_array_equal(out, rgb)              # no distortion: the decoded image as it is
+    assert pair.decode_image() is out                    # the second worker gets the same array
+    D = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    rectified = _pair(_image(rgb), D=D).decode_image(Rectifier())
+    np.testing.assert_array_equal(rectified, Rectifier()(rgb, np.diag([2.0, 2.0, 1.0]), np.array(D), 'plumb_bob'))
+    with pytest.raises(DropInput) as exc:
+        _pair(_image(rgb), width=8, height=4).decode_image()
+    assert exc.value.reason == 'image_size_mismatch'
+
+
+def test_extrinsic_params_give_the_nominal_unless_the_source_is_tf():
+    T = make_T(rotvec_to_matrix(np.array([0.1, -0.2, 0.3])), np.array([0.3, -0.1, 0.2]))
+    xyz, q = T_to_xyz_quat(T)
+    np.testing.assert_allclose(ExtrinsicParams(T_cam_lidar=list(T.ravel())).matrix(), T, atol=1e-12)
+    np.testing.assert_allclose(ExtrinsicParams(xyz=list(xyz), quat_xyzw=list(q)).matrix(), T, atol=1e-9)
+    assert ExtrinsicParams().matrix() is None                                      # auto, nothing set: /tf_static
+    assert ExtrinsicParams(source='tf', T_cam_lidar=list(T.ravel())).matrix() is None
+    ExtrinsicParams(source='param', T_cam_lidar=list(T.ravel())).validate()
+    with pytest.raises(ValueError, match="extrinsic.source is 'param'"):
+        ExtrinsicParams(source='param').validate()
