@@ -65,17 +65,46 @@ def test_empty_or_useless_cloud_and_bad_init_fail_cleanly(frame, calibrator):
 
 
 def test_unordered_cloud_rebuilds_scan_lines(frame):
-    cfg = ClassicalCalibConfig()
+    cfg = ClassicalCalibConfig(unordered='rings')
     w, mode = discontinuity_weights(frame.points, cfg)
     assert mode == 'scan'
     perm = np.random.default_rng(0).permutation(len(frame.points))
     w2, mode2 = discontinuity_weights(frame.points[perm], cfg)
-    assert mode2 == 'rebuilt'
+    assert mode2 == 'rings'
     n1, n2 = int((w > 0).sum()), int((w2 > 0).sum())
     assert n1 > 1000 and 0.5 * n1 < n2 < 2.0 * n1
     # the edge points found in both orderings mostly coincide
     both = np.count_nonzero((w[perm] > 0) & (w2 > 0))
     assert both > 0.5 * min(n1, n2)
+
+
+def _range_edges(points, viewpoint=None, **kw):
+    """Range-step discontinuities only (no intensity term): (weights > 0 (N,) bool, mode)."""
+    w, mode = discontinuity_weights(points, ClassicalCalibConfig(intensity_weight=0.0, **kw), viewpoint)
+    return w > 0, mode
+
+
+def test_unordered_cloud_in_a_vehicle_frame_finds_the_sensors_depth_steps(frame):
+    """A shuffled cloud given in a vehicle frame 1.6 m behind and 1.4 m below the sensor (the DGP rig's
+    layout): seen from the sensor (the viewpoint) the angular-neighbour mode finds most of the depth steps the
+    scan lines show, and few others; rings rebuilt from the vehicle origin miss most of them."""
+    scan, mode = _range_edges(frame.points)
+    assert mode == 'scan' and scan.sum() > 1000
+    perm = np.random.default_rng(1).permutation(len(frame.points))
+    offset = np.array([1.6, 0.0, 1.4])
+    moved = frame.points[perm].copy()
+    moved[:, :3] += offset                                          # vehicle frame: sensor at +offset
+    nb, mode = _range_edges(moved, viewpoint=offset)
+    assert mode == 'neighbours'
+    found = np.count_nonzero(scan[perm] & nb)
+    assert found > 0.6 * scan.sum()                                 # measured 78 % on this frame
+    assert nb.sum() < 15 * scan.sum()                               # and not the whole cloud
+    rings, mode = _range_edges(moved, unordered='rings')
+    assert mode == 'rings'
+    assert np.count_nonzero(scan[perm] & rings) < 0.5 * found
+    # the viewpoint matters: the same shuffle seen from the vehicle origin finds fewer of them
+    nb0, _ = _range_edges(moved)
+    assert np.count_nonzero(scan[perm] & nb0) < found
 
 
 def test_fast_path_gives_the_reference_estimate_on_a_real_frame(frame):

@@ -94,8 +94,14 @@ class ClassicalCalibConfig(SectionConfig):
     min_intensity_jump: float = 0.2
     neighbour_max_az_gap_deg: float = 1.0  # azimuth neighbours farther apart than this are not neighbours
     neighbour_max_el_gap_deg: float = 0.3
-    scan_order_min_fraction: float = 0.8   # below: the cloud is not stored in scan order, rebuild rings
-    elevation_bin_deg: float = 0.2         # ring bins used for clouds not stored in scan order
+    scan_order_min_fraction: float = 0.8   # below: the cloud is not stored in scan order
+    unordered: str = 'neighbours'          # clouds not in scan order: 'neighbours' (angular neighbours seen from the
+                                           # camera, any cloud) or 'rings' (rebuild rings from elevation bins)
+    elevation_bin_deg: float = 0.2         # 'rings': ring bins
+    neighbour_count: int = 8               # 'neighbours': nearest angular neighbours looked at per point ...
+    neighbour_radius: float = 3.0          # ... within this many times the cloud's median neighbour angle
+    occlusion_max_angle_deg: float = 3.0   # 'neighbours': a step counts only when the segment to the far point is
+                                           # within this angle of the viewing ray (ground at grazing view is not)
     max_edge_points: int = 2500            # strongest discontinuities kept (speed)
     fov_margin_px: float = 80.0            # keep points projecting this far outside the image (they may move in)
     min_edge_points: int = 100             # fewer in view -> failure
@@ -160,6 +166,12 @@ class ClassicalCalibConfig(SectionConfig):
                              f'got {self.implementation!r}')
         if self.cache_frames < 0:
             raise ValueError('classical calibration config: cache_frames must be >= 0')
+        if self.unordered not in ('neighbours', 'rings'):
+            raise ValueError(f"classical calibration config: unordered must be 'neighbours' or 'rings', "
+                             f'got {self.unordered!r}')
+        if self.neighbour_count < 2 or self.neighbour_radius <= 0 or not 0 < self.occlusion_max_angle_deg < 90:
+            raise ValueError('classical calibration config: need neighbour_count >= 2, neighbour_radius > 0 and '
+                             '0 < occlusion_max_angle_deg < 90')
 
 
 # ----------------------------------------------------------------------------- LiDAR side
@@ -175,12 +187,22 @@ def _run_lengths(a: np.ndarray) -> np.ndarray:
     return idx - last_false
 
 
-def discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig) -> tuple[np.ndarray, str]:
-    """points: (N, 4) LiDAR frame -> (weights (N,) float32 >= 0, ordering used: 'scan' or 'rebuilt').
+def discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig,
+                          viewpoint: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """points: (N, 4) LiDAR frame -> (weights (N,) float32 >= 0, how neighbours were found: 'scan',
+    'rings' or 'neighbours').
 
-    Neighbours are consecutive points of one scan line. If the cloud is stored in scan order (KITTI,
-    most drivers) the storage order gives them; otherwise rings are rebuilt from elevation bins and
-    points sorted by azimuth inside each ring.
+    A point weighs when a neighbour lies at least ``min_jump_m`` farther (it is the near side of a depth
+    step) and the near surface continues on the other side (``step_edge_min_run``). Neighbours:
+
+    * 'scan': consecutive points of one scan line, when the cloud is stored in scan order (KITTI, most
+      spinning-LiDAR drivers), judged from the LiDAR frame's origin;
+    * otherwise (``unordered``) either 'rings': rings rebuilt from elevation bins seen from the origin,
+      points sorted by azimuth inside each ring (needs a spinning LiDAR whose frame is the sensor); or
+      'neighbours': the nearest points in direction seen from ``viewpoint`` (3,) LiDAR frame (the camera
+      centre; None = the origin), ranges measured from there. This works for any cloud: merged or
+      subsampled clouds, solid-state scan patterns, and a ``lidar`` frame that is a vehicle frame away from
+      the sensor, where rings seen from the origin are not the sensor's rings.
     """
     n = len(points)
     if n < 3:
@@ -198,9 +220,11 @@ def discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig) -> tupl
     valid = pairs(order)
     mode = 'scan'
     if valid.mean() < cfg.scan_order_min_fraction:
+        if cfg.unordered == 'neighbours':
+            return _view_discontinuity_weights(points, cfg, viewpoint), 'neighbours'
         order = np.lexsort((az, np.floor(el / cfg.elevation_bin_deg)))
         valid = pairs(order)
-        mode = 'rebuilt'
+        mode = 'rings'
     valid &= (rng_[order][:-1] >= cfg.min_range_m) & (rng_[order][1:] >= cfg.min_range_m)
     r = rng_[order]
     # jump to the next / previous neighbour (NaN when not a neighbour), per point in scan order
@@ -237,6 +261,56 @@ def discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig) -> tupl
     out = np.zeros(n, np.float32)
     out[order] = w
     return out, mode
+
+
+def _view_discontinuity_weights(points: np.ndarray, cfg: ClassicalCalibConfig,
+                                viewpoint: np.ndarray | None) -> np.ndarray:
+    """The 'neighbours' mode of :func:`discontinuity_weights`: points (N, 4) LiDAR frame -> weights (N,).
+
+    Directions from the viewpoint go into a k-d tree; each point looks at its ``neighbour_count`` nearest
+    directions within ``neighbour_radius`` x the cloud's median nearest-neighbour angle (so the scale
+    follows the sensor's resolution). A range step to a neighbour is an occlusion only when the segment
+    from the point to the far neighbour lies within ``occlusion_max_angle_deg`` of the viewing ray, i.e.
+    the step exceeds r * angle / tan(occlusion_max_angle_deg): ground seen at a grazing angle also shows
+    large steps between elevations, but its segments lie along the ground, not along the ray (the angle
+    criterion of range-image segmentation, Bogoslavskyi and Stachniss). Then the same rules as along a scan
+    line: the largest such step is the jump, at least ``step_edge_min_run`` neighbours on the same surface make it a
+    clean step (a lone foliage return has none), and an intensity step adds ``intensity_weight``."""
+    from scipy.spatial import cKDTree
+    n = len(points)
+    o = np.zeros(3) if viewpoint is None else np.asarray(viewpoint, dtype=np.float64).reshape(3)
+    d = points[:, :3].astype(np.float64) - o
+    r = np.linalg.norm(d, axis=1)
+    near = r >= cfg.min_range_m
+    w = np.zeros(n, np.float32)
+    idx = np.flatnonzero(near)
+    k = min(cfg.neighbour_count, len(idx) - 1)
+    if k < 1:
+        return w
+    u = d[idx] / r[idx, None]
+    tree = cKDTree(u)
+    dist, nb = tree.query(u, k=k + 1)                      # column 0: the point itself
+    dist, nb = dist[:, 1:], nb[:, 1:]
+    radius = cfg.neighbour_radius * float(np.median(dist[:, 0]))
+    ok = dist <= radius
+    ri = r[idx]
+    rj = ri[nb]
+    diff = np.where(ok, rj - ri[:, None], np.nan)           # > 0: the neighbour is behind
+    tol = np.maximum(cfg.smooth_tol_m, cfg.smooth_tol_rel * ri)
+    same = np.abs(diff) <= tol[:, None]
+    # chord ~ angle between the directions; the lateral offset at the near range vs the range step
+    occl = ok & (diff * np.tan(np.radians(cfg.occlusion_max_angle_deg)) >= ri[:, None] * dist)
+    jump = np.where(occl, diff, 0.0).max(axis=1)
+    if cfg.step_edge_min_run > 0:
+        jump = np.where(same.sum(axis=1) >= cfg.step_edge_min_run, jump, 0.0)
+    wi = np.where(jump >= cfg.min_jump_m, np.minimum(jump, cfg.max_jump_m) ** cfg.jump_gamma, 0.0)
+    if cfg.intensity_weight > 0:
+        inten = points[idx, 3].astype(np.float64)
+        inten = np.clip(inten / max(float(np.percentile(inten, 99)), 1e-6), 0.0, 1.0)
+        di = np.where(ok, np.abs(inten[nb] - inten[:, None]), 0.0).max(axis=1)
+        wi = wi + cfg.intensity_weight * np.where(di >= cfg.min_intensity_jump, di, 0.0)
+    w[idx] = wi
+    return w
 
 
 # ----------------------------------------------------------------------------- image side
@@ -648,8 +722,9 @@ class EdgeAlignmentCalibrator:
             raise EdgeFrameError(f'image has no usable edges (gradient p{cfg.edge_norm_percentile:g} = '
                                  f'{contrast:.2f} grey levels < {cfg.min_edge_contrast})', edge_contrast=contrast)
         # LiDAR discontinuities, kept where they can project into the image
-        if 'w' not in prep:
-            prep['w'], prep['ordering'] = discontinuity_weights(pts, cfg)
+        if 'w' not in prep:             # seen from the camera centre at the first guess (the 'neighbours' mode)
+            centre = -T0[:3, :3].T @ T0[:3, 3]
+            prep['w'], prep['ordering'] = discontinuity_weights(pts, cfg, viewpoint=centre)
         w, order_mode = prep['w'], prep['ordering']
         idx = np.flatnonzero(w > 0)
         P_l = pts[idx, :3].astype(np.float64)
