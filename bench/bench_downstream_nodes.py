@@ -58,7 +58,7 @@ def pct(x, q):
 
 
 def bench_bare(checkpoint: str, frames: list, n: int, device: str, max_range: float, max_points: int) -> list:
-    from ros_ncal.train.predictor import DownstreamPredictor
+    from ros_ncal.models.inference import DownstreamPredictor
     pred = DownstreamPredictor.from_checkpoint(checkpoint, device, max_range, max_points)
     pred.predict(frames[0])   # warm-up
     out = []

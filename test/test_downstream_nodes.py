@@ -16,12 +16,12 @@ from node_harness import LIDAR_FRAME, RosGraph, StatusListener, TopicLog, mutate
 from ros_ncal.data.boxes3d import box_corners
 from ros_ncal.data.labels import SEMANTICKITTI_PALETTE
 from ros_ncal.msgcodec import cloud_to_xyzi, stamp_to_ns
+from ros_ncal.models.inference import DownstreamPredictor
 from ros_ncal.msgcodec.pointcloud import unpack_rgb_float
 from ros_ncal.nodes.detector import DetectorNode, MarkerParams, box_edge_points, make_marker_array
 from ros_ncal.nodes.segmenter import SegmenterNode, labeled_cloud_extras
 from ros_ncal.ros.conversions import make_header, points_to_cloud_msg
 from ros_ncal.ros.qos import reliable_qos
-from ros_ncal.train.predictor import DownstreamPredictor
 
 S0 = 1_700_000_000 * 10**9
 TINY_BACKBONE = {'type': 'MinkUNet', 'depth': 14, 'in_channels': 1, 'input_features': 'intensity',

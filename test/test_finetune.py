@@ -162,7 +162,7 @@ def test_seg_scratch_and_pretrained_loss_decreases_and_checkpoint_roundtrip(tiny
     assert payload['config']['task'] == 'seg'
     assert task.evaluate(model, held_out, torch.device('cpu'))['mIoU'] == pytest.approx(res.metrics['mIoU'])
     # The predictor (the nodes' library call): full-cloud labels; subsampled clouds spread to all points.
-    from ros_ncal.train.predictor import DownstreamPredictor
+    from ros_ncal.models.inference import DownstreamPredictor
     pred = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu')
     full = pred.predict(held_out[0].points)
     with torch.no_grad():
@@ -230,7 +230,7 @@ def test_det_finetune_loss_decreases(tiny_samples, tmp_path):
     res = finetune(_cfg("det", tmp_path), train, held_out, log=lambda m: None)
     assert _decreased(res.losses), res.losses
     assert set(res.metrics['AP_bev']) == {'car', 'pedestrian', 'cyclist'}
-    from ros_ncal.train.predictor import DownstreamPredictor
+    from ros_ncal.models.inference import DownstreamPredictor
     out = DownstreamPredictor.from_checkpoint(res.checkpoint, device='cpu').predict(held_out[0].points)
     assert out.boxes.shape[1] == 7 and len(out.boxes) == len(out.scores) == len(out.box_labels)
     # KITTI-style evaluation inside the camera view only: boxes behind the sensor are never in it.

@@ -143,7 +143,7 @@ def seg_metrics(checkpoint: Path, sequence_dir: Path, max_range: float) -> dict:
     from ros_ncal.data.labels import SEMANTICKITTI_CLASSES
     from ros_ncal.data.readers.semantickitti import iter_semantickitti_scans
     from ros_ncal.eval.metrics_seg import SegmentationEvaluator
-    from ros_ncal.train.predictor import DownstreamPredictor
+    from ros_ncal.models.inference import DownstreamPredictor
     if not sequence_dir.is_dir():
         raise FileNotFoundError(f'SemanticKITTI sequence not found: {sequence_dir}')
     pred = DownstreamPredictor.from_checkpoint(checkpoint, device='auto', max_range=max_range)
@@ -185,9 +185,9 @@ def det_metrics(checkpoint: Path, kitti_dir: Path, grid_m: float) -> dict:
     from ros_ncal.data.readers.kitti import kitti_frames, read_kitti_frame
     from ros_ncal.eval.det_calibration import FP_IOU, fov_false_positives
     from ros_ncal.eval.metrics_det import DEFAULT_IOU_THRESHOLDS, DetectionEvaluator
-    from ros_ncal.train.downstream_data import kitti_ignore_boxes
     from ros_ncal.geometry import project_lidar
-    from ros_ncal.train.predictor import DownstreamPredictor
+    from ros_ncal.models.inference import DownstreamPredictor
+    from ros_ncal.train.downstream_data import kitti_ignore_boxes
     pred = DownstreamPredictor.from_checkpoint(checkpoint, device='auto')
     real = ((pred.payload or {}).get('config') or {}).get('finetune', {}).get('real') or {}
     held_out = [str(f) for f in real.get('eval_frames', [])] if real.get('kind') == 'kitti' else []

@@ -1,7 +1,7 @@
 """Detector node: PointCloud2 in, 3D boxes out as RViz markers and (when available) vision_msgs.
 
 Subscribes ``points`` (sensor_msgs/PointCloud2, sensor-data QoS); runs a fine-tuned detection model
-(:class:`ros_ncal.train.predictor.DownstreamPredictor`, ``checkpoint`` parameter, default the packaged
+(:class:`ros_ncal.models.inference.DownstreamPredictor`, ``checkpoint`` parameter, default the packaged
 ``ros_ncal/assets/det.pt``) in a worker thread; publishes per cloud, with the input's header:
 
 * ``~/detections`` (visualization_msgs/MarkerArray, always): a DELETEALL marker first, then per box a

@@ -1,7 +1,7 @@
 """Segmenter node: PointCloud2 in, the same points with a semantic ``label`` and an ``rgb`` colour out.
 
 Subscribes ``points`` (sensor_msgs/PointCloud2, sensor-data QoS); runs a fine-tuned segmentation (or
-panoptic) model (:class:`ros_ncal.train.predictor.DownstreamPredictor`, ``checkpoint`` parameter, default
+panoptic) model (:class:`ros_ncal.models.inference.DownstreamPredictor`, ``checkpoint`` parameter, default
 the packaged ``ros_ncal/assets/seg.pt``) in a worker thread; publishes ``~/labeled_points``: the input's
 finite points (NaN/inf rows removed) with fields x, y, z, intensity (float32), ``label`` (uint16,
 SemanticKITTI training id 0..19, 0 = unlabeled / not processed), ``rgb`` (float32 packed 0x00RRGGBB from
