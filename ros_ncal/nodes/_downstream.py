@@ -4,6 +4,8 @@
   QoS subscription, decode, validation with drop reasons, stamp guard), built on the library pieces the
   collector / calibrator use (:class:`ros_ncal.data.sensor_input.DropInput`, :class:`ros_ncal.health.DropCounter`,
   :class:`ros_ncal.data.stamp_guard.StampGuard`).
+* :class:`DownstreamConfig`: the parameters both nodes have (``input.*``, ``checkpoint``, ``model.*``, reporting
+  periods).
 * :class:`ModelParams` (``model.*`` plus the top-level ``checkpoint``): a
   :class:`ros_ncal.models.inference.DownstreamPredictor` loaded at start-up. A missing or unusable
   checkpoint never stops the node: ``/diagnostics`` reports ERROR with the reason and every cloud is
@@ -33,6 +35,8 @@ from ros_ncal.health import DropCounter
 from ros_ncal.msgcodec import cloud_to_xyzi
 from ros_ncal.worker import LatestWorker
 
+from ._common import declare_config
+
 
 @dataclass
 class CloudInputConfig:
@@ -60,6 +64,17 @@ class ModelParams:
                                'processed point\'s result (0 = all points)', min=0)
     torch_threads: int = param(1, 'torch intra-op CPU threads, set for the whole process (0 = leave torch\'s '
                                   'default); 1 is fastest on a busy 2-core machine', min=0, max=256)
+
+
+@dataclass
+class DownstreamConfig:
+    """The parameters every downstream node has; a node's config adds its own fields (and gives ``checkpoint``
+    its help text)."""
+    input: CloudInputConfig = param(default_factory=CloudInputConfig)
+    checkpoint: str = param('', "fine-tuned checkpoint ('' = the node's packaged one)")
+    model: ModelParams = param(default_factory=ModelParams)
+    diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
+    warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
 
 
 @dataclass
@@ -172,16 +187,23 @@ def load_predictor(checkpoint: str, tasks: tuple[str, ...], mp: ModelParams):
 
 
 class DownstreamNode(Node):
-    """Base of the segmenter / detector: input, model, worker, reporting (see module docstring).
+    """Base of the segmenter / detector: parameters, input, model, worker, reporting (see module docstring).
 
-    Subclasses set ``TASKS``, ``DEFAULT_CHECKPOINT`` and implement :meth:`publish_result`;
-    ``self.cfg`` must have ``input``, ``model``, ``checkpoint``, ``diagnostics_period_s``, ``warn_period_s``.
+    Subclasses set ``NODE_NAME``, ``CONFIG`` (a :class:`DownstreamConfig` subclass), ``TASKS``,
+    ``DEFAULT_CHECKPOINT``, create their publishers after ``super().__init__(**kwargs)`` and implement
+    :meth:`publish_result`.
     """
 
+    NODE_NAME = ''
+    CONFIG: type[DownstreamConfig] = DownstreamConfig
     TASKS: tuple[str, ...] = ()
     DEFAULT_CHECKPOINT: Path = ASSETS_DIR / 'missing.pt'
 
-    def _setup(self, cfg) -> None:
+    def __init__(self, **kwargs):
+        super().__init__(kwargs.pop('node_name', self.NODE_NAME), **kwargs)
+        self._setup(declare_config(self, self.CONFIG))
+
+    def _setup(self, cfg: DownstreamConfig) -> None:
         from std_msgs.msg import Float64, String
 
         from ros_ncal.ros.diagnostics import DiagnosticsHelper

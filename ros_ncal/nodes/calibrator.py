@@ -34,13 +34,9 @@ Service ``~/reset`` (std_srvs/Trigger) clears the fused estimate.
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-    # A node process of its own (python -m ...): numpy's OpenBLAS threads make the nodes' skinny matmuls
-    # several times slower on a busy machine (docs/nodes.md), so default to one unless the user chose.
-    import os as _os
-    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
-    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
-    quiet_interrupts_during_import()   # Ctrl-C while torch / rclpy load: exit 0, no traceback
+if __name__ == '__main__':   # a process of its own: one OpenBLAS thread, quiet Ctrl-C while torch / rclpy load
+    from ros_ncal.ros.lifecycle import prepare_node_process
+    prepare_node_process()
 
 import json
 import threading

@@ -17,11 +17,9 @@ with score >= ``min_score`` are published. Reporting: ``~/debug/processing_time_
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-    import os as _os
-    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')   # see docs/nodes.md (OpenBLAS threads on a busy machine)
-    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
-    quiet_interrupts_during_import()   # Ctrl-C while torch / rclpy load: exit 0, no traceback
+if __name__ == '__main__':   # a process of its own: one OpenBLAS thread, quiet Ctrl-C while torch / rclpy load
+    from ros_ncal.ros.lifecycle import prepare_node_process
+    prepare_node_process()
 
 from dataclasses import dataclass
 
@@ -32,8 +30,8 @@ from ros_ncal.config_io import param
 from ros_ncal.data.boxes3d import BOX_EDGES, box_corners
 from ros_ncal.data.labels import BOX_PALETTE
 
-from ._common import declare_config, spin_node_main
-from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+from ._common import spin_node_main
+from ._downstream import CloudFrame, DownstreamConfig, DownstreamNode
 
 
 @dataclass
@@ -45,17 +43,13 @@ class MarkerParams:
 
 
 @dataclass
-class DetectorConfig:
+class DetectorConfig(DownstreamConfig):
     """Detector parameters (``config/detector.yaml``)."""
-    input: CloudInputConfig = param(default_factory=CloudInputConfig)
     checkpoint: str = param('', f"fine-tuned det checkpoint ('' = the packaged {DET.name})")
-    model: ModelParams = param(default_factory=ModelParams)
     min_score: float = param(0.0, 'publish boxes with at least this score (on top of the model\'s own threshold)',
                              min=0.0, max=1.0)
     publish_vision_msgs: bool = param(True, 'publish ~/detections3d (vision_msgs/Detection3DArray) when importable')
     markers: MarkerParams = param(default_factory=MarkerParams)
-    diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
-    warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
 
 
 def box_edge_points(boxes: np.ndarray) -> np.ndarray:
@@ -125,17 +119,17 @@ def make_detection3d_array(header, boxes: np.ndarray, scores: np.ndarray, labels
 class DetectorNode(DownstreamNode):
     """3D object detection of each cloud (see module docstring)."""
 
+    NODE_NAME = 'detector'
+    CONFIG = DetectorConfig
     TASKS = ('det',)
     DEFAULT_CHECKPOINT = DET
 
     def __init__(self, **kwargs):
-        super().__init__(kwargs.pop('node_name', 'detector'), **kwargs)
+        super().__init__(**kwargs)
         from visualization_msgs.msg import MarkerArray
-        cfg: DetectorConfig = declare_config(self, DetectorConfig)
-        self._setup(cfg)
         self._pub_markers = self.create_publisher(MarkerArray, '~/detections', self.out_qos)
         self._pub_det3d = None
-        if cfg.publish_vision_msgs:
+        if self.cfg.publish_vision_msgs:
             try:
                 from vision_msgs.msg import Detection3DArray
                 self._pub_det3d = self.create_publisher(Detection3DArray, '~/detections3d', self.out_qos)

@@ -11,11 +11,9 @@ the input's header (frame and stamp). Reporting: ``~/debug/processing_time_ms``,
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-    import os as _os
-    _os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')   # see docs/nodes.md (OpenBLAS threads on a busy machine)
-    from ros_ncal.ros.lifecycle import quiet_interrupts_during_import
-    quiet_interrupts_during_import()   # Ctrl-C while torch / rclpy load: exit 0, no traceback
+if __name__ == '__main__':   # a process of its own: one OpenBLAS thread, quiet Ctrl-C while torch / rclpy load
+    from ros_ncal.ros.lifecycle import prepare_node_process
+    prepare_node_process()
 
 from dataclasses import dataclass
 
@@ -26,18 +24,14 @@ from ros_ncal.config_io import param
 from ros_ncal.data.labels import SEMANTICKITTI_PALETTE, class_colors
 from ros_ncal.msgcodec.pointcloud import pack_rgb_float
 
-from ._common import declare_config, spin_node_main
-from ._downstream import CloudFrame, CloudInputConfig, DownstreamNode, ModelParams
+from ._common import spin_node_main
+from ._downstream import CloudFrame, DownstreamConfig, DownstreamNode
 
 
 @dataclass
-class SegmenterConfig:
+class SegmenterConfig(DownstreamConfig):
     """Segmenter parameters (``config/segmenter.yaml``)."""
-    input: CloudInputConfig = param(default_factory=CloudInputConfig)
     checkpoint: str = param('', f"fine-tuned seg / panoptic checkpoint ('' = the packaged {SEG.name})")
-    model: ModelParams = param(default_factory=ModelParams)
-    diagnostics_period_s: float = param(1.0, 'period of /diagnostics and ~/status', min=0.05, max=60.0)
-    warn_period_s: float = param(5.0, 'at most one warning per drop reason per this period', min=0.0)
 
 
 def labeled_cloud_extras(labels: np.ndarray, instances: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -55,14 +49,14 @@ def labeled_cloud_extras(labels: np.ndarray, instances: np.ndarray | None = None
 class SegmenterNode(DownstreamNode):
     """Semantic segmentation of each cloud (see module docstring)."""
 
+    NODE_NAME = 'segmenter'
+    CONFIG = SegmenterConfig
     TASKS = ('seg', 'panoptic')
     DEFAULT_CHECKPOINT = SEG
 
     def __init__(self, **kwargs):
-        super().__init__(kwargs.pop('node_name', 'segmenter'), **kwargs)
+        super().__init__(**kwargs)
         from sensor_msgs.msg import PointCloud2
-        cfg: SegmenterConfig = declare_config(self, SegmenterConfig)
-        self._setup(cfg)
         self._pub_points = self.create_publisher(PointCloud2, '~/labeled_points', self.out_qos)
         self.last_class_counts: dict[str, int] = {}
 

@@ -11,7 +11,8 @@ still inside rclpy at interpreter exit aborts with "terminate called without an 
   handlers run at once) for an interrupt, the executor ending, a duration or a ``done`` predicate, then
   shuts the executor down and joins its thread.
 * :func:`quiet_interrupts_during_import`: for ``python -m`` entry points, a SIGINT while the heavy
-  imports run exits 0 at once (SystemExit, no traceback).
+  imports run exits 0 at once (SystemExit, no traceback); :func:`prepare_node_process` adds one OpenBLAS thread
+  for the nodes that compute (collector, calibrator, segmenter, detector).
 * :func:`ignore_interrupts_for_exit`: a process main's last step; SIGINT / SIGTERM are ignored at the OS
   level while the interpreter tears down (finalization resets Python handlers to the default, so a late
   second Ctrl-C would otherwise kill the process with -2).
@@ -22,6 +23,7 @@ afterwards still stop on Ctrl-C (an ignored signal is inherited through fork and
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -35,6 +37,15 @@ def quiet_interrupts_during_import() -> None:
         raise SystemExit(0)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit)
+
+
+def prepare_node_process() -> None:
+    """First step of a computing node run as a process of its own (``python -m ros_ncal.nodes.<node>``), before
+    numpy, torch and rclpy load: numpy's OpenBLAS threads make the nodes' skinny matmuls several times slower on a
+    busy machine (docs/nodes.md), so one thread unless the user chose (``OPENBLAS_NUM_THREADS``); and Ctrl-C
+    while the imports run exits 0 without a traceback (:func:`quiet_interrupts_during_import`)."""
+    os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+    quiet_interrupts_during_import()
 
 
 def ignore_interrupts_for_exit() -> None:
