@@ -23,6 +23,8 @@ from ros_ncal.ros.conversions import (intrinsics_to_camera_info_msg, matrix_to_t
                                       points_to_cloud_msg, rgb_to_image_msg)
 from ros_ncal.ros.qos import TF_STATIC_QOS, reliable_qos
 
+from support import wait_for as _wait_for
+
 LIDAR_FRAME = 'velo_link'
 CAMERA_FRAME = 'camera_optical_frame'
 # LiDAR x forward, y left, z up -> optical z forward, x right, y down
@@ -157,14 +159,7 @@ class RosGraph:
     def make(self, cls, params: dict | None = None, **kwargs):
         return self.add(cls(context=self.context, parameter_overrides=overrides(params or {}), **kwargs))
 
-    @staticmethod
-    def wait_for(pred, timeout_s: float = 20.0, period_s: float = 0.02) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            time.sleep(period_s)
-        return bool(pred())
+    wait_for = staticmethod(_wait_for)     # support.wait_for: poll a predicate until it holds or time runs out
 
     def close(self) -> None:
         for n in reversed(self.nodes):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,16 @@ from ros_ncal.data.sample import Sample
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / 'config' / 'nclr' / 'tiny_test.yaml'   # the smallest NCLR config: tests train and load it in seconds
+
+
+def wait_for(pred, timeout_s: float = 20.0, period_s: float = 0.02) -> bool:
+    """Poll ``pred()`` until it holds (True) or ``timeout_s`` passed (then its last value, as a bool)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(period_s)
+    return bool(pred())
 
 
 def make_sample(i: int, n: int = 200, hw=(24, 32), labels=True) -> Sample:

@@ -1,18 +1,9 @@
 """ros_ncal.worker.LatestWorker: the nodes' worker thread fed through a slot of one (no ROS)."""
 from __future__ import annotations
 
-import time
-
 from ros_ncal.worker import LatestWorker
 
-
-def _wait_for(pred, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+from support import wait_for
 
 
 def test_latest_worker_keeps_only_the_newest_pending_item():
@@ -25,7 +16,7 @@ def test_latest_worker_keeps_only_the_newest_pending_item():
         seen.append(x)
     w = LatestWorker(work)
     assert w.submit(1) is None
-    assert _wait_for(lambda: w.busy, 5)
+    assert wait_for(lambda: w.busy, 5)
     assert w.submit(2) is None
     assert w.submit(3) == 2          # 2 never started: replaced
     assert w.pending == 1
