@@ -5,7 +5,8 @@ The node-side front end (``ros_ncal.nodes._common.SensorInput``: subscriptions, 
 pieces it uses are here in the library too: :class:`ros_ncal.data.pairing.ApproximateTimePairer`,
 :class:`ros_ncal.data.stamp_guard.StampGuard`, :class:`ros_ncal.geometry.distortion.Rectifier`,
 :func:`ros_ncal.geometry.extrinsic_from_params`. :class:`DropInput` carries a drop reason (the segmenter /
-detector input raises it too).
+detector input raises it too); :func:`decode_cloud` and :func:`keep_valid_points` are the PointCloud2 checks of
+both node front ends (decode, empty, NaN/inf, out-of-range coordinates, too few points).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 from ros_ncal.config_io import param
 from ros_ncal.geometry import extrinsic_from_params
 from ros_ncal.geometry.distortion import Rectifier
-from ros_ncal.msgcodec import CameraIntrinsics, compressed_to_rgb, image_to_rgb
+from ros_ncal.msgcodec import CameraIntrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb
 
 
 class DropInput(ValueError):
@@ -28,6 +29,56 @@ class DropInput(ValueError):
         super().__init__(f'{reason}: {detail}')
         self.reason = reason
         self.detail = detail
+
+
+def decode_cloud(msg) -> np.ndarray:
+    """PointCloud2 -> (N, 4) float32 x, y, z, intensity, every row (NaN/inf kept: :func:`keep_valid_points`
+    removes them); DropInput('cloud_malformed') when the message cannot be read."""
+    try:
+        with np.errstate(over='ignore', invalid='ignore'):   # garbage doubles -> inf: removed as non-finite
+            return cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=()).points
+    except ValueError as exc:
+        raise DropInput('cloud_malformed', str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ValidPoints:
+    """What :func:`keep_valid_points` kept and removed."""
+    points: np.ndarray           # (M, 4) float32, C-contiguous, finite (within the coordinate limit when set)
+    n_nonfinite: int             # rows removed for NaN/inf in any column
+    n_out_of_range: int          # finite rows removed for |x|, |y| or |z| beyond the coordinate limit
+
+    @property
+    def n_removed(self) -> int:
+        return self.n_nonfinite + self.n_out_of_range
+
+
+def keep_valid_points(pts: np.ndarray, min_points: int, max_nonfinite_fraction: float,
+                      max_coordinate_m: float | None = None) -> ValidPoints:
+    """The rule for a decoded cloud's rows (``input.min_points``, ``input.max_nonfinite_fraction``,
+    ``input.max_coordinate_m``): remove rows with NaN/inf (and, when ``max_coordinate_m`` is given, rows with
+    |x|, |y| or |z| beyond it); drop the whole cloud when it has no rows (cloud_empty), when more than
+    ``max_nonfinite_fraction`` of its rows or too many to leave ``min_points`` are bad (cloud_nonfinite, or
+    cloud_out_of_range when out-of-range rows outnumber the NaN/inf ones), or when fewer than ``min_points``
+    remain (cloud_empty). Raises :class:`DropInput`.
+    """
+    n = len(pts)
+    if n == 0:
+        raise DropInput('cloud_empty', 'PointCloud2 has no points')
+    finite = np.isfinite(pts).all(axis=1)
+    valid = finite if max_coordinate_m is None else finite & (np.abs(pts[:, :3]) <= max_coordinate_m).all(axis=1)
+    n_bad = int(n - valid.sum())
+    n_nonfinite = int(n - finite.sum())
+    if n_bad:
+        if n_bad > max_nonfinite_fraction * n or n - n_bad < min_points:
+            if n_nonfinite >= n_bad - n_nonfinite:
+                raise DropInput('cloud_nonfinite', f'{n_nonfinite} of {n} points have NaN/inf')
+            raise DropInput('cloud_out_of_range', f'{n_bad - n_nonfinite} of {n} points beyond '
+                                                  f'input.max_coordinate_m {max_coordinate_m}')
+        pts = pts[valid]
+    if len(pts) < min_points:
+        raise DropInput('cloud_empty', f'{len(pts)} points < input.min_points {min_points}')
+    return ValidPoints(np.ascontiguousarray(pts), n_nonfinite, n_bad - n_nonfinite)
 
 
 @dataclass

@@ -31,10 +31,10 @@ import numpy as np
 from ros_ncal.config_io import coerce_param, param_kind
 from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.data.sensor_input import (CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput,
-                                        SensorInputConfig)
+                                        SensorInputConfig, decode_cloud, keep_valid_points)
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.health import DropCounter
-from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, cloud_to_xyzi, stamp_to_ns,
+from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, stamp_to_ns,
                                transform_stamped_to_matrix)
 from ros_ncal.ros.image_decode import ImageDecoder, UnsupportedEncodingError
 
@@ -376,24 +376,9 @@ class SensorInput:
 
     def _take_cloud(self, msg) -> None:
         frame = self._check_frame(msg.header.frame_id, self.cfg.lidar_frame, 'points')
-        try:
-            dec = cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=())
-        except ValueError as exc:
-            raise DropInput('cloud_malformed', str(exc)) from None
-        pts = dec.points
-        n = len(pts)
-        if n == 0:
-            raise DropInput('cloud_empty', 'PointCloud2 has no points')
-        finite = np.isfinite(pts).all(axis=1)
-        n_bad = int(n - finite.sum())
-        if n_bad:
-            if n_bad > self.cfg.max_nonfinite_fraction * n or n - n_bad < self.cfg.min_points:
-                raise DropInput('cloud_nonfinite', f'{n_bad} of {n} points have NaN/inf')
-            pts = pts[finite]
-        if len(pts) < self.cfg.min_points:
-            raise DropInput('cloud_empty', f'{len(pts)} points < input.min_points {self.cfg.min_points}')
+        kept = keep_valid_points(decode_cloud(msg), self.cfg.min_points, self.cfg.max_nonfinite_fraction)
         ns = self._check_stamp(msg.header.stamp)
-        item = CloudFrame(points=np.ascontiguousarray(pts), stamp_ns=ns, frame_id=frame, n_nonfinite=n_bad)
+        item = CloudFrame(points=kept.points, stamp_ns=ns, frame_id=frame, n_nonfinite=kept.n_nonfinite)
         with self._lock:
             self.counts['points_accepted'] += 1
             self._restart_pairing_on_jump_back('lidar', ns)

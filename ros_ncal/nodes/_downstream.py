@@ -29,10 +29,9 @@ from rclpy.node import Node
 
 from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.config_io import param
-from ros_ncal.data.sensor_input import DropInput
+from ros_ncal.data.sensor_input import DropInput, decode_cloud, keep_valid_points
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.health import DropCounter
-from ros_ncal.msgcodec import cloud_to_xyzi
 from ros_ncal.worker import LatestWorker
 
 from ._common import declare_config
@@ -137,33 +136,14 @@ class CloudInput:
             raise DropInput('frame_mismatch', 'points has an empty header.frame_id')
         if self.cfg.lidar_frame and frame != self.cfg.lidar_frame.lstrip('/'):
             raise DropInput('frame_mismatch', f'points frame {frame!r} != input.lidar_frame {self.cfg.lidar_frame!r}')
-        try:
-            with np.errstate(over='ignore', invalid='ignore'):   # garbage doubles -> inf: removed below
-                pts = cloud_to_xyzi(msg, drop_nonfinite=False, extra_fields=()).points
-        except ValueError as exc:
-            raise DropInput('cloud_malformed', str(exc)) from None
-        n = len(pts)
-        if n == 0:
-            raise DropInput('cloud_empty', 'PointCloud2 has no points')
-        finite = np.isfinite(pts).all(axis=1)
-        valid = finite & (np.abs(pts[:, :3]) <= self.cfg.max_coordinate_m).all(axis=1)
-        n_bad = int(n - valid.sum())
-        if n_bad:
-            if n_bad > self.cfg.max_nonfinite_fraction * n or n - n_bad < self.cfg.min_points:
-                n_nonfinite = int(n - finite.sum())
-                if n_nonfinite >= n_bad - n_nonfinite:
-                    raise DropInput('cloud_nonfinite', f'{n_nonfinite} of {n} points have NaN/inf')
-                raise DropInput('cloud_out_of_range', f'{n_bad - n_nonfinite} of {n} points beyond '
-                                                      f'input.max_coordinate_m {self.cfg.max_coordinate_m}')
-            pts = pts[valid]
-        if len(pts) < self.cfg.min_points:
-            raise DropInput('cloud_empty', f'{len(pts)} points < input.min_points {self.cfg.min_points}')
+        kept = keep_valid_points(decode_cloud(msg), self.cfg.min_points, self.cfg.max_nonfinite_fraction,
+                                 self.cfg.max_coordinate_m)
         ns = stamp_to_ns(msg.header.stamp)
         reason = self.stamps.check(ns)
         if reason is not None:
             newest = self.stamps.newest_ns or 0
             raise DropInput(reason, f'stamp {ns * 1e-9:.3f} s vs newest accepted {newest * 1e-9:.3f} s')
-        return CloudFrame(np.ascontiguousarray(pts), frame, ns, n_bad, received_mono)
+        return CloudFrame(kept.points, frame, ns, kept.n_removed, received_mono)
 
 
 def load_predictor(checkpoint: str, tasks: tuple[str, ...], mp: ModelParams):
