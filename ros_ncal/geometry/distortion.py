@@ -1,5 +1,5 @@
-"""Lens distortion of the ROS camera models and image undistortion onto the pinhole K: one module for the live
-nodes (:class:`Rectifier`, a cached :class:`UndistortMap`) and for recordings (the rosbag reader).
+"""Lens distortion of the ROS camera models and image undistortion onto the pinhole K: :class:`Rectifier` (a cached
+:class:`UndistortMap`) undistorts for the live nodes and for recordings (the rosbag reader) alike.
 
 Models (sensor_msgs/CameraInfo ``distortion_model``): ``plumb_bob`` (k1 k2 p1 p2 k3), ``rational_polynomial``
 (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant`` (fisheye k1 k2 k3 k4).

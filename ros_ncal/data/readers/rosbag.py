@@ -5,8 +5,9 @@ Inputs: a PointCloud2 topic, an Image or CompressedImage topic, a CameraInfo top
 found by message type when not named. Clouds and images are paired by header stamp with the approximate-time
 pairer (ros_ncal.data.pairing); unpaired messages (e.g. a camera stamp far from every LiDAR stamp) are counted
 skips. A missing CameraInfo or TF is a clear error naming the topic, unless an override YAML provides K
-and/or T_cam_lidar. Distorted images (CameraInfo D != 0) are undistorted to the same K (plumb_bob), or
-refused, per ``distortion``.
+and/or T_cam_lidar. Distorted images (CameraInfo D != 0) are undistorted to the same K (plumb_bob,
+rational_polynomial, equidistant: :class:`ros_ncal.geometry.distortion.Rectifier`, as in the nodes), or refused,
+per ``distortion``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ros_ncal.geometry import chain_transform, invert, validate_K, validate_rigid
-from ros_ncal.geometry.distortion import UNDISTORT_MODELS, UndistortMap
+from ros_ncal.geometry.distortion import UNDISTORT_MODELS, Rectifier
 from ros_ncal.msgcodec import camera_info_to_intrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from ros_ncal.msgcodec.transform import transform_stamped_to_matrix
 
@@ -180,7 +181,7 @@ def iter_rosbag_samples(path: str | Path, cfg: RosbagReaderConfig | None = None)
     ov = scan.override
     if cfg.distortion not in ('undistort', 'error', 'ignore'):
         raise ValueError(f"distortion must be 'undistort', 'error' or 'ignore', got {cfg.distortion!r}")
-    undistorters: dict[tuple, UndistortMap] = {}
+    rectify = Rectifier()                       # one map, rebuilt when the CameraInfo changes
     T_cache: dict[tuple, np.ndarray] = {}
 
     def intrinsics(image_stamp_ns: int, hw: tuple[int, int], rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -199,11 +200,8 @@ def iter_rosbag_samples(path: str | Path, cfg: RosbagReaderConfig | None = None)
                                 "image or use distortion='undistort'")
         if model not in UNDISTORT_MODELS:
             raise BagInputError(f'undistortion supports {", ".join(UNDISTORT_MODELS)}, the camera is {model!r}')
-        key = (model, K.tobytes(), D.tobytes(), tuple(hw))
-        if key not in undistorters:
-            undistorters[key] = UndistortMap(K, D, model, tuple(hw))
         try:
-            return K, undistorters[key](rgb), True
+            return K, rectify(rgb, K, D, model), True
         except ValueError as exc:
             raise BagInputError(str(exc)) from exc
 
