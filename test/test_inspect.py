@@ -134,6 +134,34 @@ def test_every_overlay_colours_depth_alike():
     assert near[0] > near[2] and far[2] > far[0]
 
 
+def test_every_class_overlay_colours_a_class_alike(tmp_path):
+    """One palette per label set: ncal inspect, ncal synth's previews (point overlay, label image, bird's-eye view)
+    and the segmenter's rgb field colour a SemanticKITTI class (the synthetic world's label set too) alike."""
+    from ros_ncal.data.sample import Sample
+    from ros_ncal.data.synthetic import CLASS_COLORS, CLASS_NAMES
+    from ros_ncal.msgcodec import unpack_rgb_float
+    from ros_ncal.nodes.segmenter import labeled_cloud_extras
+    from ros_ncal.viz.sample_overlay import point_colors
+    from ros_ncal.viz.synthetic_preview import bev_image, overlay_points, save_previews
+    assert CLASS_COLORS is SEMANTICKITTI_PALETTE and len(CLASS_NAMES) == len(SEMANTICKITTI_PALETTE)
+    K = np.array([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]])
+    pts = np.array([[0.0, 0.0, 10.0, 0.5]], dtype=np.float32)     # camera frame = LiDAR frame here
+    img = np.zeros((96, 128, 3), np.uint8)
+    for label in (1, 6, 13):                                        # car, person, building
+        want = SEMANTICKITTI_PALETTE[label]
+        s = Sample(points=pts, image=img, K=K, T_cam_lidar=np.eye(4), point_labels=np.array([label]),
+                   pixel_labels=np.full((96, 128), label, np.int32))
+        np.testing.assert_array_equal(point_colors(s, 'class', np.array([10.0]))[0], want)
+        np.testing.assert_array_equal(overlay_points(s, radius=0)[48, 64], want)
+        np.testing.assert_array_equal(unpack_rgb_float(labeled_cloud_extras(np.array([label]))['rgb'])[0], want)
+        bev = bev_image(Sample(points=np.array([[1.05, 0.05, 0.0, 0.5]], np.float32), image=img, K=K,
+                               T_cam_lidar=np.eye(4), point_labels=np.array([label])), extent_m=2.0)
+        np.testing.assert_array_equal(bev[9, 19], want)
+    out = save_previews(s, tmp_path, 'p')
+    labels_png = np.asarray(Image.open(next(p for p in out if p.name == 'p_labels.png')))
+    np.testing.assert_array_equal(labels_png[0, 0], SEMANTICKITTI_PALETTE[13])
+
+
 def test_one_point_splat_rounds_clips_and_keeps_near_points_on_top():
     """viz.draw_points, the splat of every overlay: float pixels go to the nearest pixel, squares are clipped at
     the border, and with depths the nearer of two overlapping squares wins wherever they overlap."""

@@ -83,6 +83,9 @@ BOX_PALETTE = np.array([(255, 60, 60), (60, 200, 255), (255, 220, 0), (160, 255,
 
 
 def class_colors(labels: np.ndarray, palette: np.ndarray = SEMANTICKITTI_PALETTE) -> np.ndarray:
-    """labels: (N,) int -> (N, 3) uint8 colours (labels outside the palette wrap around)."""
+    """labels: int ids of any shape (a scalar too) -> (..., 3) uint8 colours (ids outside the palette wrap around).
+
+    The one lookup of a label colour: point and pixel labels in SEMANTICKITTI_PALETTE (the segmenter's ``rgb``
+    field, ``ncal inspect``, ``ncal synth``'s previews, the demo), box classes in BOX_PALETTE."""
     labels = np.asarray(labels, dtype=np.int64)
     return palette[np.mod(labels, len(palette))]

@@ -28,7 +28,7 @@ import numpy as np
 from ros_ncal.assets import DET
 from ros_ncal.config_io import param
 from ros_ncal.data.boxes3d import BOX_EDGES, box_corners
-from ros_ncal.data.labels import BOX_PALETTE
+from ros_ncal.data.labels import BOX_PALETTE, class_colors
 
 from ._common import spin_node_main
 from ._downstream import CloudFrame, DownstreamConfig, DownstreamNode
@@ -80,7 +80,7 @@ def make_marker_array(header, boxes: np.ndarray, scores: np.ndarray, labels: np.
     lifetime = Duration(sec=int(mp.lifetime_s), nanosec=int(round((mp.lifetime_s % 1.0) * 1e9)))
     edges = box_edge_points(boxes)
     for i, (box, score, label) in enumerate(zip(boxes, scores, labels)):
-        r, g, b = (BOX_PALETTE[int(label) % len(BOX_PALETTE)] / 255.0).tolist()
+        r, g, b = (class_colors(label, BOX_PALETTE) / 255.0).tolist()
         color = ColorRGBA(r=r, g=g, b=b, a=float(mp.alpha))
         wire = Marker(header=header, ns='boxes', id=i, type=Marker.LINE_LIST, action=Marker.ADD,
                       lifetime=lifetime, color=color)

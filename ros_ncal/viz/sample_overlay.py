@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ros_ncal.data.boxes3d import BOX_EDGES, FRONT_CROSS, box_corners
-from ros_ncal.data.labels import BOX_PALETTE, SEMANTICKITTI_PALETTE
+from ros_ncal.data.labels import BOX_PALETTE, SEMANTICKITTI_PALETTE, class_colors
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import project_lidar, transform_points
 
@@ -39,7 +39,7 @@ def point_colors(sample: Sample, mode: str, depth: np.ndarray, max_depth: float 
     if mode == 'class':
         if sample.point_labels is None:
             raise ValueError('color=class needs point_labels; this sample has none (use depth or intensity)')
-        return palette[np.mod(sample.point_labels, len(palette))]
+        return class_colors(sample.point_labels, palette)
     if mode == 'intensity':
         inten = sample.points[:, 3].astype(np.float64)
         hi = max(float(np.percentile(inten, 99)) if len(inten) else 1.0, 1e-6)
@@ -67,7 +67,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray | No
     corners = box_corners(boxes)  # (M, 8, 3) LiDAR frame
     for m in range(len(boxes)):
         cam = transform_points(T_cam_lidar, corners[m])
-        color = tuple(int(x) for x in palette[int(labels[m]) % len(palette)])
+        color = tuple(int(x) for x in class_colors(labels[m], palette))
         for i, j in BOX_EDGES + FRONT_CROSS:
             seg = _clip_segment(cam[i], cam[j], near)
             if seg is None:

@@ -1,5 +1,6 @@
 """Preview pictures of synthetic (or any labelled) Samples (``ncal synth --out``): point overlays, label images,
-bird's-eye views. Points are drawn with the one splat and depth ramp of every overlay (viz/colors.py)."""
+bird's-eye views. Points are drawn with the one splat and depth ramp of every overlay (viz/colors.py), classes in the
+SemanticKITTI palette (:func:`ros_ncal.data.labels.class_colors`, as every class overlay)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,17 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ros_ncal.data.sample import Sample
-from ros_ncal.data.synthetic.classes import CLASS_COLORS
+from ros_ncal.data.labels import class_colors
 from ros_ncal.geometry import project_lidar
 
 from .colors import depth_colors, draw_points
-
-
-def colorize_labels(labels: np.ndarray) -> np.ndarray:
-    """(...,) int class ids -> (..., 3) uint8 colours (ids outside the palette are black)."""
-    lab = np.asarray(labels)
-    safe = np.where((lab >= 0) & (lab < len(CLASS_COLORS)), lab, 0)
-    return CLASS_COLORS[safe]
 
 
 def overlay_points(sample: Sample, T_cam_lidar: np.ndarray | None = None, by: str = 'class',
@@ -30,7 +24,7 @@ def overlay_points(sample: Sample, T_cam_lidar: np.ndarray | None = None, by: st
     if by == 'class':
         if sample.point_labels is None:
             raise ValueError('overlay by class needs point_labels')
-        colors = colorize_labels(sample.point_labels[mask])
+        colors = class_colors(sample.point_labels[mask])
     elif by == 'depth':
         colors = depth_colors(depth[mask], max_depth_m)
     else:
@@ -52,7 +46,7 @@ def bev_image(sample: Sample, extent_m: float = 50.0, resolution_m: float = 0.1)
     ok = (row >= 0) & (row < S) & (col >= 0) & (col < S)
     order = np.flatnonzero(ok)[np.argsort(p[ok, 2])]  # higher points on top
     labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(p), np.int32)
-    img[row[order], col[order]] = colorize_labels(labels[order])
+    img[row[order], col[order]] = class_colors(labels[order])
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
     if sample.boxes is not None:
@@ -76,7 +70,7 @@ def save_previews(sample: Sample, out_dir: str | Path, prefix: str) -> list[Path
     paths = []
     pictures = {'image': sample.image, 'points': overlay_points(sample), 'bev': bev_image(sample)}
     if sample.pixel_labels is not None:
-        pictures['labels'] = colorize_labels(sample.pixel_labels)
+        pictures['labels'] = class_colors(sample.pixel_labels)
     for name, pic in pictures.items():
         path = out / f'{prefix}_{name}.png'
         Image.fromarray(pic).save(path, optimize=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ros_ncal.data.labels import SEMANTICKITTI_CLASSES
+from ros_ncal.data.labels import SEMANTICKITTI_CLASSES, SEMANTICKITTI_PALETTE
 from ros_ncal.data.labels import THING_CLASSES as _SEMANTICKITTI_THINGS
 
 CLASS_NAMES: tuple[str, ...] = SEMANTICKITTI_CLASSES  # one label space with the real-data readers
@@ -26,10 +26,6 @@ BOX_CLASS_NAMES: tuple[str, ...] = ('car', 'pedestrian', 'cyclist')
 BOX_CAR, BOX_PEDESTRIAN, BOX_CYCLIST = 0, 1, 2
 NO_BOX = -1
 
-#: (20, 3) uint8 display colours per semantic class (previews, overlays); SemanticKITTI-like palette.
-CLASS_COLORS = np.array([
-    [0, 0, 0], [100, 150, 245], [100, 230, 245], [30, 60, 150], [80, 30, 180], [0, 0, 255],
-    [255, 30, 30], [255, 40, 200], [150, 30, 90], [255, 0, 255], [255, 150, 255], [75, 0, 75],
-    [175, 0, 75], [255, 200, 0], [255, 120, 50], [0, 175, 0], [135, 60, 0], [150, 240, 80],
-    [255, 240, 150], [255, 0, 0],
-], dtype=np.uint8)
+#: (20, 3) uint8 display colours per semantic class: the SemanticKITTI palette of ros_ncal.data.labels (one label
+#: space, one palette: previews, overlays and the segmenter's ``rgb`` field colour a class alike).
+CLASS_COLORS: np.ndarray = SEMANTICKITTI_PALETTE
