@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ros_ncal.data.sensor_input import (CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput, decode_cloud,
-                                        keep_valid_points)
+from ros_ncal.data.sensor_input import (CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput, accept_stamp,
+                                        decode_cloud, keep_valid_points)
+from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.geometry import T_to_xyz_quat, make_T, rotvec_to_matrix
 from ros_ncal.geometry.distortion import Rectifier
 from ros_ncal.msgcodec import CameraIntrinsics, xyzi_to_cloud_fields
@@ -128,3 +129,15 @@ def test_decode_cloud_keeps_every_row_and_reports_a_malformed_message():
     with pytest.raises(DropInput) as exc:
         decode_cloud(truncated)
     assert exc.value.reason == 'cloud_malformed'
+
+
+def test_accept_stamp_returns_nanoseconds_or_drops_with_the_guards_reason():
+    g = StampGuard(max_future_s=2.0, max_past_s=30.0)
+    assert accept_stamp(g, SimpleNamespace(sec=100, nanosec=5)) == 100 * 10**9 + 5
+    for stamp, reason, detail in ((SimpleNamespace(sec=0, nanosec=0), 'stamp_zero', 'stamp 0.000 s'),
+                                  (SimpleNamespace(sec=103, nanosec=0), 'stamp_future', 'stamp 103.000 s'),
+                                  (SimpleNamespace(sec=50, nanosec=0), 'stamp_past', 'stamp 50.000 s')):
+        with pytest.raises(DropInput) as exc:
+            accept_stamp(g, stamp)
+        assert exc.value.reason == reason
+        assert exc.value.detail == f'{detail} vs newest accepted 100.000 s'

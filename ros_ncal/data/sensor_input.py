@@ -6,7 +6,8 @@ pieces it uses are here in the library too: :class:`ros_ncal.data.pairing.Approx
 :class:`ros_ncal.data.stamp_guard.StampGuard`, :class:`ros_ncal.geometry.distortion.Rectifier`,
 :func:`ros_ncal.geometry.extrinsic_from_params`. :class:`DropInput` carries a drop reason (the segmenter /
 detector input raises it too); :func:`decode_cloud` and :func:`keep_valid_points` are the PointCloud2 checks of
-both node front ends (decode, empty, NaN/inf, out-of-range coordinates, too few points).
+both node front ends (decode, empty, NaN/inf, out-of-range coordinates, too few points), :func:`accept_stamp`
+their stamp check.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import numpy as np
 from ros_ncal.config_io import param
 from ros_ncal.geometry import extrinsic_from_params
 from ros_ncal.geometry.distortion import Rectifier
-from ros_ncal.msgcodec import CameraIntrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb
+from ros_ncal.msgcodec import CameraIntrinsics, cloud_to_xyzi, compressed_to_rgb, image_to_rgb, stamp_to_ns
+
+from .stamp_guard import StampGuard
 
 
 class DropInput(ValueError):
@@ -29,6 +32,17 @@ class DropInput(ValueError):
         super().__init__(f'{reason}: {detail}')
         self.reason = reason
         self.detail = detail
+
+
+def accept_stamp(guard: StampGuard, stamp) -> int:
+    """A header stamp -> nanoseconds when ``guard`` accepts it; DropInput(stamp_zero / stamp_future / stamp_past)
+    naming the newest accepted stamp otherwise."""
+    ns = stamp_to_ns(stamp)
+    reason = guard.check(ns)
+    if reason is not None:
+        newest = guard.newest_ns or 0
+        raise DropInput(reason, f'stamp {ns * 1e-9:.3f} s vs newest accepted {newest * 1e-9:.3f} s')
+    return ns
 
 
 def decode_cloud(msg) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from ros_ncal.config_io import coerce_param, param_kind
 from ros_ncal.data.pairing import ApproximateTimePairer
 from ros_ncal.data.sensor_input import (CameraFrame, CloudFrame, DropInput, ExtrinsicParams, PairedInput,
-                                        SensorInputConfig, decode_cloud, keep_valid_points)
+                                        SensorInputConfig, accept_stamp, decode_cloud, keep_valid_points)
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.health import DropCounter
 from ros_ncal.msgcodec import (CameraIntrinsics, camera_info_to_intrinsics, stamp_to_ns,
@@ -343,14 +343,6 @@ class SensorInput:
             raise DropInput('frame_mismatch', f'{what} has an empty header.frame_id')
         return frame
 
-    def _check_stamp(self, stamp) -> int:
-        ns = stamp_to_ns(stamp)
-        reason = self.stamps.check(ns)
-        if reason is not None:
-            newest = self.stamps.newest_ns or 0
-            raise DropInput(reason, f'stamp {ns * 1e-9:.3f} s vs newest accepted {newest * 1e-9:.3f} s')
-        return ns
-
     def _take_image(self, msg, compressed: bool) -> None:
         frame = self._check_frame(msg.header.frame_id, self.cfg.camera_frame, 'image')
         if not compressed:
@@ -362,7 +354,7 @@ class SensorInput:
                 raise DropInput('image_malformed', str(exc)) from None
         elif len(msg.data) == 0:
             raise DropInput('image_malformed', 'CompressedImage has no data')
-        ns = self._check_stamp(msg.header.stamp)
+        ns = accept_stamp(self.stamps, msg.header.stamp)
         item = CameraFrame(msg=msg, compressed=compressed, stamp_ns=ns, frame_id=frame, decoder=self.images)
         with self._lock:
             self.counts['image_accepted'] += 1
@@ -377,7 +369,7 @@ class SensorInput:
     def _take_cloud(self, msg) -> None:
         frame = self._check_frame(msg.header.frame_id, self.cfg.lidar_frame, 'points')
         kept = keep_valid_points(decode_cloud(msg), self.cfg.min_points, self.cfg.max_nonfinite_fraction)
-        ns = self._check_stamp(msg.header.stamp)
+        ns = accept_stamp(self.stamps, msg.header.stamp)
         item = CloudFrame(points=kept.points, stamp_ns=ns, frame_id=frame, n_nonfinite=kept.n_nonfinite)
         with self._lock:
             self.counts['points_accepted'] += 1

@@ -29,7 +29,7 @@ from rclpy.node import Node
 
 from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.config_io import param
-from ros_ncal.data.sensor_input import DropInput, decode_cloud, keep_valid_points
+from ros_ncal.data.sensor_input import DropInput, accept_stamp, decode_cloud, keep_valid_points
 from ros_ncal.data.stamp_guard import StampGuard
 from ros_ncal.health import DropCounter
 from ros_ncal.worker import LatestWorker
@@ -130,7 +130,6 @@ class CloudInput:
 
     def validate(self, msg, received_mono: float) -> CloudFrame:
         """PointCloud2 -> CloudFrame with the NaN/inf and out-of-range rows removed; DropInput(reason) when unusable."""
-        from ros_ncal.msgcodec import stamp_to_ns
         frame = str(msg.header.frame_id).lstrip('/')
         if not frame:
             raise DropInput('frame_mismatch', 'points has an empty header.frame_id')
@@ -138,11 +137,7 @@ class CloudInput:
             raise DropInput('frame_mismatch', f'points frame {frame!r} != input.lidar_frame {self.cfg.lidar_frame!r}')
         kept = keep_valid_points(decode_cloud(msg), self.cfg.min_points, self.cfg.max_nonfinite_fraction,
                                  self.cfg.max_coordinate_m)
-        ns = stamp_to_ns(msg.header.stamp)
-        reason = self.stamps.check(ns)
-        if reason is not None:
-            newest = self.stamps.newest_ns or 0
-            raise DropInput(reason, f'stamp {ns * 1e-9:.3f} s vs newest accepted {newest * 1e-9:.3f} s')
+        ns = accept_stamp(self.stamps, msg.header.stamp)
         return CloudFrame(kept.points, frame, ns, kept.n_removed, received_mono)
 
 
