@@ -162,6 +162,19 @@ def test_every_class_overlay_colours_a_class_alike(tmp_path):
     np.testing.assert_array_equal(labels_png[0, 0], SEMANTICKITTI_PALETTE[13])
 
 
+def test_semantickitti_palette_is_the_standard_rgb():
+    """semantic-kitti.yaml's color_map is BGR: the palette is its RGB flip (car blue, vegetation green, road
+    magenta, building orange), and the segmenter's packed rgb field carries it as 0x00RRGGBB."""
+    from ros_ncal.data.labels import SEMANTICKITTI_CLASSES, class_colors
+    from ros_ncal.nodes.segmenter import labeled_cloud_extras
+    standard = {'car': (100, 150, 245), 'vegetation': (0, 175, 0), 'road': (255, 0, 255),
+                'building': (255, 200, 0), 'person': (255, 30, 30), 'traffic-sign': (255, 0, 0)}
+    ids = [SEMANTICKITTI_CLASSES.index(name) for name in standard]
+    assert [tuple(int(v) for v in c) for c in class_colors(np.array(ids))] == list(standard.values())
+    packed = labeled_cloud_extras(np.array(ids))['rgb'].view(np.uint32)
+    assert [int(u) for u in packed] == [(r << 16) | (g << 8) | b for r, g, b in standard.values()]
+
+
 def test_one_point_splat_rounds_clips_and_keeps_near_points_on_top():
     """viz.draw_points, the splat of every overlay: float pixels go to the nearest pixel, squares are clipped at
     the border, and with depths the nearer of two overlapping squares wins wherever they overlap."""

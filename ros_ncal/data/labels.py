@@ -32,29 +32,35 @@ SEMANTICKITTI_CLASSES: tuple[str, ...] = (
 NUM_SEMANTICKITTI_CLASSES = len(SEMANTICKITTI_CLASSES) - 1  # 19, excluding ignore
 THING_CLASSES: tuple[int, ...] = tuple(range(1, 9))  # car .. motorcyclist: the classes with instances
 
-# Training id -> RGB (uint8); chosen to tell neighbouring classes apart in overlays.
-SEMANTICKITTI_PALETTE = np.array([
-    (0, 0, 0),        # unlabeled
-    (245, 150, 100),  # car
-    (245, 230, 100),  # bicycle
-    (150, 60, 30),    # motorcycle
-    (180, 30, 80),    # truck
-    (255, 0, 0),      # other-vehicle
-    (30, 30, 255),    # person
-    (200, 40, 255),   # bicyclist
-    (90, 30, 150),    # motorcyclist
-    (255, 0, 255),    # road
-    (255, 150, 255),  # parking
-    (75, 0, 75),      # sidewalk
-    (75, 0, 175),     # other-ground
-    (0, 200, 255),    # building
-    (50, 120, 255),   # fence
-    (0, 175, 0),      # vegetation
-    (0, 60, 135),     # trunk
-    (80, 240, 150),   # terrain
-    (150, 240, 255),  # pole
-    (0, 0, 255),      # traffic-sign
+# Training id -> colour, as the SemanticKITTI benchmark's config/semantic-kitti.yaml `color_map` gives it for the
+# raw id of each class (car = raw 10, ...). That file lists **BGR** (it is marked `# bgr`; the API's visualiser
+# flips it to RGB), so the table keeps the file's numbers and SEMANTICKITTI_PALETTE below is its RGB flip.
+_SEMANTICKITTI_COLOR_MAP_BGR = np.array([
+    (0, 0, 0),        # unlabeled      (raw 0)
+    (245, 150, 100),  # car            (raw 10)
+    (245, 230, 100),  # bicycle        (raw 11)
+    (150, 60, 30),    # motorcycle     (raw 15)
+    (180, 30, 80),    # truck          (raw 18)
+    (255, 0, 0),      # other-vehicle  (raw 20)
+    (30, 30, 255),    # person         (raw 30)
+    (200, 40, 255),   # bicyclist      (raw 31)
+    (90, 30, 150),    # motorcyclist   (raw 32)
+    (255, 0, 255),    # road           (raw 40)
+    (255, 150, 255),  # parking        (raw 44)
+    (75, 0, 75),      # sidewalk       (raw 48)
+    (75, 0, 175),     # other-ground   (raw 49)
+    (0, 200, 255),    # building       (raw 50)
+    (50, 120, 255),   # fence          (raw 51)
+    (0, 175, 0),      # vegetation     (raw 70)
+    (0, 60, 135),     # trunk          (raw 71)
+    (80, 240, 150),   # terrain        (raw 72)
+    (150, 240, 255),  # pole           (raw 80)
+    (0, 0, 255),      # traffic-sign   (raw 81)
 ], dtype=np.uint8)
+
+# Training id -> RGB (uint8), the standard SemanticKITTI display colours (car blue, vegetation green, road magenta,
+# building orange): the one palette of point and pixel labels (look colours up with class_colors).
+SEMANTICKITTI_PALETTE = np.ascontiguousarray(_SEMANTICKITTI_COLOR_MAP_BGR[:, ::-1])
 
 _LUT_SIZE = 1 << 16
 SEMANTICKITTI_LUT = np.zeros(_LUT_SIZE, dtype=np.int32)  # unknown raw ids map to ignore
