@@ -160,6 +160,16 @@ class HealthMonitor:
         return self.verdict
 
 
+def drop_queue_values(dropped: dict[str, int], queues: dict[str, int]) -> dict[str, int]:
+    """A node's drop and queue counts flattened into /diagnostics key/values: ``dropped_total``, then
+    ``dropped.<reason>`` per drop reason and ``queue.<name>`` per queue (the ``dropped`` and ``queues`` of its
+    ``~/status``)."""
+    values = {'dropped_total': sum(dropped.values())}
+    values.update({f'dropped.{k}': v for k, v in dropped.items()})
+    values.update({f'queue.{k}': v for k, v in queues.items()})
+    return values
+
+
 LEVEL_ORDER = {'OK': 0, 'WARN': 1, 'ERROR': 2, 'STALE': 3}
 
 

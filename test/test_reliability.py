@@ -13,7 +13,7 @@ from ros_ncal.calib.result import (ESTIMATED_ALL, ESTIMATED_NONE, ESTIMATED_ROTA
                                    NoCorrection)
 from ros_ncal.geometry import make_T, rotvec_to_matrix
 from ros_ncal.data.stamp_guard import StampGuard
-from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, drop_queue_values, worst_level
 
 from support import DiskFull
 
@@ -82,6 +82,16 @@ def test_drop_counter_counts_by_reason_and_warns_once_per_reason_per_period():
     quiet = DropCounter(None, period_s=0.0)          # no logger: counts only
     quiet.drop('busy')
     assert quiet.snapshot() == {'busy': 1}
+
+
+def test_drop_and_queue_counts_flatten_for_diagnostics():
+    """health.drop_queue_values: the /diagnostics keys every node publishes for its drops and queues."""
+    d = DropCounter(None, period_s=0.0)
+    d.drop('busy', n=2)
+    d.drop('cloud_empty')
+    assert drop_queue_values(d.snapshot(), {'pending': 1, 'busy': 0}) == {
+        'dropped_total': 3, 'dropped.busy': 2, 'dropped.cloud_empty': 1, 'queue.pending': 1, 'queue.busy': 0}
+    assert drop_queue_values({}, {}) == {'dropped_total': 0}
 
 
 # ----------------------------------------------------------------------------- stamp guard

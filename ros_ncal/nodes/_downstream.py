@@ -31,7 +31,7 @@ from ros_ncal.assets import ASSETS_DIR
 from ros_ncal.config_io import param
 from ros_ncal.data.sensor_input import DropInput, accept_stamp, decode_cloud, keep_valid_points
 from ros_ncal.data.stamp_guard import StampGuard
-from ros_ncal.health import DropCounter
+from ros_ncal.health import DropCounter, drop_queue_values
 from ros_ncal.worker import LatestWorker
 
 from ._common import declare_config
@@ -270,10 +270,9 @@ class DownstreamNode(Node):
         values = {'task': st['task'], 'checkpoint': st['checkpoint'], 'device': st['device'],
                   'frames_received': st['frames_received'], 'frames_processed': st['frames_processed'],
                   'latency_ms': float(st['latency_ms']), 'processing_time_ms': float(st['processing_time_ms']),
-                  'points': st['last_points'], 'dropped_total': sum(st['dropped'].values())}
+                  'points': st['last_points']}
         values.update({k: v for k, v in st.items() if k.startswith('last_') and k != 'last_points'})
-        values.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
-        values.update({f'queue.{k}': v for k, v in st['queues'].items()})
+        values.update(drop_queue_values(st['dropped'], st['queues']))
         self._diag.publish(level, msg, values)
         return st
 

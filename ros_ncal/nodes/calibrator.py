@@ -56,7 +56,7 @@ from ros_ncal.data.sample import InvalidSampleError, Sample
 from ros_ncal.data.sensor_input import ExtrinsicParams, PairedInput, SensorInputConfig
 from ros_ncal.geometry import invert, scale_intrinsics
 from ros_ncal.geometry.distortion import Rectifier
-from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, drop_queue_values, worst_level
 from ros_ncal.viz import depth_colors, draw_points
 from ros_ncal.worker import LatestWorker
 
@@ -514,13 +514,11 @@ class CalibratorNode(Node):
                   'processing_time_ms': float(st['processing_time_ms']),
                   'drift_deg': float(st['drift']['rot_deg']), 'drift_m': float(st['drift']['trans_m']),
                   'drift_state': st['drift']['state'], 'tf_published': st['tf_published'],
-                  'dropped_total': sum(st['dropped'].values()),
                   'estimated': st['estimated'] or 'nothing',
                   'rot_std_deg': st['rot_std_deg'] if st['rot_std_deg'] is not None else 'inf',
                   'trans_std_m': st['trans_std_m'] if st['trans_std_m'] is not None else 'inf'}
         values.update(verdict.values())
-        values.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
-        values.update({f'queue.{k}': v for k, v in st['queues'].items()})
+        values.update(drop_queue_values(st['dropped'], st['queues']))
         self._diag.publish(level, msg, values)
         return st
 

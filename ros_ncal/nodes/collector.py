@@ -37,7 +37,7 @@ from ros_ncal.data.sensor_input import ExtrinsicParams, PairedInput, SensorInput
 from ros_ncal.data.shards import ShardError, ShardWriter
 from ros_ncal.geometry import pose_error
 from ros_ncal.geometry.distortion import Rectifier
-from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, worst_level
+from ros_ncal.health import DropCounter, HealthConfig, HealthMonitor, drop_queue_values, worst_level
 from ros_ncal.worker import LatestWorker
 
 from ._common import SensorInput, declare_config, spin_node_main
@@ -315,11 +315,9 @@ class CollectorNode(Node):
         st['health'] = {'level': verdict.level, 'reasons': verdict.reasons}
         self._status_pub.publish(String(data=json.dumps(st)))
         flat = {'state': st['state'], 'written': st['written'], 'dataset_samples': st['dataset_samples'],
-                'disk_mb': st['disk_mb'], 'last_write_ms': st['last_write_ms'],
-                'dropped_total': sum(st['dropped'].values())}
+                'disk_mb': st['disk_mb'], 'last_write_ms': st['last_write_ms']}
         flat.update(verdict.values())
-        flat.update({f'dropped.{k}': v for k, v in st['dropped'].items()})
-        flat.update({f'queue.{k}': v for k, v in st['queues'].items()})
+        flat.update(drop_queue_values(st['dropped'], st['queues']))
         message = '; '.join([st['detail'] or st['state'], *verdict.reasons])
         self._diag.publish(level, message, flat)
         return st
