@@ -170,6 +170,11 @@ def test_cli_sequence_protocol_and_nclr_section(tmp_path, kitti_dir, capsys):
     rep = json.loads((out / 'report.json').read_text())
     seq = rep['sequence']
     assert seq['passes'] == 2 and seq['n_sequences'] == 3 and seq['fusion']['gate'] == 2.5
+    # sequence success is the online target's 1 deg / 10 cm, not the single-frame 2 deg / 20 cm
+    assert (seq['success_rre_deg'], seq['success_rte_m']) == (1.0, 0.1)
+    assert seq['summary']['none']['success_rate'] == pytest.approx(np.mean(
+        [r['rre_deg'] < 1.0 and r['rte_cm'] < 10.0 for r in seq['records']]))
+    assert 'success (<1 deg, <10 cm)' in (out / 'report.md').read_text()
     assert len(seq['records']) == 3 and all(len(r['trajectory']) == 4 for r in seq['records'])
     assert all(r['rre_deg'] == pytest.approx(r['init_rre_deg']) for r in seq['records'])
     assert 'Online sequences' in (out / 'report.md').read_text() and 'Online sequences' in capsys.readouterr().out

@@ -50,6 +50,12 @@ def test_collect_keeps_the_summaries_of_an_eval_report(tmp_path):
     assert '| none | 6 | 5.00 / 5.50 | 30.0 | 0 % | 0.000 |' in table and '2 frames x 3 trials' in table
     seq = rt.render_table(json.loads((tmp_path / 'out' / 'x_sequences.json').read_text()))
     assert '| none | 4 | 5.00 / 5.00 | 9.0 / 9.0 | 25 % |' in seq
+    # a report without thresholds counted sequence success at 2 deg / 20 cm (before 2026-12-03): said so
+    assert 'success < 2 deg and < 20 cm' in seq
+    report['sequence'].update(success_rre_deg=1.0, success_rte_m=0.1)
+    src.write_text(json.dumps(report))
+    rt.collect(src, 'y', 'ncal eval-calib ...', out_dir=tmp_path / 'out')
+    assert 'success < 1 deg and < 10 cm' in rt.render_table(json.loads((tmp_path / 'out' / 'y_sequences.json').read_text()))
 
 
 def test_collect_rigs_reads_both_folder_layouts(tmp_path):
