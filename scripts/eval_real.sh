@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 # 4. gross rotation errors (up to 20 deg, translation up to 10 cm), single frame: one start vs the multi-start
 #    stage; then the full gross preset (20 deg / 1.5 m)
 "$NCAL" eval-calib --data kitti-raw --frame-range 57:77 --calibrators "none,nclr,nclr_wide" --checkpoint "$CK" \
-  --config "$ROOT/config/calib_eval_gross.yaml" --preset gross_rotation --trials 2 --out "$OUT/drive_tail_gross_rotation" \
+  --preset gross_rotation --trials 2 --out "$OUT/drive_tail_gross_rotation" \
   | tee "$OUT/drive_tail_gross_rotation.txt"
 "$NCAL" eval-calib --data kitti-raw --frame-range 57:77 --frame-step 2 --calibrators "none,nclr,nclr_wide" \
   --checkpoint "$CK" --config "$ROOT/config/calib_eval_gross.yaml" --preset wide --trials 2 \

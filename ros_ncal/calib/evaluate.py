@@ -62,7 +62,8 @@ class PerturbationPreset:
 def _default_presets() -> dict[str, PerturbationPreset]:
     return {'small': PerturbationPreset(2.0, 0.1),     # refinement of a nearly right extrinsic
             'calib': PerturbationPreset(10.0, 0.5),    # default
-            'wide': PerturbationPreset(20.0, 1.5)}     # the range of learned calibrators (RegNet, LCCNet)
+            'wide': PerturbationPreset(20.0, 1.5),     # the range of learned calibrators (RegNet, LCCNet)
+            'gross_rotation': PerturbationPreset(20.0, 0.1)}   # rotation gross, translation small (nclr_wide)
 
 
 def _default_sweep() -> list[list[float]]:
