@@ -268,3 +268,30 @@ def test_a_reset_while_the_joint_stage_runs_drops_its_result_and_does_not_deadlo
     assert out.joint is not None and core.joint_runs == 1 and core.joint_applied == 0
     assert out.fused is None and core.fused is None
     np.testing.assert_allclose(out.current, NOMINAL)
+
+
+# -- the offline form (ncal calibrate, the evaluation's sequences)
+
+def test_relative_to_nominal_fuses_corrections_of_frames_with_different_nominals():
+    """Two rigs' nominals (e.g. two KITTI days) and one true correction D: fused as corrections, every frame's
+    guess is its own nominal @ D; a successful frame of confidence 0 still counts with confidence_floor."""
+    D = make_T(rotvec_to_matrix(np.radians([0.5, -0.3, 0.2])), [0.04, -0.02, 0.01])
+    other = make_T(rotvec_to_matrix(np.radians([0.0, 2.0, 0.0])), [0.1, 0.0, 0.0]) @ NOMINAL
+    core = OnlineCalibration(OnlineConfig(relative_to_nominal=True, confidence_floor=1e-3,
+                                          fusion=OnlineFusionConfig(min_frame_confidence=0.0)))
+    assert np.array_equal(core.initial_guess(other), other)                  # nothing fused yet
+    for i, nom in enumerate([NOMINAL, other, NOMINAL, other]):
+        out = core.process_frame(sample_at(0.1 * i, i), estimate(nom @ D, confidence=0.0 if i == 1 else 0.9), nom)
+        assert out.accepted
+        np.testing.assert_allclose(out.fused.T, D, atol=1e-9)              # the correction, not an extrinsic
+        np.testing.assert_allclose(out.current, nom @ D, atol=1e-9)
+    np.testing.assert_allclose(core.initial_guess(other), other @ D, atol=1e-9)
+    # fused as extrinsics instead, the two rigs' estimates disagree by the nominals' 2 deg
+    plain = OnlineCalibration(OnlineConfig(fusion=OnlineFusionConfig(min_frame_confidence=0.0)))
+    for i, nom in enumerate([NOMINAL, other, NOMINAL, other]):
+        out = plain.process_frame(sample_at(0.1 * i, i), estimate(nom @ D), nom)
+    assert pose_error(out.current, other @ D)[0] > 0.5
+    with pytest.raises(ValueError, match='relative_to_nominal'):
+        OnlineCalibration(OnlineConfig(relative_to_nominal=True), joint_refiner=object())
+    with pytest.raises(ValueError, match='confidence_floor'):
+        OnlineConfig(confidence_floor=-1.0)

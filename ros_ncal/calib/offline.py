@@ -1,8 +1,9 @@
 """Offline calibration of a recording: one extrinsic from many frames, as the calibrator node does online.
 
-``calibrate_sequence(samples, calibrator)`` visits the frames in order (``passes`` times); each frame's
-calibrator starts from the current fused estimate (or from the nominal with ``init_from='nominal'``);
-every accepted per-frame estimate enters the robust SE(3) fusion (:class:`OnlineExtrinsicFilter`) as
+``calibrate_sequence(samples, calibrator)`` visits the frames in order (``passes`` times) and drives the
+same online core as the calibrator node (:class:`ros_ncal.calib.online.OnlineCalibration`) in its offline
+form: each frame's calibrator starts from the current fused estimate (or from the nominal with
+``init_from='nominal'``); every successful per-frame estimate enters the robust SE(3) fusion as
 the correction ``C_i = inv(T_nominal_i) @ T_est_i`` in the LiDAR frame, so frames whose nominal
 extrinsics differ still agree on one correction. The result is the fused correction, the calibrated
 extrinsic ``T_nominal_ref @ C`` of the first frame's nominal, its standard errors and the record of
@@ -23,7 +24,8 @@ from ros_ncal.config_io import to_jsonable
 from ros_ncal.data.sample import Sample
 from ros_ncal.geometry import invert, matrix_to_quat, pose_error
 
-from .fusion import FusionConfig, FusionResult, OnlineExtrinsicFilter
+from .fusion import FusionConfig, FusionResult
+from .online import OnlineCalibration, OnlineConfig
 from .result import CalibResult
 
 
@@ -106,8 +108,11 @@ def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, f
         raise ValueError(f"calibrate_sequence: init_from must be 'fused' or 'nominal', got {init_from!r}")
     seq = list(samples) if passes > 1 or joint is not None else samples
     ids = list(frame_ids) if frame_ids is not None else None
-    filt = OnlineExtrinsicFilter(fusion)
-    C, fused, frames = np.eye(4), None, []
+    # the online core in its offline form: corrections relative to each frame's nominal, every successful
+    # frame fused (confidence floored, never dropped), no scheduled joint stage (one run at the end, below)
+    online = OnlineCalibration(OnlineConfig(init_from=init_from, relative_to_nominal=True, confidence_floor=1e-3),
+                               fusion=fusion or FusionConfig())
+    C, frames = np.eye(4), []
     T_ref, differ, k = None, False, 0
     for _ in range(passes):
         for i, s in enumerate(seq):
@@ -116,24 +121,23 @@ def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, f
                 T_ref = T_nominal.copy()
             elif not differ and not np.allclose(T_nominal, T_ref, atol=1e-9):
                 differ = True
-            T_start = T_nominal @ C if init_from == 'fused' else T_nominal
+            T_start = online.initial_guess(T_nominal)
             t0 = time.perf_counter()
             try:
-                res = calibrator.estimate(s, T_start.copy())
+                res = calibrator.estimate(s, np.array(T_start, dtype=np.float64, copy=True))
             except Exception as exc:  # noqa: BLE001 - a raising calibrator is one failed frame
                 res = CalibResult.failure(T_start, f'raised {type(exc).__name__}: {exc}')
             dt = time.perf_counter() - t0
-            accepted = bool(res.success) and filt.push(invert(T_nominal) @ res.T_cam_lidar, max(res.confidence, 1e-3),
-                                                            res.estimated)
-            if accepted:
-                fused = filt.estimate()
-                C = fused.T
-            rec = FrameRecord(k, ids[i] if ids is not None and i < len(ids) else str(i), bool(res.success), accepted,
-                              float(res.confidence), res.message, dt, C.copy())
+            out = online.process_frame(s, res, T_nominal)
+            if out.fused is not None:
+                C = out.fused.T
+            rec = FrameRecord(k, ids[i] if ids is not None and i < len(ids) else str(i), bool(res.success),
+                              out.accepted, float(res.confidence), res.message, dt, C.copy())
             frames.append(rec)
             k += 1
             if on_frame is not None:
                 on_frame(rec)
+    fused = online.fused
     if T_ref is None:
         raise ValueError('calibrate_sequence: no samples')
     C_fused, joint_res = C.copy(), None

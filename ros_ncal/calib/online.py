@@ -18,13 +18,12 @@ than ``drift.hold_s`` of sensor time (ERROR beyond twice the tolerance), judged 
 at least ``drift.min_confidence``. The sensor clock accumulates the LiDAR stamps of the processed frames; a
 step back (a looped bag) or a gap over 60 s counts as the previous frame interval.
 
-Why ``ros_ncal.calib.offline.calibrate_sequence`` (``ncal calibrate``, the evaluation's sequence protocol)
-does not use this class: it fuses the corrections ``inv(T_nominal_i) @ T_est_i`` relative to each frame's own
-nominal (frames of a dataset may carry different nominals), not extrinsics of one rig; it pushes every
-successful frame with its confidence floored at 1e-3 instead of dropping frames below
-``fusion.min_frame_confidence``; it runs the joint stage once at the end over all frames, each from its own
-nominal, instead of every n-th fused frame over a buffer; and it has no fused confidence, drift or TF gate.
-Both share the part that is the same, :class:`OnlineExtrinsicFilter`.
+Who else drives it: ``ros_ncal.calib.offline.calibrate_sequence`` (``ncal calibrate``, the evaluation's
+sequence protocol), in the offline form: ``relative_to_nominal`` (it fuses the corrections
+``inv(T_nominal) @ T_est`` relative to each frame's own nominal, since frames of a dataset may carry
+different nominals), ``confidence_floor`` 1e-3 (every successful frame counts), the YAML ``fusion`` section
+as the filter's config, and no scheduled joint stage (one joint refinement over all frames after the
+sequence, by the caller); its drift and TF verdicts are computed and not used.
 """
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ import numpy as np
 
 from ros_ncal.config_io import to_jsonable
 from ros_ncal.data.sample import Sample
-from ros_ncal.geometry import pose_error
+from ros_ncal.geometry import invert, pose_error
 
 from .fusion import FusionConfig, FusionResult, OnlineExtrinsicFilter
 from .result import CalibResult
@@ -103,6 +102,10 @@ class OnlineConfig:
     """Settings of :class:`OnlineCalibration`; the defaults equal the calibrator node's parameter defaults."""
 
     init_from: str = 'fused'            # initial guess of the next frame: 'fused' (current estimate) or 'nominal'
+    relative_to_nominal: bool = False   # fuse each frame's correction inv(T_nominal) @ T_est instead of T_est, so
+                                        # frames whose nominals differ (datasets of several rigs / days) agree;
+                                        # the current estimate is then the frame's nominal @ the fused correction
+    confidence_floor: float = 0.0       # a successful frame enters the fusion with at least this confidence
     fusion: OnlineFusionConfig = field(default_factory=OnlineFusionConfig)
     tf: TfGateConfig = field(default_factory=TfGateConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -111,6 +114,8 @@ class OnlineConfig:
     def __post_init__(self) -> None:
         if self.init_from not in ('fused', 'nominal'):
             raise ValueError(f"online config: init_from must be 'fused' or 'nominal', got {self.init_from!r}")
+        if not self.confidence_floor >= 0.0:
+            raise ValueError(f'online config: confidence_floor must be >= 0, got {self.confidence_floor}')
 
 
 @dataclass(frozen=True)
@@ -172,11 +177,16 @@ class OnlineCalibration:
     refinement. :meth:`process_frame` must be called from one thread at a time.
     """
 
-    def __init__(self, config: OnlineConfig | None = None, joint_refiner=None) -> None:
+    def __init__(self, config: OnlineConfig | None = None, joint_refiner=None,
+                 fusion: FusionConfig | None = None) -> None:
         self.cfg = config or OnlineConfig()
+        if joint_refiner is not None and self.cfg.relative_to_nominal:
+            raise ValueError('OnlineCalibration: the scheduled joint stage needs one rig nominal '
+                             '(relative_to_nominal off); run a joint refinement after the sequence instead')
         self.joint_refiner = joint_refiner
         self._lock = threading.Lock()
-        self._filter = OnlineExtrinsicFilter(self.cfg.fusion.filter_config())
+        # fusion: a full FusionConfig (the YAML ``fusion`` section of ``ncal calibrate``) instead of cfg.fusion's
+        self._filter = OnlineExtrinsicFilter(fusion if fusion is not None else self.cfg.fusion.filter_config())
         self._frame_conf: deque[float] = deque(maxlen=self.cfg.fusion.window)  # confidences of the filter's frames
         self._joint_frames: deque[Sample] = deque(maxlen=self.cfg.joint.buffer)
         self._generation = 0                         # bumped by reset(): a refinement started before is dropped
@@ -265,6 +275,8 @@ class OnlineCalibration:
         ``init_from='fused'`` once something is fused, else ``nominal`` (4, 4)."""
         with self._lock:
             if self.cfg.init_from == 'fused' and self._fused is not None:
+                if self.cfg.relative_to_nominal:
+                    return np.asarray(nominal, dtype=np.float64) @ self._fused.T
                 return self._current()
             return nominal
 
@@ -277,8 +289,11 @@ class OnlineCalibration:
             self._nominal = nominal
             self.n_frames += 1
             self._last_result = result
-            accepted = bool(result.success) and self._filter.push(result.T_cam_lidar, result.confidence,
-                                                                  result.estimated)
+            accepted = False
+            if result.success:
+                T_push = invert(nominal) @ result.T_cam_lidar if self.cfg.relative_to_nominal else result.T_cam_lidar
+                accepted = self._filter.push(T_push, max(float(result.confidence), self.cfg.confidence_floor),
+                                             result.estimated)
             if accepted:
                 self._frame_conf.append(float(result.confidence))
                 self.n_fused += 1
@@ -347,7 +362,9 @@ class OnlineCalibration:
     def _current(self) -> np.ndarray | None:
         if self._joint_T is not None:
             return self._joint_T
-        return self._fused.T if self._fused is not None else self._nominal
+        if self._fused is None:
+            return self._nominal
+        return self._nominal @ self._fused.T if self.cfg.relative_to_nominal else self._fused.T
 
     def _compute_fused_confidence(self, fused: FusionResult | None) -> float:
         """Mean per-frame confidence of the inliers x min(1, inliers / fusion.min_frames); 0 without inliers."""
