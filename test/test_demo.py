@@ -77,7 +77,7 @@ def test_kitti_bag_with_error_uses_one_calibration(tmp_path, kitti_dir):
 
 
 def test_collector_settled_accounts_for_every_frame():
-    from ros_ncal.harness.demo_io import collector_settled
+    from ros_ncal.ros.harness.demo_io import collector_settled
     idle = {'writer_pending': 0, 'writer_busy': 0}
     assert not collector_settled({}, 4)
     assert not collector_settled({'state': 'recording', 'written': 2, 'dropped': {}, 'skipped': {}, 'queues': idle}, 4)
@@ -216,7 +216,7 @@ def test_a_node_process_that_dies_at_start_is_named_at_once(tmp_path, kitti_dir)
     import time
 
     from ros_ncal.bag.kitti import write_kitti_bag
-    from ros_ncal.harness.demo_io import GraphRun, run_graph
+    from ros_ncal.ros.harness.demo_io import GraphRun, run_graph
     bag, _ = write_kitti_bag(kitti_dir / 'training', tmp_path / 'b', frames=['000001'], hz=10.0)
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match='calibrator exited during start-up'):

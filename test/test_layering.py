@@ -11,7 +11,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / 'ros_ncal'
 
 # Lowest first. A module may import its own unit and any unit of a lower (or equal) rank, never a higher one.
-# A unit is the first name under ros_ncal (a subpackage or a top-level module).
+# A unit is the first name under ros_ncal (a subpackage or a top-level module); ros_ncal.ros.harness is a unit of its
+# own (SUB_UNITS), so that rclpy stays under ros/ and nodes/ while no node or adapter can depend on a harness.
 LAYERS: list[tuple[str, ...]] = [
     # foundation: typed config and node-parameter fields (config_io), drops and the health verdict, the nodes'
     # worker thread, ...; they import only each other
@@ -27,11 +28,12 @@ LAYERS: list[tuple[str, ...]] = [
     ('eval',),          # task metrics
     ('train',),         # pretraining, fine-tuning
     # ---- above this line: the library; no ROS imports ----
-    ('runner',),        # the suite: its description, the launch description and the plain-venv runner (suite_runner);
-                        # ROS (rclpy, launch) imported only inside functions (test_runner_imports_ros_only_in_functions)
-    ('ros',),           # rclpy adapters the nodes and commands use: TF, QoS, conversions, image decoding, bag player
+    ('runner',),        # the suite's description and the launch description; no rclpy, launch imported only inside
+                        # functions (test_runner_imports_ros_only_in_functions)
+    ('ros',),           # rclpy adapters the nodes and commands use: TF, QoS, conversions, image decoding, bag player,
+                        # the plain-venv suite runner
     ('nodes',),         # the ROS 2 nodes
-    ('harness',),       # drive a suite on a live graph and record its outputs (ncal demo, tests); above nodes, so
+    ('ros.harness',),   # drive a suite on a live graph and record its outputs (ncal demo, tests); above nodes, so
                         # that no node depends on a demo or test harness
     ('commands', 'cli_errors', 'cli'),  # the ncal command line
 ]
@@ -63,9 +65,13 @@ def _module_name(path: Path) -> str:
     return '.'.join(parts)
 
 
+SUB_UNITS = ('ros.harness',)
+
+
 def _unit(module: str) -> str:
     parts = module.split('.')
-    return parts[1] if len(parts) > 1 else '__init__'
+    sub = next((u for u in SUB_UNITS if ('.'.join(parts[1:]) + '.').startswith(u + '.')), None)
+    return sub or (parts[1] if len(parts) > 1 else '__init__')
 
 
 def _imports(path: Path):
@@ -144,6 +150,18 @@ def test_no_ros_in_the_library():
             if target.split('.')[0] in ROS_PACKAGES:
                 bad.append(f'{path.relative_to(PACKAGE.parent)}:{line}: imports {target}')
     assert not bad, 'ROS imports below ros_ncal/runner, ros_ncal/ros and ros_ncal/nodes:\n' + '\n'.join(bad)
+
+
+def test_rclpy_only_in_ros_and_nodes():
+    """The ROS client library is imported by ros_ncal/ros (adapters, suite runner, harnesses) and ros_ncal/nodes
+    only, at module level or in a function alike."""
+    bad = []
+    for path in _modules():
+        if _module_name(path).split('.')[1:2] in (['ros'], ['nodes']):
+            continue
+        bad += [f'{path.relative_to(PACKAGE.parent)}:{line}: imports {target}'
+                for target, line, _ in _imports(path) if target.split('.')[0] == 'rclpy']
+    assert not bad, 'rclpy outside ros_ncal/ros and ros_ncal/nodes:\n' + '\n'.join(bad)
 
 
 def test_runner_imports_ros_only_in_functions():

@@ -17,7 +17,7 @@ from ros_ncal.msgcodec import transform_stamped_to_matrix
 from ros_ncal.ros.qos import TF_STATIC_QOS, latched_qos
 from ros_ncal.runner.suite import (NODES, SUITES, NodeSpec, check_params_file, config_dir, resolve_invocations,
                                    suite_specs)
-from ros_ncal.runner.suite_runner import NodeMissingError, SuiteRunner
+from ros_ncal.ros.suite_runner import NodeMissingError, SuiteRunner
 
 REPO = Path(__file__).resolve().parents[1]
 

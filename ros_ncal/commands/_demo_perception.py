@@ -239,7 +239,7 @@ def run_perception(pcfg: PerceptionConfig, kitti_dir: str | Path, shared_data: P
 
     from ros_ncal.bag.kitti import write_kitti_bag
     from ros_ncal.data.labels import SEMANTICKITTI_CLASSES
-    from ros_ncal.harness.perception_io import run_perception_graph
+    from ros_ncal.ros.harness.perception_io import run_perception_graph
     run_dir = out / 'perception'
     if run_dir.exists():
         shutil.rmtree(run_dir)

@@ -46,9 +46,9 @@ def step_write_bag(st: DemoState) -> None:
 
 def step_start_suite(st: DemoState) -> None:
     from ros_ncal.data.kitti_files import kitti_frame_ids
-    from ros_ncal.harness.listener import OutputListener
+    from ros_ncal.ros.harness.listener import OutputListener
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
-    from ros_ncal.runner.suite_runner import SuiteRunner
+    from ros_ncal.ros.suite_runner import SuiteRunner
     invs = resolve_invocations(suite_specs('demo'))
     for inv in invs:
         if inv.spec.name == 'extrinsic_publisher':

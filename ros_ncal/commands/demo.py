@@ -436,7 +436,7 @@ def run_one(spec: RunSpec, cfg: DemoConfig, backend: tuple[str, str, str], check
     from PIL import Image
 
     from ros_ncal.geometry import invert, pose_error
-    from ros_ncal.harness.demo_io import GraphRun, run_graph
+    from ros_ncal.ros.harness.demo_io import GraphRun, run_graph
     from ros_ncal.viz.demo_report import pose_entry, save_before_after, save_convergence_plot
     run_dir = out / spec.name
     if run_dir.exists():

@@ -52,7 +52,7 @@ def run(args) -> int:
     from ros_ncal.rosenv import apply_safe_ros_env
     apply_safe_ros_env()
     from ros_ncal.ros.lifecycle import InterruptWatcher, spin_until_interrupted
-    from ros_ncal.runner.suite_runner import NodeMissingError, SuiteRunner
+    from ros_ncal.ros.suite_runner import NodeMissingError, SuiteRunner
     # Ctrl-C (SIGINT, then another from ros2 launch or an impatient user) or SIGTERM: stop the executor,
     # close every node (workers, open datasets), shut rclpy down; exit 0 without a traceback
     with InterruptWatcher() as interrupts:

@@ -13,7 +13,7 @@ import importlib
 import threading
 from dataclasses import dataclass, field
 
-from .suite import NodeInvocation, NodeSpec
+from ros_ncal.runner.suite import NodeInvocation, NodeSpec
 
 
 class NodeMissingError(ImportError):

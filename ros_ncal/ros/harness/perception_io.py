@@ -1,8 +1,8 @@
 """Harness of the ``perception`` scenario of ``ncal demo``: segmenter + detector on a replayed bag.
 
 :func:`run_perception_graph` starts the ``segmenter`` and ``detector`` nodes in-process
-(:class:`ros_ncal.runner.suite_runner.SuiteRunner`, parameters from their config/ YAML + overrides),
-publishes a sensor bag frame by frame (:class:`ros_ncal.harness.demo_io.FramePlayer`) and, per cloud,
+(:class:`ros_ncal.ros.suite_runner.SuiteRunner`, parameters from their config/ YAML + overrides),
+publishes a sensor bag frame by frame (:class:`ros_ncal.ros.harness.demo_io.FramePlayer`) and, per cloud,
 waits for ``/segmenter/labeled_points`` and ``/detector/detections3d`` with that stamp (lockstep).
 It returns plain numpy data (no ROS types) for the command to report.
 """
@@ -97,7 +97,7 @@ def run_perception_graph(bag_dir: str | Path, node_params: dict[str, dict] | Non
     import rclpy
 
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
-    from ros_ncal.runner.suite_runner import SuiteRunner
+    from ros_ncal.ros.suite_runner import SuiteRunner
 
     from .demo_io import FramePlayer
     node_params = node_params or {}

@@ -316,13 +316,13 @@ def _wait_for_node_processes(player, processes, n_nodes: int, run: GraphRun) -> 
 
 
 def run_graph(run: GraphRun, log=print) -> GraphRunResult:
-    """Start the suite in-process (:class:`ros_ncal.runner.suite_runner.SuiteRunner`) or, with
-    ``node_processes``, one process per node (:class:`ros_ncal.runner.suite_runner.ProcessSuite`); replay,
+    """Start the suite in-process (:class:`ros_ncal.ros.suite_runner.SuiteRunner`) or, with
+    ``node_processes``, one process per node (:class:`ros_ncal.ros.suite_runner.ProcessSuite`); replay,
     collect."""
     import rclpy
 
     from ros_ncal.runner.suite import resolve_invocations, suite_specs
-    from ros_ncal.runner.suite_runner import ProcessSuite, SuiteRunner
+    from ros_ncal.ros.suite_runner import ProcessSuite, SuiteRunner
     if run.pace not in ('lockstep', 'realtime'):
         raise ValueError(f"pace must be 'lockstep' or 'realtime', got {run.pace!r}")
     if run.passes < 1:
