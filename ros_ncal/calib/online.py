@@ -275,9 +275,7 @@ class OnlineCalibration:
         ``init_from='fused'`` once something is fused, else ``nominal`` (4, 4)."""
         with self._lock:
             if self.cfg.init_from == 'fused' and self._fused is not None:
-                if self.cfg.relative_to_nominal:
-                    return np.asarray(nominal, dtype=np.float64) @ self._fused.T
-                return self._current()
+                return self._current(np.asarray(nominal, dtype=np.float64))
             return nominal
 
     # -- one frame
@@ -359,12 +357,15 @@ class OnlineCalibration:
                               'message': self.joint_message}}
 
     # -- internals (called with the lock held)
-    def _current(self) -> np.ndarray | None:
+    def _current(self, nominal: np.ndarray | None = None) -> np.ndarray | None:
+        """The current estimate for ``nominal`` (4, 4) (default: the last processed frame's nominal, which only
+        ``relative_to_nominal`` and the no-estimate case read)."""
+        nominal = self._nominal if nominal is None else nominal
         if self._joint_T is not None:
             return self._joint_T
         if self._fused is None:
-            return self._nominal
-        return self._nominal @ self._fused.T if self.cfg.relative_to_nominal else self._fused.T
+            return nominal
+        return nominal @ self._fused.T if self.cfg.relative_to_nominal else self._fused.T
 
     def _compute_fused_confidence(self, fused: FusionResult | None) -> float:
         """Mean per-frame confidence of the inliers x min(1, inliers / fusion.min_frames); 0 without inliers."""
