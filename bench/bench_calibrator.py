@@ -13,6 +13,9 @@ and through the original code path (``implementation: reference``).
 Run:  git worktree add /tmp/ncal_base HEAD   # the baseline tree (once; remove with git worktree remove)
       .venv/bin/python bench/bench_calibrator.py --baseline-tree /tmp/ncal_base --stages
       .venv/bin/python bench/bench_calibrator.py --data drive --baseline-tree /tmp/ncal_base   # the raw drive
+      .venv/bin/python bench/bench_calibrator.py --data drive --baseline-tree . --baseline-blas-threads 0
+                       # the workers run with one OpenBLAS thread as `ncal` and the nodes do (--blas-threads);
+                       # this compares against OpenBLAS's own default (one thread per core)
 """
 from __future__ import annotations
 
@@ -107,7 +110,7 @@ def _stages(samples, guesses, opts) -> dict:
 
 # ----------------------------------------------------------------------------- driver
 
-def _run_tree(tree: Path, args, stages: bool) -> dict:
+def _run_tree(tree: Path, args, stages: bool, blas_threads: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', '--backend', args.backend, '--data', args.data,
            '--frames', str(args.frames), '--drive-step', str(args.drive_step), '--max-deg', str(args.max_deg),
            '--max-m', str(args.max_m), '--seed', str(args.seed), '--threads', str(args.threads),
@@ -118,6 +121,9 @@ def _run_tree(tree: Path, args, stages: bool) -> dict:
         cmd.append('--stages')
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads),
                NCAL_SHARED_DATA=os.environ.get('NCAL_SHARED_DATA', str(REPO.parent / 'shared' / 'data')))
+    env.pop('OPENBLAS_NUM_THREADS', None)
+    if blas_threads > 0:
+        env['OPENBLAS_NUM_THREADS'] = str(blas_threads)
     p = subprocess.run(cmd, cwd=str(tree), env=env, capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith('@@RESULT '):
@@ -144,6 +150,12 @@ def main() -> None:
     ap.add_argument('--config', default='config/calib_eval.yaml', help='relative to each tree')
     ap.add_argument('--checkpoint', default=None, help='default: each tree\'s ros_ncal/assets/nclr_calib.pt')
     ap.add_argument('--baseline-tree', default=None, help='source tree of the same-run baseline')
+    ap.add_argument('--blas-threads', type=int, default=1,
+                    help='OPENBLAS_NUM_THREADS of the workers: 1 as `ncal` and the nodes set it '
+                         '(ros_ncal.blas_threads), 0 = unset (OpenBLAS starts one thread per core)')
+    ap.add_argument('--baseline-blas-threads', type=int, default=None,
+                    help='the baseline worker\'s OPENBLAS_NUM_THREADS (default: --blas-threads); with '
+                         '--baseline-tree . this compares the setting alone')
     ap.add_argument('--rounds', type=int, default=1)
     ap.add_argument('--stages', action='store_true', help='also time the stages alone (first tree)')
     ap.add_argument('--json', default=None, help='write all results here')
@@ -159,18 +171,24 @@ def main() -> None:
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]
         for name, tree in order:
-            res = _run_tree(tree, args, stages=args.stages and name == 'this tree' and stages is None)
+            blas = args.blas_threads if name == 'this tree' or args.baseline_blas_threads is None \
+                else args.baseline_blas_threads
+            res = _run_tree(tree, args, stages=args.stages and name == 'this tree' and stages is None,
+                            blas_threads=blas)
             results[name] += res['frames']
             stages = res.get('stages', stages)
             print(f'round {r + 1}: {name} ({tree}): ' + ', '.join(
                 f'{x["id"]} {x["wall_s"]:.2f} s wall / {x["cpu_s"]:.2f} s cpu' for x in res['frames']), flush=True)
     print(f'\n{args.backend} on {args.data} ({args.frames} frames, initial error up to {args.max_deg:g} deg / '
           f'{args.max_m:g} m, {args.threads} threads, {args.rounds} round(s)); seconds per frame median / mean / max')
+    base_blas = args.blas_threads if args.baseline_blas_threads is None else args.baseline_blas_threads
     for name, tree in trees:
         rows = results[name]
+        blas = args.blas_threads if name == 'this tree' else base_blas
         print(f'  {name:10s} wall {_stats([x["wall_s"] for x in rows])}   cpu {_stats([x["cpu_s"] for x in rows])}'
               f'   RRE median {np.median([x["rre_before"] for x in rows]):.2f} -> '
-              f'{np.median([x["rre_after"] for x in rows]):.2f} deg   ({tree})')
+              f'{np.median([x["rre_after"] for x in rows]):.2f} deg   ({tree}, '
+              f'OPENBLAS_NUM_THREADS={blas if blas > 0 else "unset"})')
     if len(trees) == 2:
         a, b = results['this tree'], results['baseline']
         print(f'  speed-up (median wall): {np.median([x["wall_s"] for x in b]) / np.median([x["wall_s"] for x in a]):.1f}x,'

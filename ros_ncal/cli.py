@@ -20,6 +20,7 @@ import sys
 import traceback
 
 import ros_ncal.commands as _commands
+from ros_ncal.blas_threads import prefer_single_thread_blas
 from ros_ncal.cli_errors import classify, ensure_writable
 
 DEFAULT_OUTPUT_ARGS = ('out',)
@@ -85,7 +86,9 @@ def _report(args, code: int, line: str) -> int:
 def entry() -> None:
     """The ``ncal`` console script: :func:`main`, then exit with its status, ignoring a late Ctrl-C while
     the interpreter tears down (``main`` itself leaves signal handling as it found it, for in-process
-    callers)."""
+    callers). Before any command imports numpy: one OpenBLAS thread unless exported (ros_ncal.blas_threads),
+    as in the nodes, so ``ncal calibrate`` / ``eval-calib`` run the calibrator as the node does."""
+    prefer_single_thread_blas()
     code = main()
     from ros_ncal.ros.lifecycle import ignore_interrupts_for_exit
     ignore_interrupts_for_exit()

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'ros_ncal'
 LAYERS: list[tuple[str, ...]] = [
     # foundation: typed config and node-parameter fields (config_io), drops and the health verdict, the nodes'
     # worker thread, ...; they import only each other
-    ('__init__', 'config_io', 'nativelib', 'health', 'worker', 'rosenv', 'assets'),
+    ('__init__', 'config_io', 'nativelib', 'health', 'worker', 'rosenv', 'assets',
+     'blas_threads'),
     ('geometry',),      # SE(3), cameras, boxes
     ('msgcodec',),      # ROS message fields <-> numpy, without ROS
     ('data',),          # Samples, dataset and rosbag2 readers, shards

@@ -23,12 +23,13 @@ afterwards still stop on Ctrl-C (an ignored signal is inherited through fork and
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 import time
 from typing import Callable
+
+from ros_ncal.blas_threads import prefer_single_thread_blas
 
 
 def quiet_interrupts_during_import() -> None:
@@ -41,10 +42,10 @@ def quiet_interrupts_during_import() -> None:
 
 def prepare_node_process() -> None:
     """First step of a computing node run as a process of its own (``python -m ros_ncal.nodes.<node>``), before
-    numpy, torch and rclpy load: numpy's OpenBLAS threads make the nodes' skinny matmuls several times slower on a
-    busy machine (docs/nodes.md), so one thread unless the user chose (``OPENBLAS_NUM_THREADS``); and Ctrl-C
+    numpy, torch and rclpy load: one OpenBLAS thread unless the user chose (ros_ncal.blas_threads: OpenBLAS'
+    spinning threads slow the nodes' skinny matmuls and torch several fold on a busy machine); and Ctrl-C
     while the imports run exits 0 without a traceback (:func:`quiet_interrupts_during_import`)."""
-    os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+    prefer_single_thread_blas()
     quiet_interrupts_during_import()
 
 
