@@ -8,7 +8,7 @@ from ros_ncal.calib import (CalibResult, CalibratorUnavailableError, EvalConfig,
                             calibrator_input, evaluate_calibrators, make_calibrator, make_trials, true_extrinsic)
 from ros_ncal.calib.eval_data import load_kitti_samples
 from ros_ncal.cli import main as ncal_main
-from ros_ncal.geometry import make_T, matrix_to_rotvec, pose_error, rotvec_to_matrix
+from ros_ncal.geometry import invert, make_T, matrix_to_rotvec, pose_error, rotvec_to_matrix
 
 
 @pytest.fixture(scope='module')
@@ -136,6 +136,9 @@ def test_sequences_fuse_corrections_and_start_from_the_fused_estimate(kitti_two)
     assert by['none']['rre_deg'] == pytest.approx(init_rre) and by['none']['rte_cm'] == pytest.approx(100 * init_rte)
     assert by['good']['rre_deg'] < 1e-4 and by['good']['rte_cm'] < 1e-4 and by['good']['fused_frames'] == 4
     assert by['good']['trajectory'][0][0] < 1e-4 and len(by['good']['trajectory']) == 4
+    # the records carry what a later stage needs to replay the sequence's end: D and the fused correction
+    assert np.allclose(by['good']['perturbation'], D) and np.allclose(by['good']['fused_correction'], invert(D))
+    assert np.allclose(by['none']['fused_correction'], np.eye(4))
     # the first frame fails: it starts from the nominal, the fused estimate is still the nominal, error kept
     assert late.starts[0] == pytest.approx(true_extrinsic(frames[0]) @ D)
     assert late.starts[1] == pytest.approx(true_extrinsic(frames[1]) @ D)

@@ -302,7 +302,9 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
     perturbations: (4, 4) D each, the miscalibration of one sequence. Record keys: sequence, calibrator,
     init_rre_deg, init_rte_cm, rre_deg, rte_cm (of the final fused estimate), frames, fused_frames,
     rot_std_deg / trans_std_cm (the fusion's standard errors, None below two frames), runtime_s (mean per
-    frame), trajectory ([[rre_deg, rte_cm]] after each frame). With ``joint`` (a JointEdgeRefiner) every
+    frame), trajectory ([[rre_deg, rte_cm]] after each frame), perturbation (the (4, 4) D as nested lists) and
+    fused_correction (the fusion's (4, 4) LiDAR-frame correction before any joint stage), so a later stage can
+    be replayed from the same start without the network. With ``joint`` (a JointEdgeRefiner) every
     calibrator also gets a record named ``<name>+joint``: the same sequence, then the joint multi-frame
     refinement of the fused estimate (its trajectory ends with the refined error).
     """
@@ -325,7 +327,10 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
             base = {'sequence': k, 'init_rre_deg': init_rre, 'init_rte_cm': 100.0 * init_rte,
                     'frames': len(res.frames), 'fused_frames': summary['fused_inliers'],
                     'rot_std_deg': summary['rot_std_deg'], 'trans_std_cm': summary['trans_std_cm'],
-                    'runtime_s': float(np.mean([x.runtime_s for x in res.frames]))}
+                    'runtime_s': float(np.mean([x.runtime_s for x in res.frames])),
+                    'perturbation': D.tolist(),
+                    'fused_correction': np.asarray(res.fused_correction if res.fused_correction is not None
+                                                   else res.correction, dtype=np.float64).tolist()}
             rre, rte = pose_error(res.fused_correction, ideal)
             records.append({**base, 'calibrator': name, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
                             'trajectory': trajectory})
