@@ -37,13 +37,11 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 
 from ros_ncal.config_io import SectionConfig, dataclass_from_dict, to_jsonable
-from ros_ncal.data.sample import Sample
+from ros_ncal.data.sample import TRUE_EXTRINSIC_KEY, Sample, true_extrinsic
 from ros_ncal.geometry import pose_error, random_perturbation, validate_rigid
 
 from .fusion import FusionConfig
 from .result import CalibResult, NoCorrection
-
-TRUE_EXTRINSIC_KEY = 'T_cam_lidar_true'
 
 
 @dataclass
@@ -106,14 +104,6 @@ class EvalConfig(SectionConfig):
         for s in self.sweep:
             if len(s) != 2 or s[0] < 0 or s[1] < 0:
                 raise ValueError(f'evaluation config: sweep entries are [deg, m] >= 0, got {s}')
-
-
-def true_extrinsic(sample: Sample) -> np.ndarray:
-    """(4, 4) ground truth: ``sample.meta['T_cam_lidar_true']`` when present, else ``sample.T_cam_lidar``."""
-    if TRUE_EXTRINSIC_KEY in sample.meta:
-        return validate_rigid(np.asarray(sample.meta[TRUE_EXTRINSIC_KEY], dtype=np.float64), 1e-4,
-                              name=f'meta[{TRUE_EXTRINSIC_KEY!r}]')
-    return np.asarray(sample.T_cam_lidar, dtype=np.float64)
 
 
 def calibrator_input(sample: Sample, T_init: np.ndarray) -> Sample:

@@ -107,3 +107,15 @@ class Sample:
     def replace(self, **changes) -> 'Sample':
         """A validated copy with some fields changed."""
         return replace(self, **changes)
+
+
+TRUE_EXTRINSIC_KEY = 'T_cam_lidar_true'   # Sample.meta key of the true extrinsic when the nominal is not it
+
+
+def true_extrinsic(sample: Sample) -> np.ndarray:
+    """(4, 4) the best-known true T_cam_lidar: ``sample.meta['T_cam_lidar_true']`` when present (synthetic drives
+    and evaluation frames with a wrong nominal; checked rigid), else ``sample.T_cam_lidar``."""
+    if sample.meta and TRUE_EXTRINSIC_KEY in sample.meta:
+        return validate_rigid(np.asarray(sample.meta[TRUE_EXTRINSIC_KEY], dtype=np.float64), 1e-4,
+                              name=f'meta[{TRUE_EXTRINSIC_KEY!r}]')
+    return np.asarray(sample.T_cam_lidar, dtype=np.float64)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ros_ncal.data.sample import Sample
+from ros_ncal.data.sample import Sample, true_extrinsic
 from ros_ncal.geometry import (crop_intrinsics, in_image_mask, invert, project_points, random_perturbation,
                                random_planar_perturbation, scale_intrinsics, transform_points)
 
@@ -51,12 +51,6 @@ class PretextItem:
     T_in_lidar: np.ndarray
     uv_gt: np.ndarray
     overlap_gt: np.ndarray
-
-
-def true_extrinsic(sample: Sample) -> np.ndarray:
-    """The best-known true T_cam_lidar: meta['T_cam_lidar_true'] (synthetic drives with a wrong nominal) else nominal."""
-    T = sample.meta.get('T_cam_lidar_true') if sample.meta else None
-    return np.asarray(T, dtype=np.float64) if T is not None else sample.T_cam_lidar
 
 
 def curriculum_scale(cfg: PerturbationConfig, step: int | None) -> float:
