@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ros_ncal.calib import CalibResult
+from ros_ncal.calib.result import ESTIMATED_ROTATION
 from ros_ncal.calib.joint import JointResult
 from ros_ncal.calib.online import (DriftConfig, JointScheduleConfig, OnlineCalibration, OnlineConfig,
                                    OnlineFusionConfig, TfGateConfig)
@@ -192,12 +193,15 @@ def test_reset_clears_fusion_joint_and_drift_but_keeps_the_nominal():
 class ScriptedRefiner:
     """Stands in for JointEdgeRefiner: records each call and answers a real JointResult."""
 
-    def __init__(self, success: bool, correction: np.ndarray, on_refine=None):
+    def __init__(self, success: bool, correction: np.ndarray, on_refine=None, then: list[np.ndarray] = ()):
         self.success, self.correction, self.on_refine = success, correction, on_refine
+        self.then = list(then)          # corrections of the later calls, in order (the last one stays)
         self.calls: list[tuple[list[int], list[np.ndarray]]] = []
 
     def refine(self, frames: list[Sample], extrinsics: list[np.ndarray]) -> JointResult:
         assert all(isinstance(f, Sample) for f in frames) and len(frames) == len(extrinsics)
+        if self.calls and self.then:
+            self.correction = self.then.pop(0)
         self.calls.append(([f.stamp_ns for f in frames], [np.array(T) for T in extrinsics]))
         if self.on_refine is not None:
             self.on_refine()
@@ -229,6 +233,44 @@ def test_joint_stage_runs_every_n_fused_frames_after_min_fused_frames_with_min_f
     np.testing.assert_allclose(core.current, L @ est, atol=1e-9)  # the refined estimate is the current one
     np.testing.assert_allclose(core.initial_guess(NOMINAL), L @ est, atol=1e-9)
     assert out.tf.change_rot_deg == pytest.approx(pose_error(L @ est, NOMINAL)[0])
+
+
+def test_a_joint_estimate_is_published_on_two_agreeing_joint_results_and_a_change_above_its_accuracy():
+    """The demo's case: the frames estimate the rotation only, so the fused translation's standard error is the
+    prior's (large); the joint stage found the translation. Its estimate goes on /tf_static once two joint results
+    agree and it moved more than tf.joint_min_change_* from the published transform."""
+    tf = TfGateConfig(min_confidence=0.7, max_rot_std_deg=0.5, max_trans_std_m=0.05, min_change_deg=0.1,
+                      min_change_m=0.01, joint_agree_deg=0.5, joint_agree_m=0.05, joint_min_change_deg=0.2,
+                      joint_min_change_m=0.05)
+    joint = JointScheduleConfig(every_n=3, buffer=10, min_frames=2, min_fused_frames=3, min_spacing_s=0.0)
+    fusion = OnlineFusionConfig(min_frames=1, prior_trans_std_m=0.1)
+
+    def frames(core, first, n, T):
+        return [core.process_frame(sample_at(0.1 * i, i), CalibResult(T, 0.9, True, 'scripted',
+                                                                       estimated=ESTIMATED_ROTATION), NOMINAL)
+                for i in range(first, first + n)]
+
+    def run(corrections, T=off_nominal(0.5)):
+        core = OnlineCalibration(config(tf=tf, joint=joint, fusion=fusion),
+                                 ScriptedRefiner(True, corrections[0], then=corrections[1:]))
+        return core, frames(core, 0, 6, T)
+    shift = make_T(np.eye(3), [0.0, 0.0, -0.1])
+    core, outs = run([shift, make_T(np.eye(3), [0.0, 0.01, -0.1])])
+    assert outs[1].fused.trans_std_m > 0.05 and 'standard error' in outs[1].tf.reason   # the fusion's gate refuses
+    assert outs[2].joint is not None and not outs[2].tf.publish and 'one joint result' in outs[2].tf.reason
+    assert outs[5].joint is not None and outs[5].tf.publish, outs[5].tf.reason
+    np.testing.assert_allclose(outs[5].current, make_T(np.eye(3), [0.0, 0.01, -0.1]) @ outs[5].fused.T, atol=1e-9)
+    # published: the next joint result within tf.joint_min_change_* of it is not republished
+    core.mark_published(outs[5].current)
+    more = frames(core, 6, 3, off_nominal(0.5))
+    assert more[-1].joint is not None and not more[-1].tf.publish and 'joint_min_change' in more[-1].tf.reason
+    # two joint results 8 cm apart: not confirmed
+    _, outs = run([shift, make_T(np.eye(3), [0.08, 0.0, -0.1])])
+    assert not outs[5].tf.publish and 'last two joint results differ' in outs[5].tf.reason
+    # agreeing, 3 cm and 0 deg from the nominal: below the joint stage's accuracy, the nominal stays
+    _, outs = run([make_T(np.eye(3), [0.03, 0.0, 0.0])], T=NOMINAL)
+    assert outs[5].joint is not None and not outs[5].tf.publish and 'joint_min_change' in outs[5].tf.reason
+    assert outs[5].tf.change_trans_m == pytest.approx(0.03, abs=1e-6)
 
 
 def test_joint_stage_waits_for_min_frames_spaced_min_spacing_s_apart():

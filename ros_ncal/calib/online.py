@@ -73,6 +73,11 @@ class TfGateConfig:
     max_trans_std_m: float = 0.05
     min_change_deg: float = 0.1         # republish only when it moved more than this ...
     min_change_m: float = 0.01          # ... or more than this, from the last published (or the nominal)
+    # An estimate refined by the joint stage (its translation comes from there, not from the fused frames):
+    joint_agree_deg: float = 0.5        # the last two joint results agree within these (in place of the fused
+    joint_agree_m: float = 0.05         # translation's standard error, which knows nothing of the joint stage)
+    joint_min_change_deg: float = 0.2   # and it moved more than this or more than this: the joint stage's accuracy
+    joint_min_change_m: float = 0.05    # on real data (docs/calibration_eval.md), so it never republishes its noise
 
 
 @dataclass
@@ -194,6 +199,7 @@ class OnlineCalibration:
         self._fused: FusionResult | None = None
         self._fused_confidence = 0.0
         self._joint_T: np.ndarray | None = None      # last successful joint refinement of the fused estimate
+        self._joint_prev: np.ndarray | None = None   # the one before it (the gate's agreement test)
         self._drift = DriftStatus()
         self._last_result: CalibResult | None = None
         self._last_published: np.ndarray | None = None
@@ -308,6 +314,7 @@ class OnlineCalibration:
                 self.joint_runs += 1
                 self.joint_message = joint_res.message
                 if joint_res.success and generation == self._generation:
+                    self._joint_prev = self._joint_T
                     self._joint_T = joint_res.correction @ fused.T
                     self.joint_applied += 1
             fused, conf = self._fused, self._fused_confidence
@@ -333,6 +340,7 @@ class OnlineCalibration:
             self._frame_conf.clear()
             self._fused, self._fused_confidence = None, 0.0
             self._joint_T = None
+            self._joint_prev = None
             self._joint_frames.clear()
             self._drift = DriftStatus()
             self._generation += 1
@@ -430,7 +438,9 @@ class OnlineCalibration:
 
     def _tf_decision(self, T: np.ndarray, fused: FusionResult | None, conf: float, nominal: np.ndarray) -> TfDecision:
         """T: (4, 4) the current estimate; gated on the fusion's confidence, its standard errors and the change
-        from the last published transform (else the nominal)."""
+        from the last published transform (else the nominal). Once the joint stage refined the estimate, the
+        translation's evidence is the joint stage's: its last two results must agree (``tf.joint_agree_*``)
+        and the change must exceed its accuracy (``tf.joint_min_change_*``)."""
         t = self.cfg.tf
         reference = 'published' if self._last_published is not None else 'nominal'
         rot, trans = pose_error(T, self._last_published if self._last_published is not None else nominal)
@@ -443,6 +453,23 @@ class OnlineCalibration:
             return no('nothing fused yet')
         if conf < t.min_confidence:
             return no(f'confidence {conf:.2f} < tf.min_confidence {t.min_confidence:.2f}')
+        if self._joint_T is not None:               # the current estimate is the joint stage's (``_current``)
+            # refined by the joint stage: the fused rotation's standard error, the last two joint results'
+            # agreement instead of the fused translation's, and a change above the joint stage's accuracy
+            if not fused.rot_std_deg <= t.max_rot_std_deg:
+                return no(f'rotation standard error {fused.rot_std_deg:.3g} deg above tf.max_rot_std_deg '
+                          f'{t.max_rot_std_deg:g}')
+            if self._joint_prev is None:
+                return no('one joint result so far (tf.joint_agree_* needs two)')
+            a_rot, a_trans = pose_error(self._joint_T, self._joint_prev)
+            if not (a_rot <= t.joint_agree_deg and a_trans <= t.joint_agree_m):
+                return no(f'the last two joint results differ by {a_rot:.3f} deg / {a_trans:.4f} m (above '
+                          f'tf.joint_agree_deg {t.joint_agree_deg:g} / tf.joint_agree_m {t.joint_agree_m:g})')
+            if rot <= max(t.min_change_deg, t.joint_min_change_deg) and \
+                    trans <= max(t.min_change_m, t.joint_min_change_m):
+                return no(f'moved only {rot:.3f} deg / {trans:.4f} m from the {reference} extrinsic (joint '
+                          f'estimate: tf.joint_min_change_*)')
+            return TfDecision(True, '', rot, trans, reference)
         if not (fused.rot_std_deg <= t.max_rot_std_deg and fused.trans_std_m <= t.max_trans_std_m):
             return no(f'standard error {fused.rot_std_deg:.3g} deg / {fused.trans_std_m:.3g} m above '
                       f'tf.max_rot_std_deg {t.max_rot_std_deg:g} / tf.max_trans_std_m {t.max_trans_std_m:g}')

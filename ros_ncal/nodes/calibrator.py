@@ -20,7 +20,9 @@ standard error, order x y z rx ry rz in the LiDAR frame) and ``~/confidence`` (s
 fused confidence); ``/tf_static`` (T_lidar_cam, parent = LiDAR frame, child = camera optical frame)
 ONLY when the fused confidence >= ``tf.min_confidence``, its standard errors are below
 ``tf.max_rot_std_deg`` / ``tf.max_trans_std_m`` and it moved more than ``tf.min_change_deg`` or
-``tf.min_change_m`` from the last published (or the nominal); ``~/debug/processing_time_ms``
+``tf.min_change_m`` from the last published (or the nominal); once the joint stage refined it, the last two
+joint results must agree (``tf.joint_agree_*``, instead of the fused translation's standard error) and the change
+exceed ``tf.joint_min_change_*``; ``~/debug/processing_time_ms``
 (std_msgs/Float64); ``~/status`` (JSON) and ``/diagnostics`` (latency, confidence, drift from nominal,
 drops by reason, frames processed; WARN when the drift exceeds ``drift.tolerance_*`` for longer than
 ``drift.hold_s`` of LiDAR time, ERROR beyond twice the tolerance).
@@ -84,6 +86,12 @@ class TfParams:
     max_trans_std_m: float = param(0.05, 'largest translation standard error allowed to publish', min=0.0)
     min_change_deg: float = param(0.1, 'republish only when the estimate moved more than this', min=0.0)
     min_change_m: float = param(0.01, '... or more than this', min=0.0)
+    joint_agree_deg: float = param(0.5, 'a joint-refined estimate: the last two joint results agree within this '
+                                        'rotation (instead of the fused translation standard error)', min=0.0)
+    joint_agree_m: float = param(0.05, '... and this translation', min=0.0)
+    joint_min_change_deg: float = param(0.2, 'a joint-refined estimate is republished only when it moved more than '
+                                             'this (the joint stage\'s accuracy on real data)', min=0.0)
+    joint_min_change_m: float = param(0.05, '... or more than this', min=0.0)
 
 
 @dataclass
