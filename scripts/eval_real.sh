@@ -39,7 +39,8 @@ for bag in dgp_scene_01_cam01 opencalib_ours_1 opencalib_manual_0; do
   done
 done | tee "$OUT/rigs.txt"
 # 6. online sequences from gross errors (+-20 deg / 1.5 m), one start vs the multi-start stage, + joint with its
-#    coarse multi-start stage (joint.coarse in config/calib_eval_gross.yaml; 30-90 s per joint run: about 25 min)
+#    coarse multi-start stage and its hops (joint.coarse in config/calib_eval_gross.yaml; 40-90 s per joint run:
+#    about 25 min). scripts/replay_joint.py re-runs only the joint stage of these reports from their fused estimates
 "$NCAL" eval-calib --data kitti-raw --frame-range 57:77 --frame-step 2 --calibrators "nclr/classical,nclr_wide/classical" \
   --checkpoint "$CK" --config "$ROOT/config/calib_eval_gross.yaml" --preset wide --trials 1 --sequence 2 --sequences 6 \
   --joint --out "$OUT/drive_tail_gross_sequences" | tee "$OUT/drive_tail_gross_sequences.txt"

@@ -79,7 +79,7 @@ def test_coarse_stage_recovers_a_gross_translation_the_local_levels_cannot(share
     coarse = CoarseStage(enabled=True, grid_range_m=0.8, grid_step_m=0.4, top_k=8, points_per_frame=400)
     res = JointEdgeRefiner(JointEdgeConfig(coarse=coarse)).refine(samples, start)
     rot, trans = pose_error(res.extrinsics[0], samples[0].T_cam_lidar)
-    assert res.success and 'coarse search (125 starts) moved' in res.message
+    assert res.success and 'coarse search (125 starts) moved' in res.message and '6 hops (' in res.message
     assert rot < 0.5 and trans < 0.08, (rot, trans, res.message)           # measured 0.17 deg / 3.6 cm (20 frames)
     local = JointEdgeRefiner().refine(samples, start)
     assert pose_error(local.extrinsics[0], samples[0].T_cam_lidar)[1] > 0.3   # the local levels alone stay far off
@@ -87,3 +87,26 @@ def test_coarse_stage_recovers_a_gross_translation_the_local_levels_cannot(share
     kept = JointEdgeRefiner(JointEdgeConfig(coarse=coarse)).refine(samples, [s.T_cam_lidar for s in samples])
     rot, trans = pose_error(kept.extrinsics[0], samples[0].T_cam_lidar)
     assert rot < 0.3 and trans < 0.05, (rot, trans, kept.message)
+
+
+def test_coarse_hops_replace_the_result_only_when_clearly_higher(shared_data):
+    """The hops (coarse.hop_deg about each axis, both signs) rerun the local levels next to the coarse winner; one
+    replaces it only when it ends hop_min_gain higher. With an unreachable gain nothing is kept and the result is
+    the one without hops."""
+    import dataclasses
+
+    from ros_ncal.calib.eval_data import load_kitti_raw_samples
+    from ros_ncal.calib.joint import CoarseStage
+    samples, _ = load_kitti_raw_samples(shared_data / 'kitti_raw/2011_09_26/2011_09_26_drive_sfnd_sync', '57:77',
+                                        step=4)
+    start = [make_T(rotvec_to_matrix(np.radians([0.0, 1.5, 0.0])), [0.2, 0.0, 0.0]) @ s.T_cam_lidar for s in samples]
+    coarse = CoarseStage(enabled=True, grid_range_m=0.4, grid_step_m=0.4, top_k=4, points_per_frame=300, iters=10,
+                         rank_iters=10)
+    plain = JointEdgeRefiner(JointEdgeConfig(coarse=dataclasses.replace(coarse, hop_deg=0.0))).refine(samples, start)
+    assert 'hops' not in plain.message
+    never = JointEdgeRefiner(JointEdgeConfig(coarse=dataclasses.replace(coarse, hop_min_gain=10.0))).refine(
+        samples, start)
+    assert '6 hops (0 kept)' in never.message
+    np.testing.assert_allclose(never.correction, plain.correction, atol=1e-12)
+    with pytest.raises(ValueError, match='coarse'):
+        JointEdgeConfig(coarse=CoarseStage(hop_deg=-1.0)).validate()
