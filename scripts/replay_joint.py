@@ -17,14 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from ros_ncal.blas_threads import prefer_single_thread_blas
 
-from ros_ncal.calib import calibrator_input
-from ros_ncal.calib.eval_data import load_kitti_raw_samples
-from ros_ncal.calib.evaluate import summarize_sequences
-from ros_ncal.calib.joint import JointEdgeRefiner
-from ros_ncal.data.sample import true_extrinsic
-from ros_ncal.geometry import invert, pose_error
+prefer_single_thread_blas()     # before numpy loads, as in `ncal` (ros_ncal/blas_threads.py)
+
+import numpy as np  # noqa: E402
+
+from ros_ncal.calib import calibrator_input  # noqa: E402
+from ros_ncal.calib.eval_data import load_kitti_raw_samples  # noqa: E402
+from ros_ncal.calib.evaluate import summarize_sequences  # noqa: E402
+from ros_ncal.calib.joint import JointEdgeRefiner  # noqa: E402
+from ros_ncal.data.sample import true_extrinsic  # noqa: E402
+from ros_ncal.geometry import invert, pose_error  # noqa: E402
 
 
 def replay(report: dict, samples: list, refiner: JointEdgeRefiner, calibrators: list[str] | None) -> list[str]:
