@@ -23,11 +23,10 @@ prefer_single_thread_blas()     # before numpy loads, as in `ncal` (ros_ncal/bla
 
 import numpy as np  # noqa: E402
 
-from ros_ncal.calib import calibrator_input  # noqa: E402
 from ros_ncal.calib.eval_data import load_kitti_raw_samples  # noqa: E402
-from ros_ncal.calib.evaluate import summarize_sequences  # noqa: E402
+from ros_ncal.calib.evaluate import sequence_frames, summarize_sequences  # noqa: E402
 from ros_ncal.calib.joint import JointEdgeRefiner  # noqa: E402
-from ros_ncal.data.sample import true_extrinsic  # noqa: E402
+from ros_ncal.calib.offline import apply_joint  # noqa: E402
 from ros_ncal.geometry import invert, pose_error  # noqa: E402
 
 
@@ -46,11 +45,10 @@ def replay(report: dict, samples: list, refiner: JointEdgeRefiner, calibrators: 
             raise ValueError(f'{name}, sequence {rec["sequence"]}: the report has no fused corrections (written '
                              f'before 2026-12-03); re-run ncal eval-calib')
         D, C = np.asarray(base['perturbation'], dtype=np.float64), np.asarray(base['fused_correction'], dtype=np.float64)
-        frames = [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]   # as run_sequences builds them
-        T_ref = frames[0].T_cam_lidar
+        frames = sequence_frames(samples, D)
         t0 = time.perf_counter()
         res = refiner.refine(frames, [f.T_cam_lidar @ C for f in frames])
-        C2 = invert(T_ref) @ res.correction @ T_ref @ C if res.success else C     # as calibrate_sequence applies it
+        C2 = apply_joint(C, frames[0].T_cam_lidar, res)
         rre, rte = pose_error(C2, invert(D))
         seq['records'][i] = {**rec, 'rre_deg': rre, 'rte_cm': 100.0 * rte, 'joint': res.to_dict(),
                              'trajectory': rec['trajectory'][:-1] + [[rre, 100.0 * rte]]}

@@ -30,6 +30,11 @@ RESULTS_MD = REPO / 'docs' / 'results.md'
 # Sequence reports written before 2026-12-03 carry no thresholds: they counted success with the evaluation's
 # single-frame thresholds, 2 deg and 20 cm (every calib_eval*.yaml), not the 1 deg / 10 cm of the sequence target.
 OLD_SEQUENCE_SUCCESS = (2.0, 0.2)
+
+
+def sequence_success(d: dict) -> tuple[float, float]:
+    """(rre_deg, rte_m) success thresholds of a report's ``sequence`` section or a collected sequence table."""
+    return d.get('success_rre_deg', OLD_SEQUENCE_SUCCESS[0]), d.get('success_rte_m', OLD_SEQUENCE_SUCCESS[1])
 BLOCK = re.compile(r'(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)', re.S)
 
 
@@ -50,8 +55,7 @@ def collect(report: Path, name: str, command: str, out_dir: Path = RESULTS_DIR) 
     if seq.get('summary'):
         (out_dir / f'{name}_sequences.json').write_text(json.dumps(
             {**base, 'kind': 'sequence', 'passes': seq.get('passes'), 'sequences': seq.get('n_sequences'),
-             'success_rre_deg': seq.get('success_rre_deg', OLD_SEQUENCE_SUCCESS[0]),
-             'success_rte_m': seq.get('success_rte_m', OLD_SEQUENCE_SUCCESS[1]),
+             **dict(zip(('success_rre_deg', 'success_rte_m'), sequence_success(seq))),
              'summary': seq['summary']}, indent=1) + '\n')
     return path
 
@@ -98,8 +102,7 @@ def render_table(d: dict) -> str:
             lines.append(f"| {name} | {s['n']} | {_f(s['rre_median_deg'])} / {_f(s['rre_mean_deg'])} | "
                          f"{_f(s['rte_median_cm'], 1)} / {_f(s['rte_mean_cm'], 1)} | {100 * s['success_rate']:.0f} % |")
         b = d.get('preset_bounds') or {}
-        rre_ok, rte_ok = (d.get('success_rre_deg', OLD_SEQUENCE_SUCCESS[0]),
-                          d.get('success_rte_m', OLD_SEQUENCE_SUCCESS[1]))
+        rre_ok, rte_ok = sequence_success(d)
         what = (f"online sequences: {d.get('sequences')} perturbations (preset `{d.get('preset')}`, up to "
                 f"{b.get('max_deg', '?'):g} deg / {b.get('max_m', '?'):g} m) x {d.get('samples')} frames x "
                 f"{d.get('passes')} passes; success < {rre_ok:g} deg and < {100 * rte_ok:g} cm")

@@ -284,6 +284,12 @@ def _format_rows(rows: list[list[str]]) -> str:
                      for r in rows)
 
 
+def sequence_frames(samples: list[Sample], D: np.ndarray) -> list[Sample]:
+    """The frames of one online sequence as the calibrators see them: nominal = T_true @ D (D (4, 4) the
+    sequence's miscalibration), no truth in meta."""
+    return [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]
+
+
 def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibrators: dict[str, Any],
                   passes: int, fusion: FusionConfig | None = None, progress: bool = False,
                   joint=None) -> list[dict[str, Any]]:
@@ -308,7 +314,7 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
         D = validate_rigid(np.asarray(D, dtype=np.float64), 1e-6, name='perturbation')
         ideal = invert(D)
         init_rre, init_rte = pose_error(np.eye(4), ideal)
-        frames = [calibrator_input(s, true_extrinsic(s) @ D) for s in samples]   # nominal = T_true @ D, no truth
+        frames = sequence_frames(samples, D)
         for name, cal in calibrators.items():
             res = calibrate_sequence(frames, cal, passes=passes, fusion=fusion, joint=joint)
             trajectory = [[rot, 100.0 * trans] for rot, trans in
@@ -319,8 +325,7 @@ def run_sequences(samples: list[Sample], perturbations: list[np.ndarray], calibr
                     'rot_std_deg': summary['rot_std_deg'], 'trans_std_cm': summary['trans_std_cm'],
                     'runtime_s': float(np.mean([x.runtime_s for x in res.frames])),
                     'perturbation': D.tolist(),
-                    'fused_correction': np.asarray(res.fused_correction if res.fused_correction is not None
-                                                   else res.correction, dtype=np.float64).tolist()}
+                    'fused_correction': np.asarray(res.fused_correction, dtype=np.float64).tolist()}
             rre, rte = pose_error(res.fused_correction, ideal)
             records.append({**base, 'calibrator': name, 'rre_deg': rre, 'rte_cm': 100.0 * rte,
                             'trajectory': trajectory})

@@ -77,7 +77,7 @@ class CoarseStage:
     rank_iters: int = 40
     random_directions: int = 12        # per start and iteration, besides the 12 axis moves
     hop_deg: float = 1.0               # then the local levels again from the result turned by +-this about each
-    hop_m: float = 0.0                 # axis (and shifted +-hop_m along each, when > 0; 0 = none of that kind);
+                                       # camera axis (0 = no hops);
     hop_min_gain: float = 0.02         # a hop replaces it when it ends this much higher (relative): a nearby
                                        # local optimum scored 10-20 % lower on the drive, the truth's basin's
                                        # own results differ by < 1 % (docs/calibration_eval.md)
@@ -86,7 +86,7 @@ class CoarseStage:
         if (self.grid_range_m < 0 or self.grid_step_m <= 0 or self.box_rot_deg <= 0 or self.box_trans_m <= 0
                 or self.min_trans_step_m <= 0
                 or self.points_per_frame < 10 or self.top_k < 1 or self.iters < 1 or self.rank_iters < 1
-                or self.hop_deg < 0 or self.hop_m < 0 or self.hop_min_gain < 0
+                or self.hop_deg < 0 or self.hop_min_gain < 0
                 or not 0.0 < self.decay < 1.0 or not 0.0 < self.rank_decay < 1.0):
             raise ValueError(f'{where}: bad coarse stage {self}')
 
@@ -230,11 +230,11 @@ class JointEdgeRefiner:
                            msg if improved else msg + ' (no improvement)', time.perf_counter() - t0)
 
     def _hops(self) -> np.ndarray:
-        """(H, 6) the coarse stage's hops (``hop_deg`` about, ``hop_m`` along each axis, both signs); (0, 6) when off."""
-        c = self.cfg.coarse
-        size = np.array([np.radians(c.hop_deg)] * 3 + [c.hop_m] * 3)
-        axes = np.concatenate([np.eye(6), -np.eye(6)]) * size
-        return axes[np.abs(axes).sum(1) > 0]
+        """(6, 6) the coarse stage's hops, deltas turning by +-``hop_deg`` about each axis; (0, 6) when off."""
+        if self.cfg.coarse.hop_deg <= 0:
+            return np.zeros((0, 6))
+        turns = np.radians(self.cfg.coarse.hop_deg) * np.concatenate([np.eye(3), -np.eye(3)])
+        return np.concatenate([turns, np.zeros((6, 3))], axis=1)
 
     @functools.cached_property
     def coarse_edges(self) -> EdgeAlignmentCalibrator:

@@ -91,6 +91,13 @@ class SequenceCalibration:
                 'joint': self.joint.to_dict() if self.joint is not None else None}
 
 
+def apply_joint(C: np.ndarray, T_ref: np.ndarray, joint_res) -> np.ndarray:
+    """C (4, 4) a fused LiDAR-frame correction of the reference nominal T_ref (4, 4); joint_res a JointResult
+    from extrinsics ``nominal_i @ C``: the correction with the joint stage's applied when it succeeded (its L
+    acts in the camera frame of T_ref, hence the change of frame), else C."""
+    return invert(T_ref) @ joint_res.correction @ T_ref @ C if joint_res.success else C
+
+
 def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, fusion: FusionConfig | None = None,
                        init_from: str = 'fused', frame_ids: Iterable[str] | None = None,
                        on_frame: Callable[[FrameRecord], None] | None = None, joint=None) -> SequenceCalibration:
@@ -143,6 +150,5 @@ def calibrate_sequence(samples: Iterable[Sample], calibrator, passes: int = 1, f
     C_fused, joint_res = C.copy(), None
     if joint is not None:
         joint_res = joint.refine(seq, [np.asarray(s.T_cam_lidar, dtype=np.float64) @ C for s in seq])
-        if joint_res.success:   # L in the camera frame of the reference nominal -> a LiDAR-frame correction
-            C = invert(T_ref) @ joint_res.correction @ T_ref @ C
+        C = apply_joint(C, T_ref, joint_res)
     return SequenceCalibration(C, T_ref, T_ref @ C, fused, frames, passes, differ, C_fused, joint_res)
