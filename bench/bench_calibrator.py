@@ -167,24 +167,23 @@ def main() -> None:
     import numpy as np
     trees = [('this tree', REPO)] + ([('baseline', Path(args.baseline_tree).resolve())] if args.baseline_tree else [])
     results: dict[str, list] = {name: [] for name, _ in trees}
+    blas_of = {'this tree': args.blas_threads,
+               'baseline': args.blas_threads if args.baseline_blas_threads is None else args.baseline_blas_threads}
     stages = None
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]
         for name, tree in order:
-            blas = args.blas_threads if name == 'this tree' or args.baseline_blas_threads is None \
-                else args.baseline_blas_threads
             res = _run_tree(tree, args, stages=args.stages and name == 'this tree' and stages is None,
-                            blas_threads=blas)
+                            blas_threads=blas_of[name])
             results[name] += res['frames']
             stages = res.get('stages', stages)
             print(f'round {r + 1}: {name} ({tree}): ' + ', '.join(
                 f'{x["id"]} {x["wall_s"]:.2f} s wall / {x["cpu_s"]:.2f} s cpu' for x in res['frames']), flush=True)
     print(f'\n{args.backend} on {args.data} ({args.frames} frames, initial error up to {args.max_deg:g} deg / '
           f'{args.max_m:g} m, {args.threads} threads, {args.rounds} round(s)); seconds per frame median / mean / max')
-    base_blas = args.blas_threads if args.baseline_blas_threads is None else args.baseline_blas_threads
     for name, tree in trees:
         rows = results[name]
-        blas = args.blas_threads if name == 'this tree' else base_blas
+        blas = blas_of[name]
         print(f'  {name:10s} wall {_stats([x["wall_s"] for x in rows])}   cpu {_stats([x["cpu_s"] for x in rows])}'
               f'   RRE median {np.median([x["rre_before"] for x in rows]):.2f} -> '
               f'{np.median([x["rre_after"] for x in rows]):.2f} deg   ({tree}, '
